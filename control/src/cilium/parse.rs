@@ -1,0 +1,1643 @@
+//! Reads CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy YAML into the typed model.
+//! A hand-written decoder over saphyr's marked nodes: one function per Cilium type checks types
+//! and fields, calls `validate` for Cilium's rules, records every problem with file, line, column
+//! and field path, and carries on, so one run reports all errors of a file. Nothing is returned
+//! when any file has an error (a policy set is never half-applied).
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use saphyr::{ScalarOwned, YamlDataOwned};
+
+use crate::yaml::{data, describe, is_empty_seq, is_null, seq_len, span_of, Decoder, Fields, Node, Shape};
+
+use super::model::{
+    CidrRule, DefaultDeny, Entity, FqdnSelector, HeaderMatch, HttpRule, L4Protocol, Operator, Peer,
+    PeerRule, Policy, PolicyKind, PortProtocol, PortRule, Requirement, Rule, RuleLabel, Selector,
+};
+use super::validate::{self, L7Kind};
+use crate::diag::{Diagnostic, Diagnostics, Span};
+
+/// The policies of a successful load, and what the user should know about them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub policies: Vec<Policy>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parse one file's text (multi-document YAML). All errors of the file at once.
+pub fn parse_str(file: &Path, text: &str) -> Result<Loaded, Diagnostics> {
+    let mut load = Load::default();
+    load.add_file(file, text);
+    load.finish()
+}
+
+/// Load every `*.yaml` / `*.yml` file directly in `path` (sorted by name), or the single file
+/// `path`. Errors of all files at once; if any file has an error, no policy is returned.
+/// A (kind, namespace, name) defined twice is an error.
+pub fn load_path(path: &Path) -> Result<Loaded, Diagnostics> {
+    let mut load = Load::default();
+    match policy_files(path) {
+        Ok(files) => {
+            for file in files {
+                match fs::read_to_string(&file) {
+                    Ok(text) => load.add_file(&file, &text),
+                    Err(e) => load
+                        .errors
+                        .push(file_error(&file, format!("cannot read the file: {e}"))),
+                }
+            }
+        }
+        Err(d) => load.errors.push(d),
+    }
+    load.finish()
+}
+
+fn policy_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let unreadable =
+        |e: std::io::Error| file_error(path, format!("cannot read the directory: {e}"));
+    let mut files = Vec::new();
+    for entry in fs::read_dir(path).map_err(unreadable)? {
+        let file = entry.map_err(unreadable)?.path();
+        let is_yaml = matches!(
+            file.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if is_yaml && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(file_error(
+            path,
+            "no *.yaml or *.yml file in this directory: point to the directory holding the policies",
+        ));
+    }
+    Ok(files)
+}
+
+fn file_error(file: &Path, message: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(file, Span { line: 1, col: 1 }, "", message)
+}
+
+/// Policies, warnings and errors gathered over one or more files.
+#[derive(Default)]
+struct Load {
+    policies: Vec<Policy>,
+    warnings: Vec<Diagnostic>,
+    errors: Vec<Diagnostic>,
+}
+
+impl Load {
+    fn add_file(&mut self, file: &Path, text: &str) {
+        let mut decoder = Decoder {
+            file,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        self.policies.extend(decoder.file(text));
+        self.errors.extend(decoder.errors);
+        self.warnings.extend(decoder.warnings);
+    }
+
+    fn finish(mut self) -> Result<Loaded, Diagnostics> {
+        self.errors.extend(duplicates(&self.policies));
+        if self.errors.is_empty() {
+            Ok(Loaded {
+                policies: self.policies,
+                warnings: self.warnings,
+            })
+        } else {
+            Err(Diagnostics(self.errors).sorted())
+        }
+    }
+}
+
+/// One error per policy whose (kind, namespace, name) was already defined.
+fn duplicates(policies: &[Policy]) -> Vec<Diagnostic> {
+    let mut seen = HashMap::new();
+    let mut errors = Vec::new();
+    for p in policies {
+        match seen.entry((p.kind, p.namespace.as_deref(), p.name.as_str())) {
+            Entry::Occupied(first) => {
+                let first: &&Policy = first.get();
+                errors.push(Diagnostic::new(
+                    &p.file,
+                    p.span,
+                    "metadata.name",
+                    format!(
+                        "duplicate {} {}: already defined at {}:{}:{}; rename one of them or \
+                         delete the copy",
+                        p.kind.kind_name(),
+                        p.qualified_name(),
+                        first.file.display(),
+                        first.span.line,
+                        first.span.col
+                    ),
+                ));
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(p);
+            }
+        }
+    }
+    errors
+}
+
+
+const fn shape(what: &'static str, fields: &'static [&'static str]) -> Shape {
+    Shape { reject: validate::unenforced, ..Shape::plain(what, fields) }
+}
+
+static TOP: Shape = Shape {
+    ignored: &["status"],
+    ..shape(
+        "a policy document",
+        &["apiVersion", "kind", "metadata", "spec", "specs"],
+    )
+};
+static METADATA: Shape = Shape {
+    ignored: &[
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "managedFields",
+    ],
+    ..shape("metadata", &["name", "namespace", "annotations", "labels"])
+};
+static RULE: Shape = Shape {
+    unenforced: &["nodeSelector"],
+    ..shape(
+        "a rule",
+        &[
+            "endpointSelector",
+            "ingress",
+            "ingressDeny",
+            "egress",
+            "egressDeny",
+            "enableDefaultDeny",
+            "labels",
+            "description",
+            "log",
+        ],
+    )
+};
+static INGRESS: Shape = Shape {
+    unenforced: &["fromGroups", "fromNodes", "fromRequires", "icmps"],
+    ..shape(
+        "an ingress rule",
+        &[
+            "fromEndpoints",
+            "fromCIDR",
+            "fromCIDRSet",
+            "fromEntities",
+            "toPorts",
+            "authentication",
+        ],
+    )
+};
+static INGRESS_DENY: Shape = Shape {
+    unenforced: &["fromGroups", "fromNodes", "fromRequires", "icmps"],
+    ..shape(
+        "an ingressDeny rule",
+        &[
+            "fromEndpoints",
+            "fromCIDR",
+            "fromCIDRSet",
+            "fromEntities",
+            "toPorts",
+        ],
+    )
+};
+static EGRESS: Shape = Shape {
+    unenforced: &["toServices", "toGroups", "toNodes", "toRequires", "icmps"],
+    ..shape(
+        "an egress rule",
+        &[
+            "toEndpoints",
+            "toCIDR",
+            "toCIDRSet",
+            "toEntities",
+            "toFQDNs",
+            "toPorts",
+            "authentication",
+        ],
+    )
+};
+static EGRESS_DENY: Shape = Shape {
+    unenforced: &[
+        "toServices",
+        "toGroups",
+        "toNodes",
+        "toRequires",
+        "icmps",
+        "toFQDNs",
+    ],
+    ..shape(
+        "an egressDeny rule",
+        &[
+            "toEndpoints",
+            "toCIDR",
+            "toCIDRSet",
+            "toEntities",
+            "toPorts",
+        ],
+    )
+};
+static PORT_RULE: Shape = Shape {
+    unenforced: &[
+        "serverNames",
+        "terminatingTLS",
+        "originatingTLS",
+        "listener",
+    ],
+    ..shape("a toPorts entry", &["ports", "rules"])
+};
+static DENY_PORT_RULE: Shape = Shape {
+    unenforced: &[
+        "rules",
+        "serverNames",
+        "terminatingTLS",
+        "originatingTLS",
+        "listener",
+    ],
+    reject: validate::deny_port_field,
+    ..shape("a deny rule's toPorts entry", &["ports"])
+};
+static PORT_PROTOCOL: Shape = shape("a ports entry", &["port", "endPort", "protocol"]);
+static L7_RULES: Shape = Shape {
+    unenforced: &["kafka", "l7proto", "l7"],
+    ..shape("rules", &["http", "dns"])
+};
+static HTTP_RULE: Shape = shape(
+    "an HTTP rule",
+    &["method", "path", "host", "headers", "headerMatches"],
+);
+static HEADER_MATCH: Shape = Shape {
+    unenforced: &["secret", "mismatch"],
+    ..shape("a headerMatches entry", &["name", "value"])
+};
+static SELECTOR: Shape = shape("a label selector", &["matchLabels", "matchExpressions"]);
+static REQUIREMENT: Shape = shape("a matchExpressions entry", &["key", "operator", "values"]);
+static CIDR_RULE: Shape = Shape {
+    unenforced: &["cidrGroupRef", "cidrGroupSelector"],
+    ..shape("a CIDR set entry", &["cidr", "except"])
+};
+static FQDN: Shape = shape("an FQDN selector", &["matchName", "matchPattern"]);
+static AUTHENTICATION: Shape = shape("authentication", &["mode"]);
+static DEFAULT_DENY: Shape = shape("enableDefaultDeny", &["ingress", "egress"]);
+static RULE_LABEL: Shape = shape("a rule label", &["key", "value", "source"]);
+static LOG: Shape = shape("log", &["value"]);
+
+/// The four rule lists of a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Ingress,
+    IngressDeny,
+    Egress,
+    EgressDeny,
+}
+
+/// Kinds of L3 field (spec §3.1).
+#[derive(Debug, Clone, Copy)]
+enum L3 {
+    Endpoints,
+    Cidr,
+    CidrSet,
+    Entities,
+    Fqdns,
+}
+
+const FROM_L3: &[(&str, L3)] = &[
+    ("fromEndpoints", L3::Endpoints),
+    ("fromCIDR", L3::Cidr),
+    ("fromCIDRSet", L3::CidrSet),
+    ("fromEntities", L3::Entities),
+];
+const TO_L3: &[(&str, L3)] = &[
+    ("toEndpoints", L3::Endpoints),
+    ("toCIDR", L3::Cidr),
+    ("toCIDRSet", L3::CidrSet),
+    ("toEntities", L3::Entities),
+    ("toFQDNs", L3::Fqdns),
+];
+const TO_DENY_L3: &[(&str, L3)] = &[
+    ("toEndpoints", L3::Endpoints),
+    ("toCIDR", L3::Cidr),
+    ("toCIDRSet", L3::CidrSet),
+    ("toEntities", L3::Entities),
+];
+
+impl Section {
+    const ALL: [Section; 4] = [
+        Section::Ingress,
+        Section::IngressDeny,
+        Section::Egress,
+        Section::EgressDeny,
+    ];
+
+    fn field(self) -> &'static str {
+        match self {
+            Section::Ingress => "ingress",
+            Section::IngressDeny => "ingressDeny",
+            Section::Egress => "egress",
+            Section::EgressDeny => "egressDeny",
+        }
+    }
+
+    fn shape(self) -> &'static Shape {
+        match self {
+            Section::Ingress => &INGRESS,
+            Section::IngressDeny => &INGRESS_DENY,
+            Section::Egress => &EGRESS,
+            Section::EgressDeny => &EGRESS_DENY,
+        }
+    }
+
+    /// The L3 fields the section understands (`toFQDNs` only in egress allow rules).
+    fn l3_fields(self) -> &'static [(&'static str, L3)] {
+        match self {
+            Section::Ingress | Section::IngressDeny => FROM_L3,
+            Section::Egress => TO_L3,
+            Section::EgressDeny => TO_DENY_L3,
+        }
+    }
+
+    fn is_deny(self) -> bool {
+        matches!(self, Section::IngressDeny | Section::EgressDeny)
+    }
+}
+
+impl Decoder<'_> {
+    /// The policies of one file.
+    fn file(&mut self, text: &str) -> Vec<Policy> {
+        let Some(docs) = self.documents(text) else {
+            return Vec::new();
+        };
+        if docs.iter().all(is_null) {
+            self.error_at(
+                Span { line: 1, col: 1 },
+                "",
+                "no policy in this file: add a CiliumNetworkPolicy document, or remove the file",
+            );
+        }
+        docs.iter()
+            .filter(|doc| !is_null(doc))
+            .filter_map(|doc| self.document(doc))
+            .collect()
+    }
+
+    /// One policy object; `None` when it has an error.
+    fn document(&mut self, doc: &Node) -> Option<Policy> {
+        let errors_before = self.errors.len();
+        let top = self.mapping(doc, "", TOP.what)?;
+        let kind = self.kind(&top)?;
+        self.check_fields(&top, &TOP);
+        let (name, namespace, annotations) = self.metadata(&top, kind);
+        let mut rules = Vec::new();
+        if let Some(node) = top.get("spec") {
+            rules.extend(self.rule(node, "spec"));
+        }
+        if let Some(node) = top.get("specs") {
+            rules.extend(self.list(node, "specs", Self::rule).unwrap_or_default());
+        }
+        if top.get("spec").is_none() && top.get("specs").is_none_or(is_empty_seq) {
+            self.error(doc, "", validate::EMPTY_POLICY);
+        }
+        (self.errors.len() == errors_before).then(|| Policy {
+            kind,
+            name,
+            namespace,
+            annotations,
+            file: self.file.to_path_buf(),
+            span: span_of(doc),
+            rules,
+        })
+    }
+
+    /// `apiVersion` and `kind`; `None` (and the rest of the document unread) for other objects.
+    fn kind(&mut self, top: &Fields) -> Option<PolicyKind> {
+        let api = self.required_string(top, "apiVersion", "add apiVersion: cilium.io/v2");
+        let kind = self.required_string(top, "kind", "add kind: CiliumNetworkPolicy");
+        let api_ok = match (api, top.get("apiVersion")) {
+            (Some(api), Some(node)) if api != "cilium.io/v2" => {
+                let message = format!(
+                    "unsupported apiVersion {api:?}: l7gate reads cilium.io/v2 \
+                     CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy objects"
+                );
+                self.error(node, "apiVersion", message);
+                false
+            }
+            (api, _) => api.is_some(),
+        };
+        let kind = match (kind.as_deref(), top.get("kind")) {
+            (Some("CiliumNetworkPolicy"), _) => Some(PolicyKind::Namespaced),
+            (Some("CiliumClusterwideNetworkPolicy"), _) => Some(PolicyKind::Clusterwide),
+            (Some(other), Some(node)) => {
+                let message = format!(
+                    "unsupported kind {other:?}: l7gate reads CiliumNetworkPolicy and \
+                     CiliumClusterwideNetworkPolicy; keep other objects out of the policy files"
+                );
+                self.error(node, "kind", message);
+                None
+            }
+            _ => None,
+        };
+        kind.filter(|_| api_ok)
+    }
+
+    /// Name, namespace (spec §1.1: a CNP without one gets `default`, with a warning) and annotations.
+    fn metadata(
+        &mut self,
+        top: &Fields,
+        kind: PolicyKind,
+    ) -> (String, Option<String>, BTreeMap<String, String>) {
+        let Some(meta) = top
+            .get("metadata")
+            .and_then(|node| self.fields(node, "metadata", &METADATA))
+        else {
+            if top.get("metadata").is_none() {
+                self.error(
+                    top.node,
+                    "metadata.name",
+                    "must have name: add metadata: {name: <policy name>}",
+                );
+            }
+            return (String::new(), None, BTreeMap::new());
+        };
+        let name = self.required_string(&meta, "name", "add name: <policy name>");
+        if name.as_deref() == Some("") {
+            self.error(
+                meta.node,
+                "metadata.name",
+                "must have name: the name is empty",
+            );
+        }
+        let namespace = match (kind, meta.entry("namespace")) {
+            (PolicyKind::Clusterwide, Some((key, _))) => {
+                self.error(
+                    key,
+                    "metadata.namespace",
+                    "a CiliumClusterwideNetworkPolicy is cluster-scoped and has no namespace: \
+                     remove metadata.namespace, or use kind: CiliumNetworkPolicy",
+                );
+                None
+            }
+            (PolicyKind::Clusterwide, None) => None,
+            (PolicyKind::Namespaced, Some((_, node))) => {
+                let ns = self.string(node, "metadata.namespace");
+                if ns.as_deref() == Some("") {
+                    self.error(
+                        node,
+                        "metadata.namespace",
+                        "the namespace is empty: write a namespace or remove the field",
+                    );
+                }
+                ns
+            }
+            (PolicyKind::Namespaced, None) => {
+                self.warn(
+                    meta.node,
+                    "metadata.namespace",
+                    "CiliumNetworkPolicy without namespace: using namespace \"default\" as kubectl \
+                     would; write metadata.namespace to choose it",
+                );
+                Some("default".to_string())
+            }
+        };
+        let annotations = meta
+            .get("annotations")
+            .and_then(|node| self.string_map(node, "metadata.annotations"))
+            .unwrap_or_default();
+        (
+            name.unwrap_or_default(),
+            namespace,
+            annotations.into_iter().collect(),
+        )
+    }
+
+    /// One rule (`spec` or `specs[N]`, spec §1.2).
+    fn rule(&mut self, node: &Node, path: &str) -> Option<Rule> {
+        let f = self.fields(node, path, &RULE)?;
+        let endpoint_selector = match f.get("endpointSelector") {
+            Some(sel) => self.selector(sel, &f.path("endpointSelector")),
+            None => {
+                if f.get("nodeSelector").is_none() {
+                    self.error(
+                        node,
+                        &f.path("endpointSelector"),
+                        validate::NO_ENDPOINT_SELECTOR,
+                    );
+                }
+                None
+            }
+        };
+        let [ingress, ingress_deny, egress, egress_deny] =
+            Section::ALL.map(|section| self.peer_rules(&f, section));
+        if Section::ALL
+            .iter()
+            .all(|s| f.get(s.field()).is_none_or(is_empty_seq))
+        {
+            self.error(node, path, validate::NO_SECTIONS);
+        }
+        let default_deny = f
+            .get("enableDefaultDeny")
+            .and_then(|n| self.default_deny(n, &f.path("enableDefaultDeny")))
+            .unwrap_or_default();
+        let description = f
+            .get("description")
+            .and_then(|n| self.string(n, &f.path("description")));
+        let labels = f
+            .get("labels")
+            .and_then(|n| self.list(n, &f.path("labels"), Self::rule_label))
+            .unwrap_or_default();
+        let log = f.get("log").and_then(|n| self.log(n, &f.path("log")));
+        Some(Rule {
+            path: path.to_string(),
+            span: span_of(node),
+            endpoint_selector: endpoint_selector?,
+            ingress,
+            ingress_deny,
+            egress,
+            egress_deny,
+            default_deny,
+            description,
+            labels,
+            log,
+        })
+    }
+
+    fn peer_rules(&mut self, rule: &Fields, section: Section) -> Vec<PeerRule> {
+        let path = rule.path(section.field());
+        rule.get(section.field())
+            .and_then(|node| self.list(node, &path, |d, n, p| d.peer_rule(n, p, section)))
+            .unwrap_or_default()
+    }
+
+    /// One element of ingress/ingressDeny/egress/egressDeny (spec §3.1).
+    fn peer_rule(&mut self, node: &Node, path: &str, section: Section) -> Option<PeerRule> {
+        let f = self.fields(node, path, section.shape())?;
+        let mut written = Vec::new();
+        for &(field, kind) in section.l3_fields() {
+            if let Some((key, value)) = f.entry(field) {
+                if let Some(peer) = self.peer(kind, value, &f.path(field)) {
+                    written.push((field, key, peer));
+                }
+            }
+        }
+        // spec §3.1: at most one non-empty L3 field; an empty one still means "no peer".
+        let non_empty: Vec<_> = written
+            .iter()
+            .filter(|(_, _, peer)| !peer_is_empty(peer))
+            .collect();
+        if let Some(((first, _, _), rest)) = non_empty.split_first() {
+            for (other, key, _) in rest {
+                self.error(key, &f.path(other), validate::l3_combination(first, other));
+            }
+        }
+        let peer = non_empty
+            .first()
+            .copied()
+            .or(written.first())
+            .map(|(_, _, peer)| peer.clone());
+        let to_ports = f
+            .get("toPorts")
+            .and_then(|n| self.list(n, &f.path("toPorts"), |d, n, p| d.port_rule(n, p, section)))
+            .unwrap_or_default();
+        if let Some((key, icmps)) = f.entry("icmps") {
+            if !is_empty_seq(icmps) && f.get("toPorts").is_some_and(|t| !is_empty_seq(t)) {
+                self.error(key, &f.path("icmps"), validate::ICMPS_WITH_TO_PORTS);
+            }
+        }
+        if let Some(auth) = f.get("authentication") {
+            self.authentication(auth, &f.path("authentication"));
+        }
+        Some(PeerRule {
+            path: path.to_string(),
+            span: span_of(node),
+            peer,
+            to_ports,
+        })
+    }
+
+    fn peer(&mut self, kind: L3, node: &Node, path: &str) -> Option<Peer> {
+        match kind {
+            L3::Endpoints => self.list(node, path, Self::selector).map(Peer::Endpoints),
+            L3::Cidr => self.list(node, path, Self::cidr_prefix).map(Peer::Cidrs),
+            L3::CidrSet => self.list(node, path, Self::cidr_rule).map(Peer::Cidrs),
+            L3::Entities => self.list(node, path, Self::entity).map(Peer::Entities),
+            L3::Fqdns => self.list(node, path, Self::fqdn).map(Peer::Fqdns),
+        }
+    }
+
+    /// A `fromCIDR`/`toCIDR` entry: a prefix without `except` (spec §3.4).
+    fn cidr_prefix(&mut self, node: &Node, path: &str) -> Option<CidrRule> {
+        let text = self.string(node, path)?;
+        let cidr = self.check(node, path, validate::cidr(&text))?;
+        Some(CidrRule {
+            cidr,
+            except: Vec::new(),
+        })
+    }
+
+    /// A `fromCIDRSet`/`toCIDRSet` entry (spec §3.4).
+    fn cidr_rule(&mut self, node: &Node, path: &str) -> Option<CidrRule> {
+        let f = self.fields(node, path, &CIDR_RULE)?;
+        let cidr = match f.get("cidr") {
+            Some(n) => self
+                .string(n, &f.path("cidr"))
+                .and_then(|t| self.check(n, &f.path("cidr"), validate::cidr(&t))),
+            None => {
+                if CIDR_RULE
+                    .unenforced
+                    .iter()
+                    .all(|group| f.get(group).is_none())
+                {
+                    self.error(node, &f.path("cidr"), validate::CIDR_MISSING);
+                }
+                None
+            }
+        };
+        let except_path = f.path("except");
+        let except = f
+            .get("except")
+            .and_then(|n| {
+                self.list(n, &except_path, |d, n, p| {
+                    let text = d.string(n, p)?;
+                    let prefix = d.check(n, p, validate::cidr(&text))?;
+                    match &cidr {
+                        Some(cidr) => d
+                            .check(n, p, validate::except(cidr, &prefix))
+                            .map(|()| prefix),
+                        None => Some(prefix),
+                    }
+                })
+            })
+            .unwrap_or_default();
+        Some(CidrRule {
+            cidr: cidr?,
+            except,
+        })
+    }
+
+    fn entity(&mut self, node: &Node, path: &str) -> Option<Entity> {
+        let name = self.string(node, path)?;
+        self.check(node, path, validate::entity(&name))
+    }
+
+    /// A `toFQDNs` or `rules.dns` entry (spec §6.2): exactly one of matchName, matchPattern.
+    fn fqdn(&mut self, node: &Node, path: &str) -> Option<FqdnSelector> {
+        let f = self.fields(node, path, &FQDN)?;
+        let name = f.get("matchName").and_then(|n| {
+            let p = f.path("matchName");
+            let name = self.string(n, &p)?;
+            self.check(n, &p, validate::match_name(&name))
+                .map(|()| name)
+        });
+        let pattern = f.get("matchPattern").and_then(|n| {
+            let p = f.path("matchPattern");
+            let pattern = self.string(n, &p)?;
+            self.check(n, &p, validate::match_pattern(&pattern))
+        });
+        match (f.get("matchName"), f.get("matchPattern")) {
+            (Some(_), Some(_)) => self.error(node, path, validate::FQDN_BOTH),
+            (None, None) => self.error(node, path, validate::FQDN_NEITHER),
+            _ => {}
+        }
+        name.map(FqdnSelector::MatchName)
+            .or(pattern.map(FqdnSelector::MatchPattern))
+    }
+
+    /// One `toPorts` entry (spec §3.8); deny rules take `ports` only.
+    fn port_rule(&mut self, node: &Node, path: &str, section: Section) -> Option<PortRule> {
+        let shape = if section.is_deny() {
+            &DENY_PORT_RULE
+        } else {
+            &PORT_RULE
+        };
+        let f = self.fields(node, path, shape)?;
+        let ports_node = f.get("ports");
+        let ports = match ports_node {
+            Some(n) => {
+                let count = seq_len(n).unwrap_or_default();
+                if count > validate::MAX_PORTS {
+                    self.error(n, &f.path("ports"), validate::too_many_ports(count));
+                }
+                self.list(n, &f.path("ports"), |d, n, p| {
+                    d.port_protocol(n, p)
+                        .map(|pp| (span_of(n), p.to_string(), pp))
+                })
+                .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let l7 = match f.get("rules") {
+            Some(n) => self.l7_rules(n, &f.path("rules"), section),
+            None => L7::default(),
+        };
+        if let Some(kind) = l7.kind {
+            for (span, port_path, pp) in &ports {
+                if let Err(message) = validate::l7_port(pp, kind) {
+                    self.error_at(*span, port_path, message);
+                }
+            }
+            if kind == L7Kind::Dns && ports_node.is_none_or(is_empty_seq) {
+                self.error(node, &f.path("ports"), validate::DNS_WITHOUT_PORTS);
+            }
+        }
+        Some(PortRule {
+            path: path.to_string(),
+            span: span_of(node),
+            ports: ports.into_iter().map(|(_, _, pp)| pp).collect(),
+            http: l7.http,
+            dns: l7.dns,
+        })
+    }
+
+    fn port_protocol(&mut self, node: &Node, path: &str) -> Option<PortProtocol> {
+        let f = self.fields(node, path, &PORT_PROTOCOL)?;
+        let port_path = f.path("port");
+        let port = match f.get("port") {
+            Some(n) => {
+                let text = match data(n) {
+                    YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s.clone()),
+                    YamlDataOwned::Value(ScalarOwned::Integer(i)) => Some(i.to_string()),
+                    _ => {
+                        let message =
+                            format!("expected a port number or name, found {}", describe(n));
+                        self.error(n, &port_path, message);
+                        None
+                    }
+                };
+                text.and_then(|t| self.check(n, &port_path, validate::port(&t)))
+            }
+            None => self.check(node, &port_path, validate::port("")),
+        };
+        let protocol = f
+            .get("protocol")
+            .and_then(|n| {
+                let p = f.path("protocol");
+                let text = self.string(n, &p)?;
+                self.check(n, &p, validate::protocol(&text))
+            })
+            .unwrap_or(L4Protocol::Any);
+        let end_port = match (f.get("endPort"), &port) {
+            (Some(n), Some(port)) => {
+                let p = f.path("endPort");
+                match data(n) {
+                    YamlDataOwned::Value(ScalarOwned::Integer(end)) => {
+                        self.check(n, &p, validate::end_port(port, *end)).flatten()
+                    }
+                    _ => {
+                        let message = format!(
+                            "expected a number, found {}: write endPort: 8090 without quotes",
+                            describe(n)
+                        );
+                        self.error(n, &p, message);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        Some(PortProtocol {
+            port: port?,
+            end_port,
+            protocol,
+        })
+    }
+
+    /// `toPorts[].rules` of an allow rule: `http` or `dns` (spec §3.8).
+    fn l7_rules(&mut self, node: &Node, path: &str, section: Section) -> L7 {
+        let Some(f) = self.fields(node, path, &L7_RULES) else {
+            return L7::default();
+        };
+        let http = f
+            .get("http")
+            .and_then(|n| self.list(n, &f.path("http"), Self::http_rule));
+        let dns = f
+            .get("dns")
+            .and_then(|n| self.list(n, &f.path("dns"), Self::fqdn));
+        let has_rules = |name| f.get(name).is_some_and(|n| !is_empty_seq(n));
+        let kind = if has_rules("http") {
+            Some(L7Kind::Http)
+        } else if has_rules("dns") {
+            Some(L7Kind::Dns)
+        } else {
+            None
+        };
+        if let (Some(_), Some((key, _))) = (f.get("http"), f.entry("dns")) {
+            self.error(key, &f.path("dns"), validate::MULTIPLE_L7);
+        }
+        if let Some((key, _)) = f.entry("dns").filter(|_| has_rules("dns")) {
+            if section == Section::Ingress {
+                self.error(key, &f.path("dns"), validate::DNS_ON_INGRESS);
+            } else {
+                self.warn(key, &f.path("dns"), validate::DNS_NOT_ENFORCED);
+            }
+        }
+        L7 { http, dns, kind }
+    }
+
+    /// One `rules.http` element (spec §5).
+    fn http_rule(&mut self, node: &Node, path: &str) -> Option<HttpRule> {
+        let f = self.fields(node, path, &HTTP_RULE)?;
+        let mut regex = |name: &str| {
+            let node = f.get(name)?;
+            let p = f.path(name);
+            let pattern = self.string(node, &p).filter(|s| !s.is_empty())?;
+            self.check(node, &p, validate::regex(&pattern))
+                .map(|()| pattern)
+        };
+        let (method, http_path, host) = (regex("method"), regex("path"), regex("host"));
+        let headers = f
+            .get("headers")
+            .and_then(|n| self.list(n, &f.path("headers"), Self::string))
+            .unwrap_or_default();
+        let header_matches = f
+            .get("headerMatches")
+            .and_then(|n| self.list(n, &f.path("headerMatches"), Self::header_match))
+            .unwrap_or_default();
+        Some(HttpRule {
+            method,
+            path: http_path,
+            host,
+            headers,
+            header_matches,
+        })
+    }
+
+    fn header_match(&mut self, node: &Node, path: &str) -> Option<HeaderMatch> {
+        let f = self.fields(node, path, &HEADER_MATCH)?;
+        let name_path = f.path("name");
+        let name = match f.get("name") {
+            Some(n) => self.string(n, &name_path).map(|name| (n, name)),
+            None => {
+                self.error(node, &name_path, validate::HEADER_NAME_MISSING);
+                None
+            }
+        };
+        let name = name.and_then(|(n, name)| {
+            let missing = name.is_empty();
+            if missing {
+                self.error(n, &name_path, validate::HEADER_NAME_MISSING);
+            }
+            (!missing).then_some(name)
+        });
+        let value = f
+            .get("value")
+            .and_then(|n| self.string(n, &f.path("value")))
+            .filter(|s| !s.is_empty());
+        Some(HeaderMatch { name: name?, value })
+    }
+
+    /// A label selector (spec §2.2); `matchLabels` become `In` requirements, in written order.
+    fn selector(&mut self, node: &Node, path: &str) -> Option<Selector> {
+        let f = self.fields(node, path, &SELECTOR)?;
+        let mut requirements = Vec::new();
+        if let Some(labels) = f
+            .get("matchLabels")
+            .and_then(|n| self.mapping(n, &f.path("matchLabels"), "a map of label keys to values"))
+        {
+            for (key, key_node, value_node) in &labels.entries {
+                let p = labels.path(key);
+                let key = self.check(key_node, &p, validate::label_key(key));
+                let value = self.string(value_node, &p).and_then(|v| {
+                    self.check(value_node, &p, validate::label_value(&v))
+                        .map(|()| v)
+                });
+                if let (Some(key), Some(value)) = (key, value) {
+                    requirements.push(Requirement {
+                        key,
+                        operator: Operator::In,
+                        values: vec![value],
+                    });
+                }
+            }
+        }
+        if let Some(n) = f.get("matchExpressions") {
+            requirements.extend(
+                self.list(n, &f.path("matchExpressions"), Self::requirement)
+                    .unwrap_or_default(),
+            );
+        }
+        Some(Selector { requirements })
+    }
+
+    fn requirement(&mut self, node: &Node, path: &str) -> Option<Requirement> {
+        let f = self.fields(node, path, &REQUIREMENT)?;
+        let key = self
+            .required_string(&f, "key", "add key: <label key>")
+            .and_then(|k| self.check(f.get("key")?, &f.path("key"), validate::label_key(&k)));
+        let operator = self
+            .required_string(
+                &f,
+                "operator",
+                "add operator: In, NotIn, Exists or DoesNotExist",
+            )
+            .and_then(|op| {
+                self.check(
+                    f.get("operator")?,
+                    &f.path("operator"),
+                    validate::operator(&op),
+                )
+            });
+        let values_path = f.path("values");
+        let values = f
+            .get("values")
+            .and_then(|n| {
+                self.list(n, &values_path, |d, n, p| {
+                    let v = d.string(n, p)?;
+                    d.check(n, p, validate::label_value(&v)).map(|()| v)
+                })
+            })
+            .unwrap_or_default();
+        let operator = operator?;
+        let count = f
+            .get("values")
+            .map_or(0, |n| seq_len(n).unwrap_or(values.len()));
+        self.check(
+            f.get("values").unwrap_or(node),
+            &values_path,
+            validate::requirement_values(operator, count),
+        )?;
+        Some(Requirement {
+            key: key?,
+            operator,
+            values,
+        })
+    }
+
+    /// `authentication`: accepted only with `mode: disabled` (spec §3.7).
+    fn authentication(&mut self, node: &Node, path: &str) {
+        if let Some(f) = self.fields(node, path, &AUTHENTICATION) {
+            if let Some(mode) =
+                self.required_string(&f, "mode", "add mode: disabled, or remove authentication")
+            {
+                if let Some(mode_node) = f.get("mode") {
+                    self.check(
+                        mode_node,
+                        &f.path("mode"),
+                        validate::authentication_mode(&mode),
+                    );
+                }
+            }
+        }
+    }
+
+    fn default_deny(&mut self, node: &Node, path: &str) -> Option<DefaultDeny> {
+        let f = self.fields(node, path, &DEFAULT_DENY)?;
+        let ingress = f
+            .get("ingress")
+            .and_then(|n| self.boolean(n, &f.path("ingress")));
+        let egress = f
+            .get("egress")
+            .and_then(|n| self.boolean(n, &f.path("egress")));
+        Some(DefaultDeny { ingress, egress })
+    }
+
+    fn rule_label(&mut self, node: &Node, path: &str) -> Option<RuleLabel> {
+        let f = self.fields(node, path, &RULE_LABEL)?;
+        let key = self.required_string(&f, "key", "add key: <label key>");
+        let value = f
+            .get("value")
+            .and_then(|n| self.string(n, &f.path("value")));
+        let source = f
+            .get("source")
+            .and_then(|n| self.string(n, &f.path("source")));
+        Some(RuleLabel {
+            key: key?,
+            value: value.unwrap_or_default(),
+            source: source.unwrap_or_default(),
+        })
+    }
+
+    fn log(&mut self, node: &Node, path: &str) -> Option<String> {
+        let f = self.fields(node, path, &LOG)?;
+        let n = f.get("value")?;
+        let p = f.path("value");
+        let value = self.string(n, &p)?;
+        self.check(n, &p, validate::log_value(&value))
+            .map(|()| value)
+    }
+
+}
+
+/// The decoded `rules` of a port rule.
+#[derive(Default)]
+struct L7 {
+    http: Option<Vec<HttpRule>>,
+    dns: Option<Vec<FqdnSelector>>,
+    /// The L7 protocol when there is at least one rule (the checks of spec §3.8 apply).
+    kind: Option<L7Kind>,
+}
+
+fn peer_is_empty(peer: &Peer) -> bool {
+    match peer {
+        Peer::Endpoints(v) => v.is_empty(),
+        Peer::Cidrs(v) => v.is_empty(),
+        Peer::Entities(v) => v.is_empty(),
+        Peer::Fqdns(v) => v.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cilium::model::Port;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies")
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse_str(Path::new("t.yaml"), text) {
+            Ok(loaded) => panic!("accepted: {loaded:#?}"),
+            Err(d) => d.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// A namespaced policy whose `spec` is the given flow mapping (on line 4).
+    fn spec_errors(spec: &str) -> Vec<String> {
+        errors(&format!(
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec: {spec}\n"
+        ))
+    }
+
+    fn selector(pairs: &[(&str, &str)]) -> Selector {
+        let requirements = pairs
+            .iter()
+            .map(|(k, v)| Requirement {
+                key: k.to_string(),
+                operator: Operator::In,
+                values: vec![v.to_string()],
+            })
+            .collect();
+        Selector { requirements }
+    }
+
+    fn tcp(port: u16) -> PortProtocol {
+        PortProtocol {
+            port: Port::Number(port),
+            end_port: None,
+            protocol: L4Protocol::Tcp,
+        }
+    }
+
+    #[test]
+    fn good_multi_document_file() {
+        let file = fixtures().join("good/01-shop.yaml");
+        let loaded = load_path(&file).unwrap_or_else(|e| panic!("{e}"));
+        let [cnp, ccnp] = loaded.policies.as_slice() else {
+            panic!("{:#?}", loaded.policies)
+        };
+
+        // spec §1.1: kinds, names, namespaces; annotations kept, labels/uid/status ignored.
+        assert_eq!(
+            (cnp.kind, cnp.qualified_name()),
+            (PolicyKind::Namespaced, "shop/inventory".into())
+        );
+        assert_eq!(
+            cnp.annotations.get("owner").map(String::as_str),
+            Some("team-inventory")
+        );
+        assert_eq!(
+            (cnp.file.as_path(), cnp.span),
+            (file.as_path(), Span { line: 3, col: 1 })
+        );
+        assert_eq!(
+            (ccnp.kind, ccnp.namespace.as_deref()),
+            (PolicyKind::Clusterwide, None)
+        );
+        let paths: Vec<_> = ccnp.rules.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["specs[0]", "specs[1]"]);
+
+        // spec §1.2 / §2.2: rule metadata; matchLabels then matchExpressions.
+        let [rule] = cnp.rules.as_slice() else {
+            panic!()
+        };
+        assert_eq!(rule.path, "spec");
+        assert_eq!(
+            rule.description.as_deref(),
+            Some("Storefront reads the inventory API")
+        );
+        assert_eq!(
+            rule.default_deny,
+            DefaultDeny {
+                ingress: Some(true),
+                egress: Some(false)
+            }
+        );
+        assert_eq!(
+            rule.labels,
+            [RuleLabel {
+                key: "team".into(),
+                value: "inventory".into(),
+                source: "k8s".into()
+            }]
+        );
+        assert_eq!(rule.log.as_deref(), Some("inventory-ingress"));
+        let mut expected = selector(&[("app", "inventory-api"), ("k8s:tier", "backend")]);
+        expected.requirements.push(Requirement {
+            key: "env".into(),
+            operator: Operator::DoesNotExist,
+            values: vec![],
+        });
+        assert_eq!(rule.endpoint_selector, expected);
+
+        // spec §3.1 nil vs empty.
+        let ing = &rule.ingress;
+        assert_eq!(ing.len(), 8);
+        assert_eq!(
+            (&ing[0].peer, ing[0].to_ports.len()),
+            (&None, 0),
+            "{{}}: no peer, no ports"
+        );
+        assert_eq!(ing[0].path, "spec.ingress[0]");
+        assert_eq!(
+            ing[1].peer, None,
+            "toPorts without L3 field: every identity"
+        );
+        assert_eq!(
+            ing[2].peer,
+            Some(Peer::Endpoints(vec![Selector::default()])),
+            "wildcard selector"
+        );
+        assert_eq!(
+            ing[3].peer,
+            Some(Peer::Endpoints(vec![])),
+            "empty list allows nothing"
+        );
+        assert_eq!(ing[3].to_ports.len(), 1);
+        assert_eq!(
+            ing[4].peer,
+            Some(Peer::Endpoints(vec![selector(&[("app", "storefront")])]))
+        );
+        assert!(ing[4].to_ports.is_empty(), "toPorts: [] is L3-only");
+        // spec §2.1: `$host` is reserved:host.
+        assert_eq!(
+            ing[5].peer,
+            Some(Peer::Endpoints(vec![selector(&[("reserved:host", "")])]))
+        );
+        assert_eq!(ing[5].to_ports.len(), 1);
+        assert!(
+            ing[5].to_ports[0].ports.is_empty(),
+            "a port rule without ports"
+        );
+        let net = validate::cidr("10.0.0.0/8").unwrap();
+        assert_eq!(
+            ing[6].peer,
+            Some(Peer::Cidrs(vec![CidrRule {
+                cidr: net,
+                except: vec![]
+            }]))
+        );
+        assert_eq!(
+            ing[7].peer,
+            Some(Peer::Entities(vec![Entity::Cluster, Entity::RemoteNode]))
+        );
+
+        // spec §3.8 and §5: ports (an integer port is the string), named ports, endPort, HTTP.
+        let web = &ing[1].to_ports[0];
+        assert_eq!(web.path, "spec.ingress[1].toPorts[0]");
+        assert_eq!(web.ports, [tcp(8080)]);
+        assert_eq!(web.dns, None);
+        let http = web.http.as_deref().unwrap();
+        assert_eq!(
+            http,
+            [HttpRule {
+                method: Some("GET".into()),
+                path: Some("/api/inventory/.*".into()),
+                host: Some("inventory(:8080)?".into()),
+                headers: vec!["X-Token".into(), "X-Tenant: blue".into()],
+                header_matches: vec![
+                    HeaderMatch {
+                        name: "X-Request-Source".into(),
+                        value: Some("frontend".into())
+                    },
+                    HeaderMatch {
+                        name: "X-Trace".into(),
+                        value: None
+                    },
+                ],
+            }]
+        );
+        assert_eq!(
+            ing[3].to_ports[0].ports[0].protocol,
+            L4Protocol::Any,
+            "omitted protocol is ANY"
+        );
+        let ranges = &ing[7].to_ports[0];
+        let named = PortProtocol {
+            port: Port::Named("http-alt".into()),
+            end_port: None,
+            protocol: L4Protocol::Tcp,
+        };
+        let range = PortProtocol {
+            end_port: Some(9200),
+            ..tcp(9100)
+        };
+        assert_eq!(ranges.ports, [named, tcp(9000), range]);
+        assert_eq!(ranges.http, Some(vec![]), "http: [] is kept");
+
+        // Deny rules and egress.
+        let deny = &rule.ingress_deny[0];
+        let inner = validate::cidr("10.1.0.0/16").unwrap();
+        assert_eq!(
+            deny.peer,
+            Some(Peer::Cidrs(vec![CidrRule {
+                cidr: net,
+                except: vec![inner]
+            }]))
+        );
+        assert_eq!(deny.to_ports[0].ports, [tcp(22)]);
+        let fqdns = vec![
+            FqdnSelector::MatchName("api.example.com".into()),
+            FqdnSelector::MatchPattern("*.example.com".into()),
+        ];
+        assert_eq!(rule.egress[0].peer, Some(Peer::Fqdns(fqdns)));
+        assert_eq!(
+            rule.egress_deny[0].peer,
+            Some(Peer::Entities(vec![Entity::World]))
+        );
+
+        // The CCNP: DNS rules, `ingress: []` next to egress.
+        let dns = &ccnp.rules[0].egress[0].to_ports[0];
+        assert_eq!(dns.dns, Some(vec![FqdnSelector::MatchPattern("*".into())]));
+        assert!(ccnp.rules[1].ingress.is_empty());
+        let v6 = validate::cidr("fd00::/64").unwrap();
+        assert_eq!(
+            ccnp.rules[1].egress[0].peer,
+            Some(Peer::Cidrs(vec![CidrRule {
+                cidr: v6,
+                except: vec![]
+            }]))
+        );
+
+        // spec §6.4: DNS rules are accepted with a warning.
+        let warnings: Vec<_> = loaded
+            .warnings
+            .iter()
+            .map(|w| (w.span.line, w.path.as_str()))
+            .collect();
+        assert_eq!(warnings, [(96, "specs[0].egress[0].toPorts[0].rules.dns")]);
+        assert!(loaded.warnings[0]
+            .message
+            .contains("does not filter DNS query names"));
+    }
+
+    #[test]
+    fn error_line_format() {
+        let text = concat!(
+            "apiVersion: cilium.io/v2\n",
+            "kind: CiliumNetworkPolicy\n",
+            "metadata:\n",
+            "  name: inventory\n",
+            "  namespace: shop\n",
+            "spec:\n",
+            "  endpointSelector: {}\n",
+            "  ingress:\n",
+            "  - toPorts:\n",
+            "    - ports: [{port: \"8080\", protocol: TCP}]\n",
+            "      rules:\n",
+            "        http:\n",
+            "        - method: GET\n",
+            "          path: \"(\"\n", // line 14, value at column 17
+        );
+        let err = parse_str(Path::new("manifests/inventory.yaml"), text).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "manifests/inventory.yaml:14:17: spec.ingress[0].toPorts[0].rules.http[0].path: invalid regex \
+             \"(\": found open group without closing ')': write an RE2 pattern (it must match the whole \
+             value; escape literal characters such as . ( ) with \\)\n1 error"
+        );
+    }
+
+    #[test]
+    fn all_errors_of_a_file_at_once() {
+        let file = fixtures().join("bad/several-errors.yaml");
+        let err = load_path(&file).unwrap_err();
+        let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        let prefix = format!("{}:", file.display());
+        let expected = [
+            // spec §3.1: one L3 field per rule.
+            "12:5: spec.ingress[0].fromEntities: combining fromEndpoints and fromEntities is not supported yet",
+            // spec §3.8: L7 rules need protocol TCP.
+            "15:9: spec.ingress[0].toPorts[0].ports[0]: L7 rules can only apply to TCP (not ANY)",
+            // spec §5.2: regexes must compile.
+            "19:17: spec.ingress[0].toPorts[0].rules.http[0].path: invalid regex \"/api/(v1\"",
+            // spec §6.2: no wildcard in matchName.
+            "21:27: spec.egress[0].toFQDNs[0].matchName: invalid matchName \"*.example.com\": Invalid characters",
+            // YAML 1.1 booleans are strings.
+            "23:14: spec.enableDefaultDeny.ingress: expected true or false, found the string \"yes\"",
+            // spec §1.1: a CCNP has no namespace.
+            "29:3: metadata.namespace: a CiliumClusterwideNetworkPolicy is cluster-scoped",
+            // spec §1.2: a rule needs a non-empty section.
+            "31:3: spec: rule must have at least one of ingress, ingressDeny, egress, egressDeny",
+            "32:3: spec.egres: unknown field \"egres\" in a rule: valid fields are endpointSelector, ingress,",
+        ];
+        assert_eq!(lines.len(), expected.len(), "{err}");
+        for (line, want) in lines.iter().zip(expected) {
+            assert!(
+                line.starts_with(&format!("{prefix}{want}")),
+                "{line}\n  does not start with\n{want}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejections() {
+        const ESEL: &str = "endpointSelector: {}";
+        let ingress_port = |extra: &str| {
+            format!("{{{ESEL}, ingress: [{{toPorts: [{{ports: [{{port: '80', protocol: TCP}}], {extra}}}]}}]}}")
+        };
+        let egress_port = |extra: &str| format!("{{{ESEL}, egress: [{{toPorts: [{{{extra}}}]}}]}}");
+        let http = |rule: &str| ingress_port(&format!("rules: {{http: [{rule}]}}"));
+        let ports =
+            |list: &str| format!("{{{ESEL}, ingress: [{{toPorts: [{{ports: [{list}]}}]}}]}}");
+        let ingress = |rule: &str| format!("{{{ESEL}, ingress: [{rule}]}}");
+        let egress = |rule: &str| format!("{{{ESEL}, egress: [{rule}]}}");
+        let sel = |s: &str| format!("{{endpointSelector: {s}, ingress: [{{}}]}}");
+        let forty_one = vec!["{port: '80'}"; 41].join(", ");
+        let i0 = "spec.ingress[0]";
+        let p0 = "spec.ingress[0].toPorts[0]";
+        let e0 = "spec.egress[0]";
+        let cases: Vec<(String, String, &str)> = vec![
+            // spec §1.2 / §7: unenforced fields, each with a message saying so.
+            ("{nodeSelector: {}, ingress: [{}]}".into(), "spec.nodeSelector".into(), "nodeSelector is not enforced by l7gate"),
+            (egress("{toGroups: [{aws: {securityGroupsIds: [sg-1]}}]}"), format!("{e0}.toGroups"), "toGroups is not enforced"),
+            (ingress("{fromGroups: [{aws: {}}]}"), format!("{i0}.fromGroups"), "fromGroups is not enforced"),
+            (ingress("{fromNodes: [{}]}"), format!("{i0}.fromNodes"), "fromNodes is not enforced"),
+            (egress("{toNodes: [{}]}"), format!("{e0}.toNodes"), "toNodes is not enforced"),
+            // spec §3.3: non-empty fromRequires/toRequires.
+            (ingress("{fromRequires: [{matchLabels: {env: prod}}]}"), format!("{i0}.fromRequires"), "removed in Cilium 1.19"),
+            (egress("{toRequires: [{}]}"), format!("{e0}.toRequires"), "removed in Cilium 1.19"),
+            // spec §3.5, §3.7.
+            (egress("{toServices: [{k8sService: {serviceName: db, namespace: shop}}]}"), format!("{e0}.toServices"), "toServices is not enforced"),
+            (ingress("{icmps: [{fields: [{family: IPv4, type: 8}]}]}"), format!("{i0}.icmps"), "icmps is not enforced"),
+            (ingress("{icmps: [{fields: [{type: 8}]}], toPorts: [{ports: [{port: '80'}]}]}"), format!("{i0}.icmps"), "may only be present without ToPorts"),
+            (ingress("{fromEntities: [cluster], authentication: {mode: required}}"), format!("{i0}.authentication.mode"), "mutual authentication"),
+            // spec §3.8: toPorts extras.
+            (ingress_port("listener: {envoyConfig: {kind: CiliumEnvoyConfig, name: x}, name: l}"), format!("{p0}.listener"), "listener is not enforced"),
+            (ingress_port("terminatingTLS: {secret: {name: s}}"), format!("{p0}.terminatingTLS"), "TLS interception"),
+            (ingress_port("originatingTLS: {secret: {name: s}}"), format!("{p0}.originatingTLS"), "TLS interception"),
+            (ingress_port("serverNames: [api.example.com]"), format!("{p0}.serverNames"), "serverNames (TLS SNI) is not enforced by the HTTP sidecar filter yet"),
+            (ingress_port("rules: {kafka: [{topic: t}]}"), format!("{p0}.rules.kafka"), "kafka is not enforced"),
+            (ingress_port("rules: {l7proto: envoy.x}"), format!("{p0}.rules.l7proto"), "l7proto is not enforced"),
+            (ingress_port("rules: {l7: [{a: b}]}"), format!("{p0}.rules.l7"), "l7 is not enforced"),
+            // spec §5.5: headerMatches.
+            (http("{headerMatches: [{name: X, secret: {name: s}}]}"), format!("{p0}.rules.http[0].headerMatches[0].secret"), "secrets are not read"),
+            (http("{headerMatches: [{name: X, value: a, mismatch: LOG}]}"), format!("{p0}.rules.http[0].headerMatches[0].mismatch"), "mismatch is not enforced"),
+            (http("{headerMatches: [{value: x}]}"), format!("{p0}.rules.http[0].headerMatches[0].name"), "Header name missing"),
+            (http("{headers: [1]}"), format!("{p0}.rules.http[0].headers[0]"), "expected a string, found the number 1: quote it, \"1\""),
+            // spec §5.2: method, path and host regexes compile.
+            (http("{method: '(GET'}"), format!("{p0}.rules.http[0].method"), "invalid regex \"(GET\""),
+            (http("{host: 'a[b'}"), format!("{p0}.rules.http[0].host"), "invalid regex \"a[b\""),
+            // spec §3.4: CIDRs.
+            (ingress("{fromCIDRSet: [{cidrGroupRef: grp}]}"), format!("{i0}.fromCIDRSet[0].cidrGroupRef"), "cidrGroupRef is not enforced"),
+            (ingress("{fromCIDRSet: [{cidrGroupSelector: {}}]}"), format!("{i0}.fromCIDRSet[0].cidrGroupSelector"), "cidrGroupSelector is not enforced"),
+            (ingress("{fromCIDR: [10.0.0.1]}"), format!("{i0}.fromCIDR[0]"), "unable to parse CIDR"),
+            (ingress("{fromCIDRSet: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}"), format!("{i0}.fromCIDRSet[0].except[0]"), "does not contain exclude CIDR prefix"),
+            (ingress("{fromCIDRSet: [{cidr: 10.0.0.0/8, except: ['fd00::/64']}]}"), format!("{i0}.fromCIDRSet[0].except[0]"), "same IP family"),
+            (ingress("{fromCIDRSet: [{except: [10.0.0.0/8]}]}"), format!("{i0}.fromCIDRSet[0].cidr"), "one of cidr, cidrGroupRef, or cidrGroupSelector is required"),
+            // spec §2.4: entities.
+            (egress("{toEntities: [world-ipv4]}"), format!("{e0}.toEntities[0]"), "not accepted by the CiliumNetworkPolicy CRD"),
+            (egress("{toEntities: [internet]}"), format!("{e0}.toEntities[0]"), "unsupported entity: internet"),
+            // spec §3.1: one L3 field per rule (fromCIDR and fromCIDRSet are two).
+            (ingress("{fromEndpoints: [{}], fromEntities: [world]}"), format!("{i0}.fromEntities"), "combining fromEndpoints and fromEntities is not supported yet"),
+            (ingress("{fromCIDR: [10.0.0.0/8], fromCIDRSet: [{cidr: 11.0.0.0/8}]}"), format!("{i0}.fromCIDRSet"), "combining fromCIDR and fromCIDRSet is not supported yet"),
+            (egress("{toEndpoints: [{}], toFQDNs: [{matchName: a.com}]}"), format!("{e0}.toFQDNs"), "combining toEndpoints and toFQDNs is not supported yet"),
+            // spec §3.8: ports.
+            (ports(&forty_one), format!("{p0}.ports"), "too many ports, the max is 40"),
+            (ports("{port: ''}"), format!("{p0}.ports[0].port"), "port must be specified"),
+            (ports("{protocol: TCP}"), format!("{p0}.ports[0].port"), "port must be specified"),
+            (ports("{port: 'http/80'}"), format!("{p0}.ports[0].port"), "unable to parse port \"http/80\""),
+            (ports("{port: 'my--port'}"), format!("{p0}.ports[0].port"), "unable to parse port"),
+            (ports("{port: 70000}"), format!("{p0}.ports[0].port"), "unable to parse port \"70000\""),
+            (ports("{port: '080'}"), format!("{p0}.ports[0].port"), "octal"),
+            (ports("{port: [80]}"), format!("{p0}.ports[0].port"), "expected a port number or name, found a list"),
+            (ports("{port: '8080', endPort: 80}"), format!("{p0}.ports[0].endPort"), "endPort 80 is below port 8080"),
+            (ports("{port: '80', endPort: '90'}"), format!("{p0}.ports[0].endPort"), "expected a number"),
+            (ports("{port: '80', protocol: tcp}"), format!("{p0}.ports[0].protocol"), "protocols are upper-case: write TCP"),
+            (ports("{port: '80', protocol: ICMP}"), format!("{p0}.ports[0].protocol"), "icmps"),
+            // spec §3.8: L7 rules need TCP on every port, never port 0; one L7 kind.
+            (format!("{{{ESEL}, ingress: [{{toPorts: [{{ports: [{{port: '80'}}], rules: {{http: [{{}}]}}}}]}}]}}"), format!("{p0}.ports[0]"), "L7 rules can only apply to TCP (not ANY)"),
+            (format!("{{{ESEL}, ingress: [{{toPorts: [{{ports: [{{port: '80', protocol: TCP}}, {{port: '81', protocol: UDP}}], rules: {{http: [{{}}]}}}}]}}]}}"), format!("{p0}.ports[1]"), "(not UDP)"),
+            (format!("{{{ESEL}, ingress: [{{toPorts: [{{ports: [{{port: '0', protocol: TCP}}], rules: {{http: [{{}}]}}}}]}}]}}"), format!("{p0}.ports[0]"), "L7 rules can not be used when a port is 0"),
+            (egress_port("ports: [{port: '53', protocol: TCP}], rules: {http: [{}], dns: [{matchPattern: '*'}]}"), format!("{e0}.toPorts[0].rules.dns"), "multiple L7 protocol rule types"),
+            // spec §6.3: DNS rules: egress only, explicit ports, no ranges.
+            (ingress_port("rules: {dns: [{matchPattern: '*'}]}"), format!("{p0}.rules.dns"), "L7 protocol DNS is not supported on ingress yet"),
+            (egress_port("rules: {dns: [{matchPattern: '*'}]}"), format!("{e0}.toPorts[0].ports"), "port 53 must be specified for DNS rules"),
+            (egress_port("ports: [{port: '53', endPort: 60, protocol: UDP}], rules: {dns: [{matchPattern: '*'}]}"), format!("{e0}.toPorts[0].ports[0]"), "DNS rules do not support port ranges"),
+            // spec §3.8: deny rules take ports only; egressDeny has no toFQDNs.
+            (format!("{{{ESEL}, ingressDeny: [{{toPorts: [{{ports: [{{port: '80', protocol: TCP}}], rules: {{http: [{{}}]}}}}]}}]}}"), "spec.ingressDeny[0].toPorts[0].rules".into(), "deny rules match ports only"),
+            (format!("{{{ESEL}, egressDeny: [{{toPorts: [{{ports: [{{port: '443', protocol: TCP}}], serverNames: [a.com]}}]}}]}}"), "spec.egressDeny[0].toPorts[0].serverNames".into(), "deny rules match ports only"),
+            (format!("{{{ESEL}, egressDeny: [{{toFQDNs: [{{matchName: a.com}}]}}]}}"), "spec.egressDeny[0].toFQDNs".into(), "toFQDNs is not allowed in egressDeny"),
+            // spec §3.1: toFQDNs is egress only.
+            (ingress("{toFQDNs: [{matchName: a.com}]}"), format!("{i0}.toFQDNs"), "unknown field \"toFQDNs\" in an ingress rule: valid fields are fromEndpoints, fromCIDR"),
+            // spec §6.2: FQDN selectors.
+            (egress("{toFQDNs: [{matchName: a.com, matchPattern: '*.a.com'}]}"), format!("{e0}.toFQDNs[0]"), "only one of MatchName or MatchPattern is allowed"),
+            (egress("{toFQDNs: [{}]}"), format!("{e0}.toFQDNs[0]"), "needs matchName or matchPattern"),
+            (egress("{toFQDNs: [{matchPattern: 'a/b.com'}]}"), format!("{e0}.toFQDNs[0].matchPattern"), "Invalid characters"),
+            // spec §2.2: label selectors.
+            (sel("{matchLabels: {'-app': x}}"), "spec.endpointSelector.matchLabels.-app".into(), "invalid label key \"-app\""),
+            (sel("{matchLabels: {app: 'a b'}}"), "spec.endpointSelector.matchLabels.app".into(), "invalid label value \"a b\""),
+            (sel("{matchLabels: {app: 1}}"), "spec.endpointSelector.matchLabels.app".into(), "quote it, \"1\""),
+            (sel("{matchExpressions: [{key: app, operator: In}]}"), "spec.endpointSelector.matchExpressions[0].values".into(), "needs a non-empty values list"),
+            (sel("{matchExpressions: [{key: app, operator: Exists, values: [a]}]}"), "spec.endpointSelector.matchExpressions[0].values".into(), "must not have values"),
+            (sel("{matchExpressions: [{key: app, operator: in, values: [a]}]}"), "spec.endpointSelector.matchExpressions[0].operator".into(), "invalid operator \"in\""),
+            (ingress("{fromEndpoints: [{matchLabels: {app: frontend}, matchFields: {}}]}"), format!("{i0}.fromEndpoints[0].matchFields"), "valid fields are matchLabels, matchExpressions"),
+            // spec §1.2: rule shape.
+            (format!("{{{ESEL}}}"), "spec".into(), "rule must have at least one of ingress"),
+            (format!("{{{ESEL}, ingress: []}}"), "spec".into(), "rule must have at least one of ingress"),
+            ("{ingress: [{}]}".into(), "spec.endpointSelector".into(), "missing endpointSelector"),
+            (format!("{{{ESEL}, ingres: [{{}}]}}"), "spec.ingres".into(), "unknown field \"ingres\" in a rule: valid fields are endpointSelector, ingress, ingressDeny"),
+            (format!("{{{ESEL}, ingress: [{{}}], enableDefaultDeny: {{egress: on}}}}"), "spec.enableDefaultDeny.egress".into(), "\"on\": YAML 1.1 spellings"),
+            (format!("{{{ESEL}, ingress: [{{}}], log: {{value: {}}}}}", "x".repeat(33)), "spec.log.value".into(), "longer than 32 characters"),
+            (format!("{{{ESEL}, ingress: [{{}}], labels: [{{value: x}}]}}"), "spec.labels[0].key".into(), "missing required field key"),
+            (format!("{{{ESEL}, ingress: [{{}}], description: [a]}}"), "spec.description".into(), "expected a string, found a list"),
+            (format!("{{{ESEL}, ingress: {{}}}}"), "spec.ingress".into(), "expected a list, found a mapping"),
+            (ingress("{fromEntities: 5}"), format!("{i0}.fromEntities"), "expected a list, found the number 5"),
+        ];
+        let mut failures = Vec::new();
+        for (spec, path, message) in &cases {
+            let errors = spec_errors(spec);
+            let needle = format!(": {path}: ");
+            if !errors
+                .iter()
+                .any(|e| e.contains(&needle) && e.contains(message))
+            {
+                failures.push(format!(
+                    "spec: {spec}\n  want {path}: ...{message}...\n  got {errors:#?}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn document_errors() {
+        const META: &str = "metadata: {name: p, namespace: shop}\n";
+        const SPEC: &str = "spec: {endpointSelector: {}, ingress: [{}]}\n";
+        let cnp = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n";
+        let cases: Vec<(String, &str)> = vec![
+            // spec §1.1: kinds and apiVersion.
+            (format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n{META}{SPEC}"), "t.yaml:2:7: kind: unsupported kind \"NetworkPolicy\""),
+            (format!("apiVersion: cilium.io/v2alpha1\nkind: CiliumNetworkPolicy\n{META}{SPEC}"), "t.yaml:1:13: apiVersion: unsupported apiVersion \"cilium.io/v2alpha1\""),
+            (format!("kind: CiliumNetworkPolicy\n{META}{SPEC}"), "t.yaml:1:1: apiVersion: missing required field apiVersion"),
+            // spec §1.1: metadata.name is mandatory.
+            (format!("{cnp}metadata: {{namespace: shop}}\n{SPEC}"), "t.yaml:3:11: metadata.name: missing required field name"),
+            (format!("{cnp}{SPEC}"), "t.yaml:1:1: metadata.name: must have name"),
+            (format!("{cnp}metadata: {{name: p, finalizers: [x]}}\n{SPEC}"), "t.yaml:3:21: metadata.finalizers: unknown field \"finalizers\" in metadata"),
+            // spec §1.1: neither spec nor specs is an empty policy.
+            (format!("{cnp}{META}"), "t.yaml:1:1: empty policy"),
+            (format!("{cnp}{META}specs: []\n"), "t.yaml:1:1: empty policy"),
+            (format!("{cnp}{META}{SPEC}data: {{}}\n"), "t.yaml:5:1: data: unknown field \"data\" in a policy document"),
+            // Duplicate keys are located.
+            (format!("{cnp}{META}{SPEC}{SPEC}"), "t.yaml:5:1: invalid YAML: duplicated key in mapping: remove or rename one of the two entries"),
+            // One (kind, namespace, name) per load.
+            (format!("{cnp}{META}{SPEC}---\n{cnp}{META}{SPEC}"), "t.yaml:6:1: metadata.name: duplicate CiliumNetworkPolicy shop/p: already defined at t.yaml:1:1"),
+        ];
+        for (text, want) in cases {
+            let errors = errors(&text);
+            assert!(
+                errors.iter().any(|e| e.starts_with(want)),
+                "want {want}\ngot {errors:#?}\nfor\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_and_specs_together() {
+        // spec §1.1: rules from spec then specs, each loaded.
+        let text = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: p}\n\
+                    spec: {endpointSelector: {}, ingress: [{}]}\nspecs: [{endpointSelector: {}, egress: [{}]}]\n";
+        let loaded = parse_str(Path::new("t.yaml"), text).unwrap();
+        let paths: Vec<_> = loaded.policies[0]
+            .rules
+            .iter()
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(paths, ["spec", "specs[0]"]);
+        assert!(loaded.warnings.is_empty());
+    }
+
+    #[test]
+    fn namespace_defaults_with_a_warning() {
+        // spec §1.1: a CNP without namespace gets `default`, and the user is told.
+        let file = fixtures().join("good/02-web.yml");
+        let loaded = load_path(&file).unwrap();
+        assert_eq!(loaded.policies[0].namespace.as_deref(), Some("default"));
+        let [warning] = loaded.warnings.as_slice() else {
+            panic!("{:#?}", loaded.warnings)
+        };
+        assert_eq!(
+            warning.to_string(),
+            format!(
+                "{}:5:3: metadata.namespace: CiliumNetworkPolicy without namespace: using namespace \
+                 \"default\" as kubectl would; write metadata.namespace to choose it",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn directory_loads_yaml_files_in_name_order() {
+        let loaded = load_path(&fixtures().join("good")).unwrap();
+        let names: Vec<_> = loaded.policies.iter().map(Policy::qualified_name).collect();
+        assert_eq!(names, ["shop/inventory", "baseline", "default/web"]);
+        assert_eq!(loaded.warnings.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_name_across_files() {
+        let dir = fixtures().join("duplicate");
+        let err = load_path(&dir).unwrap_err();
+        let a = dir.join("a.yaml");
+        let b = dir.join("b.yaml");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:10:1: metadata.name: duplicate CiliumNetworkPolicy shop/inventory: already defined \
+                 at {}:1:1; rename one of them or delete the copy\n1 error",
+                b.display(),
+                a.display()
+            )
+        );
+    }
+
+    #[test]
+    fn one_bad_file_fails_the_whole_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = fs::read_to_string(fixtures().join("good/02-web.yml")).unwrap();
+        fs::write(dir.path().join("a.yaml"), good).unwrap();
+        fs::write(
+            dir.path().join("b.yaml"),
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("c.yml"), b"\xff\xfe").unwrap();
+        let err = load_path(dir.path()).unwrap_err();
+        let files: Vec<_> = err
+            .0
+            .iter()
+            .map(|d| d.file.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(files, ["b.yaml", "b.yaml", "c.yml"], "{err}");
+        assert!(
+            err.0[2].message.starts_with("cannot read the file"),
+            "{err}"
+        );
+
+        let empty = tempfile::tempdir().unwrap();
+        let err = load_path(empty.path()).unwrap_err();
+        assert!(err.to_string().contains("no *.yaml or *.yml file"), "{err}");
+        let err = load_path(&empty.path().join("missing.yaml")).unwrap_err();
+        assert!(err.to_string().contains("cannot read the file"), "{err}");
+    }
+
+    #[test]
+    fn odd_input_is_an_error_never_a_panic() {
+        let deep_flow = format!("{}{}", "[".repeat(300), "]".repeat(300));
+        let deep_block: String = (0..200)
+            .map(|i| format!("{}a:\n", "  ".repeat(i)))
+            .collect();
+        let inputs = [
+            "",
+            "# only a comment\n",
+            "---\n",
+            "---\n---\n",
+            "- a\n- b\n",
+            "just a string\n",
+            "\tapiVersion: cilium.io/v2\n",
+            "apiVersion: cilium.io/v2\n\tkind: CiliumNetworkPolicy\n",
+            "a: b: c\n",
+            "key: [unclosed\n",
+            "\u{0}\u{1}\u{2}",
+            "a: &x [*x]\n",
+            "!!binary aGVsbG8=\n",
+            "? [a, b]\n: c\n",
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: []\nspec: 5\n",
+            "apiVersion: [cilium.io/v2]\nkind: {a: b}\n",
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: x}\n\
+             spec: {endpointSelector: {matchLabels: {[a]: b, ~: c, 1: d}}, ingress: [[[{}]]], egress: [~, 1, {toPorts: [[]]}]}\n",
+            &deep_flow,
+            &deep_block,
+        ];
+        for input in inputs {
+            let errors = errors(input);
+            assert!(!errors.is_empty(), "{input:?}");
+            assert!(
+                errors.iter().all(|e| e.starts_with("t.yaml:")),
+                "{errors:#?}"
+            );
+        }
+    }
+}

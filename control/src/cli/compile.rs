@@ -1,0 +1,48 @@
+//! `l7gate compile`: the filter configuration of one endpoint, as JSON or as the ECDS resource
+//! file an Envoy sidecar loads.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// The filter configuration JSON (pretty-printed).
+    Config,
+    /// An ECDS DiscoveryResponse for Envoy's file-based config source (needs --wasm).
+    Ecds,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    inputs: super::Inputs,
+    /// The endpoint (`name` or `namespace/name`) whose sidecar gets the configuration.
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long, value_enum, default_value = "config")]
+    format: Format,
+    /// Path of the l7gate filter .wasm, as the Envoy process will see it (for --format ecds).
+    #[arg(long, value_name = "FILE")]
+    wasm: Option<PathBuf>,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let cluster = super::load(&args.inputs)?;
+    let config = cluster.compile(cluster.endpoint(&args.endpoint)?)?;
+    let text = match args.format {
+        Format::Config => serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?,
+        Format::Ecds => {
+            let wasm = args.wasm.as_deref().ok_or("--format ecds needs --wasm FILE (the filter module Envoy loads)")?;
+            crate::ecds::render(&config.to_json(), wasm)
+        }
+    };
+    match &args.output {
+        Some(path) => crate::ecds::write_atomically(path, &text).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The `l7gate` command line: flag definitions (clap) and dispatch to one module per command.
+//! Exit codes: 0 success (including a `deny` verdict), 1 bad input, 2 usage error.
+
+mod compile;
+mod trace;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "l7gate", version, about = "Cilium-compatible L7 and FQDN policy for Envoy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where policies and the endpoint inventory come from.
+#[derive(Debug, clap::Args)]
+pub struct Inputs {
+    /// A policy file or a directory of *.yaml/*.yml policy files.
+    #[arg(long, value_name = "PATH")]
+    pub policies: PathBuf,
+    /// The endpoint inventory (endpoints.yaml or `kubectl get pods -A -o yaml` output).
+    #[arg(long, value_name = "FILE")]
+    pub endpoints: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check policies (and, with --endpoints, compile every endpoint); exit 1 on any error.
+    Validate(validate::Args),
+    /// Print the filter configuration of one endpoint.
+    Compile(compile::Args),
+    /// Say whether a request would be allowed, and which policy rule decided.
+    Trace(trace::Args),
+}
+
+/// Runs a parsed command line; `Err` carries the message for stderr.
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Compile(args) => compile::run(args),
+        Command::Trace(args) => trace::run(args),
+    }
+}
+
+/// Loads inputs, printing warnings to stderr; errors come back rendered.
+fn load(inputs: &Inputs) -> Result<crate::compile::Cluster, String> {
+    let loaded = crate::load(&inputs.policies, &inputs.endpoints).map_err(|e| e.to_string())?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded.cluster)
+}

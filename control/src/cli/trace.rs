@@ -1,0 +1,100 @@
+//! `l7gate trace`: the verdict for one request on the source's egress and the destination's
+//! ingress, with the deciding policy and rule; `--json` for machines.
+
+use l7gate_filter::config::Protocol;
+
+use crate::trace::{trace, Query, Side};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Proto {
+    #[value(name = "TCP")]
+    Tcp,
+    #[value(name = "UDP")]
+    Udp,
+    #[value(name = "SCTP")]
+    Sctp,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    inputs: super::Inputs,
+    /// Source: endpoint name (`name` or `namespace/name`) or IP address.
+    #[arg(long)]
+    from: String,
+    /// Destination: endpoint name, IP address or DNS name.
+    #[arg(long)]
+    to: String,
+    #[arg(long)]
+    port: u16,
+    #[arg(long, value_enum, default_value = "TCP")]
+    protocol: Proto,
+    /// HTTP method (default GET).
+    #[arg(long)]
+    method: Option<String>,
+    /// HTTP path, query included (default /).
+    #[arg(long)]
+    path: Option<String>,
+    /// HTTP Host / :authority as sent (default: the --to value).
+    #[arg(long)]
+    host: Option<String>,
+    /// A request header, `Name: value`; repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// TLS server name (SNI) for toFQDNs rules.
+    #[arg(long)]
+    sni: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let cluster = super::load(&args.inputs)?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| format!("--header {h:?}: write it as 'Name: value'"))
+        })
+        .collect::<Result<_, _>>()?;
+    let query = Query {
+        from: args.from,
+        to: args.to,
+        port: args.port,
+        protocol: Some(match args.protocol {
+            Proto::Tcp => Protocol::Tcp,
+            Proto::Udp => Protocol::Udp,
+            Proto::Sctp => Protocol::Sctp,
+        }),
+        method: args.method,
+        path: args.path,
+        host: args.host,
+        headers,
+        sni: args.sni,
+    };
+    let t = trace(&cluster, &query)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&t).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("{}", t.request);
+    for (direction, side) in [("egress", &t.egress), ("ingress", &t.ingress)] {
+        if let Some(side) = side {
+            println!("  {direction:<7} {}", describe(side));
+        }
+    }
+    println!("verdict: {}", t.verdict.to_uppercase());
+    Ok(())
+}
+
+fn describe(s: &Side) -> String {
+    let by = match (&s.kind, &s.policy, &s.rule) {
+        (Some(k), Some(p), Some(r)) => format!(" [{k} {p} {r}]"),
+        _ => String::new(),
+    };
+    format!("of {} (peer {} id {}): {} — {}{by}", s.endpoint, s.peer, s.peer_identity, s.verdict.to_uppercase(), s.explanation)
+}

@@ -1,0 +1,109 @@
+//! Compilation: validated policies + inventory → one filter [`Config`] per endpoint, the only
+//! producer of that schema. Every config is run through the filter's own `Engine::compile`
+//! before it leaves, so the data plane never sees a config it would refuse.
+
+use std::collections::BTreeSet;
+
+use l7gate_filter::cidr::Cidr;
+use l7gate_filter::config::{Config, EndpointRef, IpCacheEntry, SCHEMA_VERSION};
+use l7gate_filter::engine::Engine;
+
+use crate::cilium::model::{Peer, Policy};
+use crate::identity::{qualified, Identities};
+use crate::inventory::{Endpoint, Inventory};
+use crate::resolve::resolve;
+
+/// Everything needed to compile configs for any endpoint: policies, inventory, identities.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub policies: Vec<Policy>,
+    pub inventory: Inventory,
+    pub identities: Identities,
+}
+
+impl Cluster {
+    pub fn new(policies: Vec<Policy>, inventory: Inventory) -> Cluster {
+        let identities = Identities::allocate(&inventory, &policy_cidrs(&policies));
+        Cluster { policies, inventory, identities }
+    }
+
+    /// Finds an endpoint by `name` or `namespace/name`; an ambiguous bare name is an error.
+    pub fn endpoint(&self, name: &str) -> Result<&Endpoint, String> {
+        let matching: Vec<&Endpoint> =
+            self.inventory.endpoints.iter().filter(|e| e.name == name || qualified(e) == name).collect();
+        match matching.as_slice() {
+            [one] => Ok(one),
+            [] => Err(format!(
+                "no endpoint named {name:?} in the inventory (known: {})",
+                self.inventory.endpoints.iter().map(qualified).collect::<Vec<_>>().join(", ")
+            )),
+            many => Err(format!(
+                "{name:?} is ambiguous: write one of {}",
+                many.iter().map(|e| qualified(e)).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    /// The filter configuration of one endpoint.
+    pub fn compile(&self, endpoint: &Endpoint) -> Result<Config, String> {
+        let (ingress, egress) = resolve(&self.policies, &self.identities, &self.inventory, endpoint);
+        let config = Config {
+            version: SCHEMA_VERSION,
+            endpoint: EndpointRef { name: endpoint.name.clone(), namespace: endpoint.namespace.clone() },
+            identities: self.identities.infos(),
+            ipcache: self.ipcache(endpoint),
+            ingress,
+            egress,
+        };
+        Engine::compile(&config).map_err(|e| format!("internal error: the filter refuses the compiled config: {e}"))?;
+        Ok(config)
+    }
+
+    /// Peer address → identity as seen from `subject` (its own node's addresses are `host`).
+    fn ipcache(&self, subject: &Endpoint) -> Vec<IpCacheEntry> {
+        let mut entries = Vec::new();
+        let mut taken = BTreeSet::new();
+        let mut add = |cidr: Cidr, identity| {
+            if taken.insert(cidr) {
+                entries.push(IpCacheEntry { cidr: cidr.to_string(), identity });
+            }
+        };
+        // Pods first: a pod's address keeps its pod identity even if a policy CIDR names it
+        // exactly (spec §3.4: CIDR selectors never match managed endpoints).
+        for e in &self.inventory.endpoints {
+            if let Some(id) = self.identities.of_endpoint.get(&qualified(e)) {
+                for ip in &e.ips {
+                    add(Cidr::host(*ip), *id);
+                }
+            }
+        }
+        for node in &self.inventory.nodes {
+            let local = subject.node.as_deref() == Some(node.name.as_str());
+            let id = if local { l7gate_filter::config::HOST } else { l7gate_filter::config::REMOTE_NODE };
+            for ip in &node.ips {
+                add(Cidr::host(*ip), id);
+            }
+        }
+        for (cidr, id) in &self.identities.of_cidr {
+            add(*cidr, *id);
+        }
+        entries
+    }
+}
+
+/// Every prefix (allowed or excepted) named by a CIDR rule of any policy.
+fn policy_cidrs(policies: &[Policy]) -> BTreeSet<Cidr> {
+    let mut out = BTreeSet::new();
+    for rule in policies.iter().flat_map(|p| &p.rules) {
+        let sections = [&rule.ingress, &rule.ingress_deny, &rule.egress, &rule.egress_deny];
+        for peer_rule in sections.into_iter().flatten() {
+            if let Some(Peer::Cidrs(cidrs)) = &peer_rule.peer {
+                for c in cidrs {
+                    out.insert(c.cidr);
+                    out.extend(c.except.iter().copied());
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! Delivery of a filter configuration to Envoy through ECDS from a file.
+//!
+//! The sidecar bootstrap (`envoy/sidecar.yaml`) declares the HTTP filter `l7gate` with
+//! `config_discovery.config_source.path_config_source` pointing at one file. That file holds an
+//! xDS `DiscoveryResponse` with exactly one `TypedExtensionConfig` named `l7gate` whose
+//! `typed_config` is an `envoy.extensions.filters.http.wasm.v3.Wasm`; [`render`] produces it and
+//! [`write_atomically`] installs it.
+//!
+//! Behaviour verified against Envoy 1.40 (V8 runtime):
+//! * Envoy watches the file's directory for a *rename onto* the file name. Writing a temp file and
+//!   renaming it over the target reloads the filter live (well under a second); rewriting the file
+//!   in place is **not** picked up. Deleting the file changes nothing.
+//! * An update that fails to parse, names another resource, points at a missing `.wasm`, or whose
+//!   `on_configure` returns `false` is rejected and the previous configuration stays active
+//!   (stats `extension_config_discovery.http_filter.l7gate.update_rejected` / `update_failure`).
+//! * At startup a missing file stops Envoy from starting; an invalid file (or `on_configure`
+//!   returning `false`) leaves the filter without a config and every request gets a local 500
+//!   (response flag `NFCF`) until a valid file is renamed into place: fail closed.
+//! * The file is parsed as JSON or YAML regardless of its extension (JSON is valid YAML).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The HTTP filter name in the bootstrap, which is also the ECDS resource name (they must match).
+pub const FILTER_NAME: &str = "l7gate";
+/// `PluginConfig.name` (stats prefix `wasm.l7gate.`, property `plugin_name`).
+pub const PLUGIN_NAME: &str = "l7gate";
+/// `PluginConfig.root_id` (property `plugin_root_id`).
+pub const ROOT_ID: &str = "l7gate";
+/// `VmConfig.vm_id` (property `plugin_vm_id`; also the key of shared data).
+pub const VM_ID: &str = "l7gate";
+
+/// Type URL of an ECDS resource.
+pub const TYPED_EXTENSION_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+/// Type URL of the HTTP Wasm filter config (listed in the bootstrap's `type_urls`).
+pub const HTTP_WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// The plugin configuration travels as a `StringValue`, which Envoy hands to `on_configure` raw.
+pub const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
+
+/// `PluginConfig.failure_policy`. Observed on Envoy 1.40 after a panic (Wasm trap) in the filter:
+/// * `FAIL_CLOSED`: that request and **every later one** on the worker get a local 503
+///   (`wasm_fail_stream`) until the plugin config changes: one crashing request is a lasting outage.
+/// * `FAIL_RELOAD`: also 503 (never lets traffic through unfiltered), but Envoy rebuilds the VM
+///   after a backoff of about a second (`wasm.l7gate.vm_reload_success`), so it heals by itself.
+/// * `FAIL_OPEN`: later requests skip the filter and reach the upstream unchecked. Never.
+/// * Omitted/`UNSPECIFIED` behaves like `FAIL_CLOSED`, and a misspelled value is *ignored* with
+///   only a warning (`server.dynamic_unknown_fields`), so the value is always set explicitly.
+///
+/// Hence `FAIL_RELOAD`: fail closed, without handing an attacker a kill switch for the worker.
+pub const FAILURE_POLICY: &str = "FAIL_RELOAD";
+
+/// Renders the ECDS file content (a `DiscoveryResponse` as pretty JSON) that makes Envoy run the
+/// filter module at `wasm_path` (should be absolute: Envoy resolves it against its own cwd) with
+/// `config_json` as its plugin configuration (delivered to `on_configure` byte for byte).
+pub fn render(config_json: &str, wasm_path: &Path) -> String {
+    let wasm = wasm_path.to_string_lossy();
+    let doc = serde_json::json!({
+        // Shown as extension_config_discovery.http_filter.l7gate.version_text; a content hash, so
+        // equal inputs give equal files.
+        "version_info": version(config_json, &wasm),
+        "resources": [{
+            "@type": TYPED_EXTENSION_CONFIG_TYPE,
+            "name": FILTER_NAME,
+            "typed_config": {
+                "@type": HTTP_WASM_TYPE,
+                "config": {
+                    "name": PLUGIN_NAME,
+                    "root_id": ROOT_ID,
+                    "vm_config": {
+                        "vm_id": VM_ID,
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": { "local": { "filename": wasm } },
+                    },
+                    "configuration": {
+                        "@type": STRING_VALUE_TYPE,
+                        "value": config_json,
+                    },
+                    "failure_policy": FAILURE_POLICY,
+                },
+            },
+        }],
+    });
+    format!("{doc:#}\n")
+}
+
+/// FNV-1a 64 over the inputs (stable across runs and platforms, unlike `DefaultHasher`).
+fn version(config_json: &str, wasm: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in config_json.bytes().chain([0u8]).chain(wasm.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("l7gate-{h:016x}")
+}
+
+/// Replaces `path` with `contents` so that Envoy's file watch sees exactly one complete update:
+/// writes a temp file in the same directory (same filesystem), syncs it, renames it over `path`.
+/// Concurrent writers never share a temp file; on error the temp file is removed.
+pub fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn render_is_a_discovery_response_for_the_l7gate_wasm_filter() {
+        let config = r#"{"rules":[{"method":"GET","path":"/a\"b"}],"note":"ünï"}"#;
+        let wasm = Path::new("/opt/l7gate/l7gate_filter.wasm");
+        let text = render(config, wasm);
+        let doc: Value = serde_json::from_str(&text).expect("valid JSON");
+
+        let resources = doc["resources"].as_array().expect("resources array");
+        assert_eq!(resources.len(), 1, "ECDS needs exactly one resource per subscription");
+        let r = &resources[0];
+        assert_eq!(r["@type"], TYPED_EXTENSION_CONFIG_TYPE);
+        assert_eq!(r["@type"], "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig");
+        assert_eq!(r["name"], "l7gate");
+        let tc = &r["typed_config"];
+        assert_eq!(tc["@type"], "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
+        let pc = &tc["config"];
+        assert_eq!(pc["name"], "l7gate");
+        assert_eq!(pc["root_id"], "l7gate");
+        assert_eq!(pc["failure_policy"], "FAIL_RELOAD");
+        assert_eq!(pc["vm_config"]["vm_id"], "l7gate");
+        assert_eq!(pc["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
+        assert_eq!(pc["vm_config"]["code"]["local"]["filename"], "/opt/l7gate/l7gate_filter.wasm");
+        assert_eq!(pc["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
+        assert_eq!(pc["configuration"]["value"].as_str(), Some(config), "config must arrive verbatim");
+        assert!(doc["version_info"].as_str().is_some_and(|v| v.starts_with("l7gate-")));
+    }
+
+    #[test]
+    fn version_is_deterministic_and_tracks_content() {
+        let wasm = Path::new("/w.wasm");
+        let v = |c: &str, w: &Path| -> Value {
+            serde_json::from_str::<Value>(&render(c, w)).expect("json")["version_info"].clone()
+        };
+        assert_eq!(v("{}", wasm), v("{}", wasm));
+        assert_ne!(v("{}", wasm), v("{\"a\":1}", wasm));
+        assert_ne!(v("{}", wasm), v("{}", Path::new("/other.wasm")));
+        assert_eq!(render("{}", wasm), render("{}", wasm));
+    }
+
+    #[test]
+    fn write_atomically_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("l7gate-filter.json");
+        write_atomically(&path, "first").expect("write 1");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "first");
+        write_atomically(&path, "second").expect("write 2");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("l7gate-filter.json")]);
+    }
+
+    #[test]
+    fn write_atomically_fails_cleanly_for_a_missing_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nope").join("f.json");
+        assert!(write_atomically(&path, "x").is_err());
+        assert!(write_atomically(Path::new("/"), "x").is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! l7gate's control plane: Cilium policies + endpoint inventory in, per-endpoint filter
+//! configurations out. Stages, one module each: `cilium` (parse, validate) → `inventory` →
+//! `identity` → `resolve` → `compile` → `ecds` (delivery to Envoy); `trace` explains verdicts
+//! with the filter's own engine; `cli` is the `l7gate` command.
+
+pub mod cilium;
+pub mod cli;
+pub mod compile;
+pub mod diag;
+pub mod ecds;
+pub mod identity;
+pub mod inventory;
+pub mod resolve;
+pub mod trace;
+mod yaml;
+
+use std::fmt;
+use std::path::Path;
+
+use compile::Cluster;
+use diag::{Diagnostic, Diagnostics};
+
+/// Why inputs could not be loaded or compiled.
+#[derive(Debug)]
+pub enum Error {
+    /// Problems in the input files, all of them, located.
+    Input(Diagnostics),
+    /// Anything else (unknown endpoint, ...), as a message.
+    Other(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Input(d) => d.fmt(f),
+            Error::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Valid inputs, ready to compile, and the warnings found on the way.
+pub struct Loaded {
+    pub cluster: Cluster,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads and validates policies (a file or a directory) and the inventory. Errors of both are
+/// reported together; nothing is returned unless everything is valid.
+pub fn load(policies: &Path, endpoints: &Path) -> Result<Loaded, Error> {
+    let policies = cilium::parse::load_path(policies);
+    let inventory = inventory::load(endpoints);
+    match (policies, inventory) {
+        (Ok(p), Ok(i)) => Ok(Loaded { cluster: Cluster::new(p.policies, i), warnings: p.warnings }),
+        (p, i) => {
+            let mut all = Diagnostics::default();
+            if let Err(e) = p {
+                all.extend(e);
+            }
+            if let Err(e) = i {
+                all.extend(e);
+            }
+            Err(Error::Input(all.sorted()))
+        }
+    }
+}
+
+/// The filter configuration of one endpoint (what `l7gate compile` prints).
+pub fn compile_endpoint(
+    policies: &Path,
+    endpoints: &Path,
+    endpoint: &str,
+) -> Result<l7gate_filter::config::Config, Error> {
+    let loaded = load(policies, endpoints)?;
+    let cluster = loaded.cluster;
+    cluster.endpoint(endpoint).and_then(|e| cluster.compile(e)).map_err(Error::Other)
+}

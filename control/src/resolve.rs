@@ -1,0 +1,293 @@
+//! Resolution (spec §2.3, §3, §4): for one subject endpoint, find the rules that select it,
+//! decide per direction whether policy is enforced and default-deny, and turn every rule into
+//! plain filter rules — selectors into identity sets, named ports into numbers, L7-less rules
+//! into rules without HTTP lists (which void L7 restrictions for their peers, spec §4.3).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use l7gate_filter::config::{
+    self as fc, Action, DirectionPolicy, HeaderCondition, Origin, Peers, PortRange, Protocol,
+};
+
+use crate::cilium::model::{
+    self as m, Entity, L4Protocol, Operator, Peer, PeerRule, Policy, PolicyKind, Port, PortRule, Requirement, Rule,
+    Selector,
+};
+use crate::identity::{split_key, Identities, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX};
+use crate::inventory::{Endpoint, Inventory};
+
+/// A rule together with the policy it belongs to.
+#[derive(Clone, Copy)]
+struct Selecting<'a> {
+    policy: &'a Policy,
+    rule: &'a Rule,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Ingress,
+    Egress,
+}
+
+/// The resolved ingress and egress policy of `subject`.
+pub fn resolve(policies: &[Policy], ids: &Identities, inventory: &Inventory, subject: &Endpoint) -> (DirectionPolicy, DirectionPolicy) {
+    let subject_id = ids.of_endpoint.get(&crate::identity::qualified(subject));
+    let subject_labels = subject_id.and_then(|id| ids.all.get(id)).map(|(_, l)| l.clone()).unwrap_or_default();
+    let selecting: Vec<Selecting> = policies
+        .iter()
+        .flat_map(|policy| policy.rules.iter().map(move |rule| Selecting { policy, rule }))
+        .filter(|s| crate::identity::selector_matches(&subject_selector(s.policy, &s.rule.endpoint_selector), &subject_labels))
+        .collect();
+    let ctx = Context { ids, subject, egress_ports: egress_named_ports(inventory) };
+    (ctx.direction(Dir::Ingress, &selecting), ctx.direction(Dir::Egress, &selecting))
+}
+
+struct Context<'a> {
+    ids: &'a Identities,
+    subject: &'a Endpoint,
+    /// Named port → number across all endpoints; `None` where the name is ambiguous.
+    egress_ports: BTreeMap<String, Option<u16>>,
+}
+
+impl Context<'_> {
+    fn direction<'a>(&self, dir: Dir, selecting: &[Selecting<'a>]) -> DirectionPolicy {
+        let sections = |s: &Selecting<'a>| -> (&'a [PeerRule], &'a [PeerRule]) {
+            match dir {
+                Dir::Ingress => (&s.rule.ingress, &s.rule.ingress_deny),
+                Dir::Egress => (&s.rule.egress, &s.rule.egress_deny),
+            }
+        };
+        let flag = |s: &Selecting<'_>| match dir {
+            Dir::Ingress => s.rule.default_deny.ingress,
+            Dir::Egress => s.rule.default_deny.egress,
+        };
+        // spec §4.1: only rules with a non-empty section for the direction count.
+        let contributing: Vec<&Selecting<'a>> = selecting
+            .iter()
+            .filter(|s| {
+                let (allow, deny) = sections(s);
+                !allow.is_empty() || !deny.is_empty()
+            })
+            .collect();
+        if contributing.is_empty() {
+            return DirectionPolicy { enforced: false, rules: vec![] };
+        }
+        let default_deny = contributing.iter().any(|s| flag(s).unwrap_or(true));
+        let mut rules = Vec::new();
+        for s in &contributing {
+            let (allow, deny) = sections(s);
+            for peer_rule in allow {
+                self.emit(dir, Action::Allow, s, peer_rule, &mut rules);
+            }
+            for peer_rule in deny {
+                self.emit(dir, Action::Deny, s, peer_rule, &mut rules);
+            }
+        }
+        if !default_deny {
+            // spec §4.1 case 3 and §4.3 item 7: allow everything not denied; L7 rules only observe.
+            rules.push(synthetic(
+                "default-allow",
+                "every selecting rule sets enableDefaultDeny to false, so everything not denied is allowed",
+                Peers::Any,
+            ));
+        }
+        if dir == Dir::Ingress {
+            // spec §4.1 item 8: the local node may always reach its pods (allow-localhost=always).
+            rules.push(synthetic("allow-localhost", "the local node may always reach its pods", Peers::Identities(vec![fc::HOST])));
+        }
+        DirectionPolicy { enforced: true, rules }
+    }
+
+    /// Turns one `ingress`/`egress`/`...Deny` element into filter rules (spec §3.1 nil vs empty).
+    fn emit(&self, dir: Dir, action: Action, s: &Selecting, peer_rule: &PeerRule, out: &mut Vec<fc::Rule>) {
+        let peers = match &peer_rule.peer {
+            // No L3 field: every identity, but only through ports (`{}` allows nothing).
+            None if peer_rule.to_ports.is_empty() => return,
+            None => Peers::Any,
+            Some(peer) => match self.peers(s.policy, peer) {
+                Some(peers) => peers,
+                None => return,
+            },
+        };
+        let origin = |path: &str| Origin { kind: s.policy.kind.kind_name().into(), policy: s.policy.qualified_name(), rule: path.into() };
+        if peer_rule.to_ports.is_empty() {
+            out.push(fc::Rule { action, origin: origin(&peer_rule.path), peers, ports: None, http: None });
+            return;
+        }
+        for port_rule in &peer_rule.to_ports {
+            let ports = self.port_ranges(dir, port_rule);
+            if ports.is_empty() {
+                continue; // a port rule without (resolvable) ports contributes nothing
+            }
+            let http = port_rule.http.as_ref().filter(|h| !h.is_empty()).map(|h| h.iter().map(http_rule).collect());
+            out.push(fc::Rule { action, origin: origin(&port_rule.path), peers: peers.clone(), ports: Some(ports), http });
+        }
+    }
+
+    /// The identities an L3 field selects; `None` when it selects nothing.
+    fn peers(&self, policy: &Policy, peer: &Peer) -> Option<Peers> {
+        let ids: BTreeSet<fc::Identity> = match peer {
+            Peer::Fqdns(selectors) => {
+                return (!selectors.is_empty()).then(|| Peers::Fqdns(selectors.iter().map(fqdn_selector).collect()));
+            }
+            Peer::Entities(entities) if entities.contains(&Entity::All) => return Some(Peers::Any),
+            Peer::Entities(entities) => entities.iter().flat_map(|e| self.entity(*e)).collect(),
+            Peer::Endpoints(selectors) => selectors.iter().flat_map(|s| self.ids.select(&peer_selector(policy, s))).collect(),
+            Peer::Cidrs(cidrs) => cidrs
+                .iter()
+                .flat_map(|c| {
+                    let world = (c.cidr.prefix_len() == 0).then_some(fc::WORLD);
+                    let inside = self
+                        .ids
+                        .of_cidr
+                        .iter()
+                        .filter(|(p, _)| c.cidr.contains(p) && !c.except.iter().any(|e| e.contains(p)))
+                        .map(|(_, id)| *id);
+                    world.into_iter().chain(inside).collect::<Vec<_>>()
+                })
+                .collect(),
+        };
+        (!ids.is_empty()).then(|| Peers::Identities(ids.into_iter().collect()))
+    }
+
+    /// spec §2.4: the identities an entity stands for.
+    fn entity(&self, entity: Entity) -> Vec<fc::Identity> {
+        match entity {
+            Entity::World => std::iter::once(fc::WORLD).chain(self.ids.of_cidr.values().copied()).collect(),
+            Entity::Cluster => self
+                .ids
+                .pods()
+                .chain([fc::HOST, fc::REMOTE_NODE, fc::INIT, fc::HEALTH, fc::INGRESS, fc::UNMANAGED, fc::KUBE_APISERVER])
+                .collect(),
+            Entity::Host => vec![fc::HOST],
+            Entity::RemoteNode => vec![fc::REMOTE_NODE],
+            Entity::KubeApiserver => vec![fc::KUBE_APISERVER],
+            Entity::Ingress => vec![fc::INGRESS],
+            Entity::Health => vec![fc::HEALTH],
+            Entity::Init => vec![fc::INIT],
+            Entity::Unmanaged => vec![fc::UNMANAGED],
+            Entity::None | Entity::All => vec![],
+        }
+    }
+
+    /// spec §3.8: numbers, ranges, port 0 = every port, ANY = TCP+UDP+SCTP, named ports resolved
+    /// on the subject (ingress) or across all endpoints (egress; ambiguous names resolve to nothing).
+    fn port_ranges(&self, dir: Dir, rule: &PortRule) -> Vec<PortRange> {
+        let mut out = Vec::new();
+        for p in &rule.ports {
+            let (first, last) = match &p.port {
+                Port::Number(0) => (0, u16::MAX),
+                Port::Number(n) => (*n, p.end_port.filter(|e| e > n).unwrap_or(*n)),
+                Port::Named(name) => {
+                    let number = match dir {
+                        Dir::Ingress => self.subject.ports.get(name).copied(),
+                        Dir::Egress => self.egress_ports.get(name).copied().flatten(),
+                    };
+                    match number {
+                        Some(n) => (n, n),
+                        None => continue,
+                    }
+                }
+            };
+            let protocols: &[Protocol] = match p.protocol {
+                L4Protocol::Tcp => &[Protocol::Tcp],
+                L4Protocol::Udp => &[Protocol::Udp],
+                L4Protocol::Sctp => &[Protocol::Sctp],
+                L4Protocol::Any => &[Protocol::Tcp, Protocol::Udp, Protocol::Sctp],
+            };
+            out.extend(protocols.iter().map(|protocol| PortRange { protocol: *protocol, first, last }));
+        }
+        out
+    }
+}
+
+fn synthetic(policy: &str, why: &str, peers: Peers) -> fc::Rule {
+    fc::Rule {
+        action: Action::Allow,
+        origin: Origin { kind: "l7gate".into(), policy: policy.into(), rule: why.into() },
+        peers,
+        ports: None,
+        http: None,
+    }
+}
+
+fn egress_named_ports(inventory: &Inventory) -> BTreeMap<String, Option<u16>> {
+    let mut ports: BTreeMap<String, Option<u16>> = BTreeMap::new();
+    for (name, number) in inventory.endpoints.iter().flat_map(|e| e.ports.iter()) {
+        ports
+            .entry(name.clone())
+            .and_modify(|known| {
+                if *known != Some(*number) {
+                    *known = None;
+                }
+            })
+            .or_insert(Some(*number));
+    }
+    ports
+}
+
+fn namespace_requirement(policy: &Policy, operator: Operator) -> Requirement {
+    Requirement {
+        key: format!("k8s:{NAMESPACE_LABEL}"),
+        operator,
+        values: policy.namespace.iter().cloned().collect(),
+    }
+}
+
+/// spec §2.3: a CNP's subject selector is confined to its namespace (a user-written
+/// `k8s:io.kubernetes.pod.namespace` is overwritten); a CCNP's is left alone.
+fn subject_selector(policy: &Policy, selector: &Selector) -> Selector {
+    match policy.kind {
+        PolicyKind::Clusterwide => selector.clone(),
+        PolicyKind::Namespaced => {
+            let own = format!("k8s:{NAMESPACE_LABEL}");
+            let mut requirements: Vec<Requirement> = selector.requirements.iter().filter(|r| r.key != own).cloned().collect();
+            requirements.push(namespace_requirement(policy, Operator::In));
+            Selector { requirements }
+        }
+    }
+}
+
+/// spec §2.3: peer endpoint selectors get the policy's namespace (CNP) or "any namespace" (CCNP)
+/// unless they name a reserved label, the namespace label, or (CNP) a namespace-label key.
+fn peer_selector(policy: &Policy, selector: &Selector) -> Selector {
+    let keys: Vec<(Option<&str>, &str)> = selector.requirements.iter().map(|r| split_key(&r.key)).collect();
+    let untouched = keys.iter().any(|(source, _)| *source == Some("reserved"))
+        || keys.iter().any(|(source, key)| *key == NAMESPACE_LABEL && matches!(source, None | Some("k8s")))
+        || (policy.kind == PolicyKind::Namespaced && keys.iter().any(|(_, key)| key.starts_with(NAMESPACE_LABELS_PREFIX)));
+    if untouched {
+        return selector.clone();
+    }
+    let operator = match policy.kind {
+        PolicyKind::Namespaced => Operator::In,
+        PolicyKind::Clusterwide => Operator::Exists,
+    };
+    let mut scoped = selector.clone();
+    scoped.requirements.push(namespace_requirement(policy, operator));
+    scoped
+}
+
+fn fqdn_selector(s: &m::FqdnSelector) -> fc::FqdnSelector {
+    match s {
+        m::FqdnSelector::MatchName(n) => fc::FqdnSelector::MatchName(n.clone()),
+        m::FqdnSelector::MatchPattern(p) => fc::FqdnSelector::MatchPattern(p.clone()),
+    }
+}
+
+/// spec §5.4: a `headers` string is split at its first space: one token = presence, two =
+/// name (trailing `:` removed) and exact value. `headerMatches` are name/value conditions.
+fn http_rule(rule: &m::HttpRule) -> fc::HttpRule {
+    let headers = rule
+        .headers
+        .iter()
+        .map(|h| match h.split_once(' ') {
+            None => HeaderCondition { name: h.to_ascii_lowercase(), value: None },
+            Some((name, value)) => HeaderCondition {
+                name: name.trim_end_matches(':').to_ascii_lowercase(),
+                value: Some(value.to_string()),
+            },
+        })
+        .chain(rule.header_matches.iter().map(|h| HeaderCondition { name: h.name.to_ascii_lowercase(), value: h.value.clone() }))
+        .collect();
+    fc::HttpRule { method: rule.method.clone(), path: rule.path.clone(), host: rule.host.clone(), headers }
+}

@@ -1,0 +1,152 @@
+//! Offline verdicts: what would happen to a request from A to B, on A's egress and on B's
+//! ingress, decided by the same `Engine` the filter runs, with the deciding policy and rule.
+
+use std::net::IpAddr;
+
+use l7gate_filter::config::{Identity, Protocol, WORLD};
+use l7gate_filter::engine::{Direction, Engine, Headers, Request};
+use l7gate_filter::fqdn;
+use serde::Serialize;
+
+use crate::compile::Cluster;
+use crate::identity::qualified;
+use crate::inventory::Endpoint;
+
+/// What to trace (the `l7gate trace` flags).
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Endpoint name (`name` or `namespace/name`) or IP address.
+    pub from: String,
+    /// Endpoint name, IP address, or DNS name.
+    pub to: String,
+    pub port: u16,
+    pub protocol: Option<Protocol>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    /// `(name, value)` pairs.
+    pub headers: Vec<(String, String)>,
+    pub sni: Option<String>,
+}
+
+/// The answer: the overall verdict and each side that was evaluated.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Trace {
+    pub verdict: &'static str,
+    /// Egress of the source, when the source is an endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Side>,
+    /// Ingress of the destination, when the destination is an endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Side>,
+    /// The request as evaluated (defaults filled in).
+    pub request: String,
+}
+
+/// One direction's decision.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Side {
+    pub verdict: &'static str,
+    /// The endpoint whose policy decided (`namespace/name`).
+    pub endpoint: String,
+    /// The peer as that endpoint sees it.
+    pub peer: String,
+    pub peer_identity: Identity,
+    pub reason: &'static str,
+    pub explanation: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// A side of the connection: an endpoint, a bare address, or a DNS name.
+struct Party<'a> {
+    endpoint: Option<&'a Endpoint>,
+    ip: Option<IpAddr>,
+    name: Option<String>,
+}
+
+fn party<'a>(cluster: &'a Cluster, spec: &str, role: &str) -> Result<Party<'a>, String> {
+    if let Ok(ip) = spec.parse::<IpAddr>() {
+        let endpoint = cluster.inventory.endpoints.iter().find(|e| e.ips.contains(&ip));
+        return Ok(Party { endpoint, ip: Some(ip), name: None });
+    }
+    match cluster.endpoint(spec) {
+        Ok(e) => Ok(Party { endpoint: Some(e), ip: e.ips.first().copied(), name: None }),
+        Err(_) if role == "to" && spec.contains('.') => Ok(Party { endpoint: None, ip: None, name: Some(spec.to_string()) }),
+        Err(e) => Err(format!("--{role}: {e}")),
+    }
+}
+
+struct QueryHeaders<'q>(&'q [(String, String)]);
+
+impl Headers for QueryHeaders<'_> {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        let values: Vec<&str> = self.0.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
+        (!values.is_empty()).then(|| values.join(",").into_bytes())
+    }
+}
+
+/// Traces a request through the source's egress and the destination's ingress policy.
+pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
+    let from = party(cluster, &q.from, "from")?;
+    let to = party(cluster, &q.to, "to")?;
+    if from.endpoint.is_none() && to.endpoint.is_none() {
+        return Err(format!("neither {:?} nor {:?} is an endpoint of the inventory: nothing to decide", q.from, q.to));
+    }
+    let protocol = q.protocol.unwrap_or(Protocol::Tcp);
+    let authority = q.host.clone().unwrap_or_else(|| q.to.clone());
+    let mut headers = q.headers.clone();
+    if protocol == Protocol::Tcp {
+        headers.push((":method".into(), q.method.clone().unwrap_or_else(|| "GET".into())));
+        headers.push((":path".into(), q.path.clone().unwrap_or_else(|| "/".into())));
+        headers.push((":authority".into(), authority.clone()));
+    }
+    let http = (protocol == Protocol::Tcp).then_some(QueryHeaders(&headers));
+    let http: Option<&dyn Headers> = http.as_ref().map(|h| h as &dyn Headers);
+    // The name toFQDNs rules see: SNI, else the Host, else the destination's DNS name.
+    let server_name = q
+        .sni
+        .as_deref()
+        .map(fqdn::normalise)
+        .or_else(|| q.host.as_deref().and_then(fqdn::name_of_authority))
+        .or_else(|| to.name.as_deref().map(fqdn::normalise));
+
+    let decide = |subject: &Endpoint, direction: Direction, peer_ip: Option<IpAddr>| -> Result<Side, String> {
+        let config = cluster.compile(subject)?;
+        let engine = Engine::compile(&config)?;
+        let peer = peer_ip.map_or(WORLD, |ip| engine.identity_of(ip));
+        let request = Request { direction, peer, port: q.port, protocol, server_name: server_name.as_deref() };
+        let v = engine.decide(&request, http);
+        Ok(Side {
+            verdict: if v.allowed { "allow" } else { "deny" },
+            endpoint: qualified(subject),
+            peer: engine.identity_name(peer),
+            peer_identity: peer,
+            reason: v.reason.code(),
+            explanation: v.reason.to_string(),
+            policy: v.origin.map(|o| o.policy.clone()),
+            kind: v.origin.map(|o| o.kind.clone()),
+            rule: v.origin.map(|o| o.rule.clone()),
+        })
+    };
+    let egress = from.endpoint.map(|e| decide(e, Direction::Egress, to.ip)).transpose()?;
+    let ingress = to.endpoint.map(|e| decide(e, Direction::Ingress, from.ip)).transpose()?;
+    let allowed = egress.iter().chain(ingress.iter()).all(|s| s.verdict == "allow");
+    let proto = match protocol {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+        Protocol::Sctp => "SCTP",
+    };
+    let request = match http {
+        Some(h) => {
+            let field = |n: &str| h.get(n).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+            format!("{} -> {}:{}/{proto} {} {} (Host: {authority})", q.from, q.to, q.port, field(":method"), field(":path"))
+        }
+        None => format!("{} -> {}:{}/{proto}", q.from, q.to, q.port),
+    };
+    Ok(Trace { verdict: if allowed { "allow" } else { "deny" }, egress, ingress, request })
+}

@@ -1,0 +1,317 @@
+//! Located YAML decoding shared by every input format (policies, inventory): saphyr's marked
+//! nodes, typed accessors that record an error with file, line, column and field path and carry
+//! on, and field checks against a declared shape, so one run reports every error of a file.
+
+use std::path::Path;
+
+use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+
+use crate::diag::{Diagnostic, Span};
+
+pub(crate) type Node = MarkedYamlOwned;
+type Data = YamlDataOwned<MarkedYamlOwned>;
+
+/// The fields an object accepts, and how to treat the others.
+pub(crate) struct Shape {
+    /// What the object is, for messages ("an ingress rule").
+    pub(crate) what: &'static str,
+    /// Fields l7gate understands.
+    pub(crate) fields: &'static [&'static str],
+    /// Cilium fields l7gate refuses (`reject` gives the message); an empty list is harmless and
+    /// accepted.
+    pub(crate) unenforced: &'static [&'static str],
+    /// Fields skipped without a look (kubectl output noise).
+    pub(crate) ignored: &'static [&'static str],
+    pub(crate) reject: fn(&str) -> String,
+}
+
+impl Shape {
+    /// A shape with no refused and no ignored fields.
+    pub(crate) const fn plain(what: &'static str, fields: &'static [&'static str]) -> Shape {
+        Shape { what, fields, unenforced: &[], ignored: &[], reject: unsupported }
+    }
+}
+
+fn unsupported(field: &str) -> String {
+    format!("{field} is not supported")
+}
+
+/// A mapping's entries with the path of the mapping.
+pub(crate) struct Fields<'n> {
+    pub(crate) path: String,
+    pub(crate) node: &'n Node,
+    pub(crate) entries: Vec<(String, &'n Node, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    /// Key and value of `name`; a null value counts as absent (Kubernetes semantics).
+    pub(crate) fn entry(&self, name: &str) -> Option<(&'n Node, &'n Node)> {
+        self.entries
+            .iter()
+            .find(|(k, _, v)| k == name && !is_null(v))
+            .map(|&(_, k, v)| (k, v))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&'n Node> {
+        self.entry(name).map(|(_, v)| v)
+    }
+
+    pub(crate) fn path(&self, name: &str) -> String {
+        if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.path)
+        }
+    }
+}
+
+/// The payload of a node, through any tags.
+pub(crate) fn data(node: &Node) -> &Data {
+    let mut node = node;
+    while let YamlDataOwned::Tagged(_, inner) = &node.data {
+        node = inner;
+    }
+    &node.data
+}
+
+pub(crate) fn span_of(node: &Node) -> Span {
+    Span {
+        line: node.span.start.line().max(1),
+        col: node.span.start.col() + 1,
+    }
+}
+
+pub(crate) fn is_null(node: &Node) -> bool {
+    matches!(data(node), YamlDataOwned::Value(ScalarOwned::Null))
+}
+
+pub(crate) fn seq_len(node: &Node) -> Option<usize> {
+    match data(node) {
+        YamlDataOwned::Sequence(items) => Some(items.len()),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_empty_seq(node: &Node) -> bool {
+    seq_len(node) == Some(0)
+}
+
+/// The text of a non-string scalar (`8080`, `true`).
+pub(crate) fn scalar_text(node: &Node) -> Option<String> {
+    match data(node) {
+        YamlDataOwned::Value(ScalarOwned::Boolean(b)) => Some(b.to_string()),
+        YamlDataOwned::Value(ScalarOwned::Integer(i)) => Some(i.to_string()),
+        YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn describe(node: &Node) -> String {
+    match data(node) {
+        YamlDataOwned::Value(ScalarOwned::Null) => "an empty value".into(),
+        YamlDataOwned::Value(ScalarOwned::Boolean(b)) => format!("the boolean {b}"),
+        YamlDataOwned::Value(ScalarOwned::Integer(i)) => format!("the number {i}"),
+        YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => format!("the number {f}"),
+        YamlDataOwned::Value(ScalarOwned::String(s)) => format!("the string {s:?}"),
+        YamlDataOwned::Sequence(_) => "a list".into(),
+        YamlDataOwned::Mapping(_) => "a mapping".into(),
+        _ => "an unreadable value".into(),
+    }
+}
+
+/// Decoder of one file: every problem is recorded and decoding goes on.
+pub(crate) struct Decoder<'f> {
+    pub(crate) file: &'f Path,
+    pub(crate) errors: Vec<Diagnostic>,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+impl<'f> Decoder<'f> {
+    pub(crate) fn new(file: &'f Path) -> Self {
+        Decoder { file, errors: Vec::new(), warnings: Vec::new() }
+    }
+
+    /// The documents of a (multi-document) YAML text; `None` after recording a syntax error.
+    pub(crate) fn documents(&mut self, text: &str) -> Option<Vec<Node>> {
+        match Node::load_from_str(text) {
+            Ok(docs) => Some(docs),
+            Err(e) => {
+                let fix = if e.info().contains("duplicated key") {
+                    "remove or rename one of the two entries"
+                } else {
+                    "fix the YAML syntax (indent with spaces, never tabs)"
+                };
+                let span = Span { line: e.marker().line().max(1), col: e.marker().col() + 1 };
+                self.error_at(span, "", format!("invalid YAML: {}: {fix}", e.info()));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn error(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.error_at(span_of(node), path, message);
+    }
+
+    pub(crate) fn error_at(&mut self, span: Span, path: &str, message: impl Into<String>) {
+        self.errors
+            .push(Diagnostic::new(self.file, span, path, message));
+    }
+
+    pub(crate) fn warn(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.warnings
+            .push(Diagnostic::new(self.file, span_of(node), path, message));
+    }
+
+    /// Records the error of a validation result.
+    pub(crate) fn check<T>(&mut self, node: &Node, path: &str, result: Result<T, String>) -> Option<T> {
+        result
+            .map_err(|message| self.error(node, path, message))
+            .ok()
+    }
+
+    /// A mapping checked against `shape`: unknown fields and refused fields are errors.
+    pub(crate) fn fields<'n>(&mut self, node: &'n Node, path: &str, shape: &Shape) -> Option<Fields<'n>> {
+        let f = self.mapping(node, path, shape.what)?;
+        self.check_fields(&f, shape);
+        Some(f)
+    }
+
+    pub(crate) fn check_fields(&mut self, f: &Fields, shape: &Shape) {
+        for (name, key, value) in &f.entries {
+            let name = name.as_str();
+            if shape.fields.contains(&name) || shape.ignored.contains(&name) {
+                continue;
+            }
+            let message = if shape.unenforced.contains(&name) {
+                if is_null(value) || is_empty_seq(value) {
+                    continue;
+                }
+                (shape.reject)(name)
+            } else {
+                format!(
+                    "unknown field {name:?} in {}: valid fields are {}",
+                    shape.what,
+                    shape.fields.join(", ")
+                )
+            };
+            self.error(key, &f.path(name), message);
+        }
+    }
+
+    pub(crate) fn mapping<'n>(&mut self, node: &'n Node, path: &str, what: &str) -> Option<Fields<'n>> {
+        match data(node) {
+            YamlDataOwned::Mapping(map) => {
+                let mut entries = Vec::new();
+                for (key, value) in map {
+                    let name = match data(key) {
+                        YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s.clone()),
+                        _ => scalar_text(key),
+                    };
+                    match name {
+                        Some(name) => entries.push((name, key, value)),
+                        None => {
+                            let message = format!(
+                                "expected a field name, found {}: write a plain string key",
+                                describe(key)
+                            );
+                            self.error(key, path, message);
+                        }
+                    }
+                }
+                Some(Fields {
+                    path: path.to_string(),
+                    node,
+                    entries,
+                })
+            }
+            _ => {
+                let message = format!(
+                    "expected {what} (a mapping of fields), found {}",
+                    describe(node)
+                );
+                self.error(node, path, message);
+                None
+            }
+        }
+    }
+
+    /// Each element decoded by `item`; `None` (with an error) when `node` is not a list.
+    pub(crate) fn list<'n, T>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        mut item: impl FnMut(&mut Self, &'n Node, &str) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        match data(node) {
+            YamlDataOwned::Sequence(items) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| item(self, n, &format!("{path}[{i}]")))
+                    .collect(),
+            ),
+            _ => {
+                let message = format!(
+                    "expected a list, found {}: write the entries as a YAML list (- entry)",
+                    describe(node)
+                );
+                self.error(node, path, message);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        if let YamlDataOwned::Value(ScalarOwned::String(s)) = data(node) {
+            return Some(s.clone());
+        }
+        let fix = match scalar_text(node) {
+            Some(text) => format!(": quote it, \"{text}\""),
+            None => String::new(),
+        };
+        self.error(
+            node,
+            path,
+            format!("expected a string, found {}{fix}", describe(node)),
+        );
+        None
+    }
+
+    pub(crate) fn required_string(&mut self, f: &Fields, name: &str, fix: &str) -> Option<String> {
+        match f.get(name) {
+            Some(node) => self.string(node, &f.path(name)),
+            None => {
+                self.error(
+                    f.node,
+                    &f.path(name),
+                    format!("missing required field {name}: {fix}"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn string_map(&mut self, node: &Node, path: &str) -> Option<Vec<(String, String)>> {
+        let map = self.mapping(node, path, "a map of strings")?;
+        Some(
+            map.entries
+                .iter()
+                .filter_map(|(k, _, v)| Some((k.clone(), self.string(v, &map.path(k))?)))
+                .collect(),
+        )
+    }
+
+    /// A YAML 1.2 boolean; `yes`/`on` (YAML 1.1) are strings and refused by name.
+    pub(crate) fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        let message = match data(node) {
+            YamlDataOwned::Value(ScalarOwned::Boolean(b)) => return Some(*b),
+            YamlDataOwned::Value(ScalarOwned::String(s)) => format!(
+                "expected true or false, found the string {s:?}: YAML 1.1 spellings such as \
+                 yes/no/on/off are strings here; write true or false without quotes"
+            ),
+            _ => format!("expected true or false, found {}", describe(node)),
+        };
+        self.error(node, path, message);
+        None
+    }
+}

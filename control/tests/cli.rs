@@ -1,0 +1,137 @@
+//! The `l7gate` binary as users run it: `trace` gives the seed scenario's verdicts with the
+//! deciding rule, `validate` and `compile` report bad input with located errors and exit 1.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn l7gate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_l7gate")).args(args).current_dir(repo()).output().expect("run l7gate")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `l7gate trace --json` on the seed manifests; returns the parsed object.
+fn trace(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--json"];
+    args.extend_from_slice(extra);
+    let out = l7gate(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "trace {extra:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("trace printed invalid JSON ({e}): {stdout}"))
+}
+
+fn verdict(extra: &[&str]) -> String {
+    trace(extra)["verdict"].as_str().unwrap_or_default().to_string()
+}
+
+/// The seed scenario (issue: frontend reads inventory; payments only by POST; spec §5.2 anchoring).
+#[test]
+fn seed_scenario_verdicts() {
+    let inv = ["--from", "frontend", "--to", "inventory-api", "--port", "8080"];
+    let with = |extra: &[&'static str]| [inv.as_slice(), extra].concat();
+    assert_eq!(verdict(&with(&["--method", "GET", "--path", "/api/inventory/item123"])), "allow");
+    assert_eq!(verdict(&with(&["--method", "DELETE", "--path", "/api/inventory/item123"])), "deny");
+    assert_eq!(verdict(&with(&["--method", "POST", "--path", "/api/inventory/item123"])), "deny");
+    assert_eq!(verdict(&with(&["--method", "GET", "--path", "/api/other"])), "deny");
+    assert_eq!(verdict(&with(&["--method", "GET", "--path", "/api/inventory"])), "deny", "full match: no trailing slash");
+    let pay = ["--from", "frontend", "--to", "payment-gateway", "--port", "8080", "--path", "/process-payment"];
+    assert_eq!(verdict(&[pay.as_slice(), &["--method", "POST"]].concat()), "allow");
+    assert_eq!(verdict(&[pay.as_slice(), &["--method", "GET"]].concat()), "deny");
+    // Another workload, and an address outside the inventory (world).
+    assert_eq!(verdict(&["--from", "reporting", "--to", "inventory-api", "--port", "8080", "--path", "/api/inventory/x"]), "deny");
+    assert_eq!(verdict(&["--from", "127.0.0.5", "--to", "inventory-api", "--port", "8080", "--path", "/api/inventory/x"]), "deny");
+    // spec §4.1 case 1: no policy selects catalog's ingress.
+    assert_eq!(verdict(&["--from", "reporting", "--to", "catalog", "--port", "8080"]), "allow");
+}
+
+/// The deciding policy and rule are named on both sides (spec §8: verdicts say which policy).
+#[test]
+fn trace_names_the_deciding_rules() {
+    let t = trace(&["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--path", "/api/inventory/1"]);
+    assert_eq!(t["egress"]["verdict"], "allow");
+    assert_eq!(t["egress"]["kind"], "CiliumClusterwideNetworkPolicy");
+    assert_eq!(t["egress"]["policy"], "egress-allowlist");
+    assert_eq!(t["egress"]["rule"], "spec.egress[0]");
+    assert_eq!(t["ingress"]["verdict"], "allow");
+    assert_eq!(t["ingress"]["reason"], "allowed-l7");
+    assert_eq!(t["ingress"]["policy"], "default/inventory-api-l7");
+    assert_eq!(t["ingress"]["rule"], "spec.ingress[0].toPorts[0]");
+    assert_eq!(t["ingress"]["peer"], "default/frontend");
+
+    let denied = trace(&["--from", "reporting", "--to", "inventory-api", "--port", "8080"]);
+    assert_eq!(denied["ingress"]["reason"], "default-deny");
+    assert!(denied["ingress"].get("policy").is_none(), "default deny has no deciding rule");
+    let l7 = trace(&["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--method", "DELETE", "--path", "/api/inventory/1"]);
+    assert_eq!(l7["ingress"]["reason"], "denied-l7-no-rule-matched");
+    assert_eq!(l7["ingress"]["policy"], "default/inventory-api-l7");
+}
+
+/// spec §6.2/§6.4: egress by name through the seed CCNP.
+#[test]
+fn trace_fqdn_egress() {
+    let t = trace(&["--from", "frontend", "--to", "api.example.com", "--port", "443", "--sni", "api.example.com"]);
+    assert_eq!(t["verdict"], "allow");
+    assert_eq!(t["egress"]["rule"], "spec.egress[1].toPorts[0]");
+    assert!(t.get("ingress").is_none(), "a DNS name has no ingress side");
+    for (name, port) in [("example.com", "443"), ("a.b.example.com", "443"), ("evil-example.com", "443"), ("api.example.com", "8443")] {
+        assert_eq!(verdict(&["--from", "frontend", "--to", name, "--port", port, "--sni", name]), "deny", "{name}:{port}");
+    }
+}
+
+#[test]
+fn trace_human_output_and_bad_input() {
+    let out = l7gate(&[
+        "trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml",
+        "--from", "frontend", "--to", "inventory-api", "--port", "8080", "--method", "DELETE", "--path", "/api/inventory/1",
+    ]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success(), "a deny verdict exits 0");
+    assert!(stdout.contains("verdict: DENY"), "{stdout}");
+    assert!(stdout.contains("default/inventory-api-l7"), "{stdout}");
+
+    let out = l7gate(&["trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--from", "nobody", "--to", "inventory-api", "--port", "8080"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("no endpoint named \"nobody\""), "{stderr}");
+}
+
+#[test]
+fn validate_accepts_the_seed_and_rejects_bad_files_with_locations() {
+    let out = l7gate(&["validate", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("3 policies"), "{stdout}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  endpointSelector: {}\n  ingress:\n    - toPorts:\n        - ports: [{port: \"80\", protocol: TCP}]\n          rules:\n            http:\n              - path: \"(\"\n",
+    )
+    .expect("write");
+    let out = l7gate(&["validate", "--policies", bad.to_str().unwrap_or_default()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:13:23: spec.ingress[0].toPorts[0].rules.http[0].path: invalid regex \"(\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn compile_prints_the_filter_config() {
+    let out = l7gate(&["compile", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--endpoint", "inventory-api"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let config: l7gate_filter::config::Config = serde_json::from_str(&stdout).expect("config JSON");
+    assert_eq!(config.endpoint.name, "inventory-api");
+    assert!(config.ingress.enforced);
+    assert!(config.egress.enforced, "the seed CCNP selects every endpoint's egress");
+    assert!(config.ipcache.iter().any(|e| e.cidr == "127.0.0.2/32"), "frontend's address is in the ipcache");
+}

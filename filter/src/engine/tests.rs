@@ -1,0 +1,198 @@
+//! Engine semantics, one case per rule of spec §4, each naming the section it checks.
+
+use std::collections::HashMap;
+
+use super::*;
+use crate::config::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const FRONTEND: Identity = 300;
+const BATCH: Identity = 301;
+
+struct Req(HashMap<&'static str, &'static str>);
+impl Headers for Req {
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        self.0.get(name).map(|v| v.as_bytes().to_vec())
+    }
+}
+fn http(method: &'static str, path: &'static str) -> Req {
+    Req(HashMap::from([(":method", method), (":path", path), (":authority", "inventory:8080")]))
+}
+
+fn origin(rule: &str) -> Origin {
+    Origin { kind: "CiliumNetworkPolicy".into(), policy: "default/p".into(), rule: rule.into() }
+}
+fn tcp(first: u16, last: u16) -> PortRange {
+    PortRange { protocol: Protocol::Tcp, first, last }
+}
+fn allow(rule: &str, peers: Peers, ports: Option<Vec<PortRange>>, http: Option<Vec<HttpRule>>) -> Rule {
+    Rule { action: Action::Allow, origin: origin(rule), peers, ports, http }
+}
+fn deny(rule: &str, peers: Peers, ports: Option<Vec<PortRange>>) -> Rule {
+    Rule { action: Action::Deny, origin: origin(rule), peers, ports, http: None }
+}
+fn get_inventory() -> Vec<HttpRule> {
+    vec![HttpRule { method: Some("GET".into()), path: Some("/api/inventory/.*".into()), ..Default::default() }]
+}
+fn engine(ingress: Vec<Rule>) -> Engine {
+    let config = Config {
+        version: SCHEMA_VERSION,
+        endpoint: EndpointRef { name: "inventory-api".into(), namespace: "default".into() },
+        identities: vec![],
+        ipcache: vec![
+            IpCacheEntry { cidr: "10.0.0.1/32".into(), identity: FRONTEND },
+            IpCacheEntry { cidr: "10.0.0.2/32".into(), identity: BATCH },
+        ],
+        ingress: DirectionPolicy { enforced: true, rules: ingress },
+        egress: DirectionPolicy { enforced: false, rules: vec![] },
+    };
+    Engine::compile(&config).unwrap()
+}
+fn ingress(peer: Identity, port: u16) -> Request<'static> {
+    Request { direction: Direction::Ingress, peer, port, protocol: Protocol::Tcp, server_name: None }
+}
+fn verdict(e: &Engine, peer: Identity, port: u16, req: &Req) -> (bool, String) {
+    let v = e.decide(&ingress(peer, port), Some(req));
+    (v.allowed, format!("{}@{}", v.reason.code(), v.origin.map(|o| o.rule.as_str()).unwrap_or("-")))
+}
+
+/// The seed: frontend may GET /api/inventory/.* on 8080 and nothing else (spec §4.4, §5.2).
+#[test]
+fn seed_inventory_rule() {
+    let e = engine(vec![allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory()))]);
+    assert_eq!(verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/item123")), (true, "allowed-l7@spec.ingress[0]".into()));
+    assert_eq!(verdict(&e, FRONTEND, 8080, &http("DELETE", "/api/inventory/item123")), (false, "denied-l7-no-rule-matched@spec.ingress[0]".into()));
+    assert!(!verdict(&e, FRONTEND, 8080, &http("GET", "/api/other")).0);
+    assert_eq!(verdict(&e, BATCH, 8080, &http("GET", "/api/inventory/item123")), (false, "default-deny@-".into()));
+    assert!(!verdict(&e, WORLD, 8080, &http("GET", "/api/inventory/item123")).0);
+    assert_eq!(verdict(&e, FRONTEND, 9090, &http("GET", "/api/inventory/item123")), (false, "default-deny@-".into()));
+}
+
+/// spec §4.1 case 1: a direction no policy speaks about allows everything.
+#[test]
+fn unenforced_direction_allows() {
+    let e = engine(vec![]);
+    let v = e.decide(&Request { direction: Direction::Egress, ..ingress(WORLD, 1) }, None);
+    assert!(v.allowed);
+    assert_eq!(v.reason, Reason::NotEnforced);
+}
+
+/// spec §4.1: an enforced direction with no allow rule denies everything (`ingress: [{}]`).
+#[test]
+fn enforced_without_rules_denies() {
+    let e = engine(vec![]);
+    assert_eq!(verdict(&e, FRONTEND, 80, &http("GET", "/")), (false, "default-deny@-".into()));
+}
+
+/// spec §4.2: deny wins over allow, whatever the specificity — L3 deny beats an L7 allow, and a
+/// port deny (all peers) beats an L3-only allow.
+#[test]
+fn deny_wins() {
+    let e = engine(vec![
+        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND, BATCH]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow("spec.ingress[1]", Peers::Identities(vec![BATCH]), None, None),
+        deny("spec.ingressDeny[0]", Peers::Identities(vec![FRONTEND]), None),
+        deny("spec.ingressDeny[1]", Peers::Any, Some(vec![tcp(9000, 9000)])),
+    ]);
+    assert_eq!(verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/a")), (false, "denied-by-deny-rule@spec.ingressDeny[0]".into()));
+    assert_eq!(verdict(&e, BATCH, 9000, &http("GET", "/")), (false, "denied-by-deny-rule@spec.ingressDeny[1]".into()));
+    assert_eq!(verdict(&e, BATCH, 8080, &http("PUT", "/x")), (true, "allowed-l3-l4@spec.ingress[1]".into()));
+}
+
+/// spec §4.3 items 2-4: an L4-only or L3-only allow for a selector containing the peer voids the
+/// HTTP restrictions for that peer; item 5: it does not help peers it does not select.
+#[test]
+fn l4_allow_voids_l7_only_for_its_peers() {
+    let e = engine(vec![
+        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow("spec.ingress[1]", Peers::Identities(vec![WORLD]), Some(vec![tcp(8080, 8080)]), None),
+    ]);
+    assert_eq!(verdict(&e, WORLD, 8080, &http("DELETE", "/anything")), (true, "allowed-l3-l4@spec.ingress[1]".into()));
+    assert!(!verdict(&e, FRONTEND, 8080, &http("DELETE", "/anything")).0);
+    let broad = engine(vec![
+        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow("spec.ingress[1]", Peers::Identities(vec![FRONTEND]), None, None),
+    ]);
+    assert_eq!(verdict(&broad, FRONTEND, 8080, &http("DELETE", "/x")), (true, "allowed-l3-l4@spec.ingress[1]".into()));
+}
+
+/// spec §4.3 item 1: HTTP rule lists of several rules for the same peer and port are ORed.
+#[test]
+fn http_lists_union() {
+    let post = vec![HttpRule { method: Some("POST".into()), path: Some("/b".into()), ..Default::default() }];
+    let e = engine(vec![
+        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow("specs[1].ingress[0]", Peers::Any, Some(vec![tcp(8000, 8100)]), Some(post)),
+    ]);
+    assert_eq!(verdict(&e, FRONTEND, 8080, &http("POST", "/b")), (true, "allowed-l7@specs[1].ingress[0]".into()));
+    assert!(verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/1")).0);
+    assert!(!verdict(&e, BATCH, 8080, &http("GET", "/api/inventory/1")).0);
+    assert!(verdict(&e, BATCH, 8100, &http("POST", "/b")).0, "range end is inclusive");
+    assert!(!verdict(&e, BATCH, 8101, &http("POST", "/b")).0);
+}
+
+/// spec §3.8: port ranges are inclusive and protocols are separate.
+#[test]
+fn ranges_and_protocols() {
+    let e = engine(vec![allow("spec.ingress[0]", Peers::Any, Some(vec![tcp(1000, 2000), PortRange { protocol: Protocol::Udp, first: 53, last: 53 }]), None)]);
+    assert!(e.decide(&ingress(BATCH, 1000), None).allowed);
+    assert!(e.decide(&ingress(BATCH, 2000), None).allowed);
+    assert!(!e.decide(&ingress(BATCH, 2001), None).allowed);
+    assert!(!e.decide(&ingress(BATCH, 53), None).allowed, "53 is allowed for UDP only");
+    assert!(e.decide(&Request { protocol: Protocol::Udp, ..ingress(BATCH, 53) }, None).allowed);
+    assert!(!e.decide(&ingress(BATCH, 65535), None).allowed);
+}
+
+/// spec §6.4: toFQDNs rules match the requested name, not an identity.
+#[test]
+fn fqdn_rules_match_names() {
+    let mut config = Config {
+        version: SCHEMA_VERSION,
+        endpoint: EndpointRef { name: "frontend".into(), namespace: "default".into() },
+        identities: vec![],
+        ipcache: vec![],
+        ingress: DirectionPolicy { enforced: false, rules: vec![] },
+        egress: DirectionPolicy { enforced: true, rules: vec![] },
+    };
+    config.egress.rules.push(allow(
+        "spec.egress[0]",
+        Peers::Fqdns(vec![FqdnSelector::MatchPattern("*.example.com".into())]),
+        Some(vec![tcp(443, 443)]),
+        None,
+    ));
+    let e = Engine::compile(&config).unwrap();
+    let req = |name: &'static str, port| Request { direction: Direction::Egress, peer: WORLD, port, protocol: Protocol::Tcp, server_name: Some(name) };
+    assert!(e.decide(&req("api.example.com.", 443), None).allowed);
+    assert!(!e.decide(&req("example.com.", 443), None).allowed);
+    assert!(!e.decide(&req("api.example.com.", 8443), None).allowed);
+    assert!(!e.decide(&Request { server_name: None, ..req("x", 443) }, None).allowed, "no name → no FQDN allow");
+}
+
+/// Fail closed: without a configuration every request is denied, with the reason.
+#[test]
+fn unconfigured_denies() {
+    let e = Engine::unconfigured("no plugin configuration");
+    let v = e.decide(&ingress(FRONTEND, 8080), Some(&http("GET", "/")));
+    assert!(!v.allowed);
+    assert_eq!(v.reason.code(), "no-configuration");
+}
+
+/// Broken configs are refused at compile time, not per request.
+#[test]
+fn bad_configs_are_refused() {
+    let bad_regex = vec![HttpRule { path: Some("(".into()), ..Default::default() }];
+    let config = |rules| Config {
+        version: SCHEMA_VERSION,
+        endpoint: EndpointRef { name: "x".into(), namespace: "default".into() },
+        identities: vec![],
+        ipcache: vec![],
+        ingress: DirectionPolicy { enforced: true, rules },
+        egress: DirectionPolicy { enforced: false, rules: vec![] },
+    };
+    let e = Engine::compile(&config(vec![allow("spec.ingress[0]", Peers::Any, None, Some(bad_regex))])).unwrap_err();
+    assert!(e.contains("spec.ingress[0]") && e.contains("invalid regex"), "{e}");
+    assert!(Engine::compile(&config(vec![allow("r", Peers::Any, Some(vec![tcp(9, 8)]), None)])).is_err());
+    assert!(Config::from_json(br#"{"version": 999}"#).is_err());
+    assert!(Config::from_json(b"not json").is_err());
+}

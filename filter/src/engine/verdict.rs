@@ -1,0 +1,87 @@
+//! Verdicts and their attribution: allowed or not, why, and which policy rule decided.
+
+use std::fmt;
+
+use crate::config::Origin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
+/// Why a verdict was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No policy selecting the endpoint has a section for this direction (spec §4.1 case 1).
+    NotEnforced,
+    /// An allow rule without HTTP rules selects the peer and port.
+    AllowedL3L4,
+    /// An HTTP rule element matched (index within the deciding rule's `http` list).
+    AllowedL7 { http_rule: usize },
+    /// A deny rule selects the peer and port (spec §4.2: deny wins).
+    DenyRule,
+    /// Default deny: no allow rule selects this peer and port.
+    NoAllowRule,
+    /// Allow rules select the peer and port, but none of their HTTP rules matched.
+    L7NotMatched,
+    /// No usable configuration: everything is denied (fail closed).
+    Unconfigured(String),
+}
+
+impl Reason {
+    /// A stable short code for logs and JSON.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::NotEnforced => "policy-not-enforced",
+            Reason::AllowedL3L4 => "allowed-l3-l4",
+            Reason::AllowedL7 { .. } => "allowed-l7",
+            Reason::DenyRule => "denied-by-deny-rule",
+            Reason::NoAllowRule => "default-deny",
+            Reason::L7NotMatched => "denied-l7-no-rule-matched",
+            Reason::Unconfigured(_) => "no-configuration",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NotEnforced => f.write_str("no policy selects the endpoint for this direction, so everything is allowed"),
+            Reason::AllowedL3L4 => f.write_str("allowed at L3/L4 (the rule has no HTTP rules)"),
+            Reason::AllowedL7 { http_rule } => write!(f, "allowed by HTTP rule http[{http_rule}]"),
+            Reason::DenyRule => f.write_str("denied by a deny rule"),
+            Reason::NoAllowRule => f.write_str("default deny: no allow rule selects this peer and port"),
+            Reason::L7NotMatched => f.write_str("denied at L7: no HTTP rule matched the request"),
+            Reason::Unconfigured(why) => write!(f, "denied: no usable configuration ({why})"),
+        }
+    }
+}
+
+/// The outcome of [`crate::engine::Engine::decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'e> {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// The deciding rule: the deny rule, the allowing rule, or for an L7 denial the first rule
+    /// whose HTTP rules were tried. `None` for default deny and unenforced directions.
+    pub origin: Option<&'e Origin>,
+}
+
+impl<'e> Verdict<'e> {
+    pub fn allow(reason: Reason, origin: Option<&'e Origin>) -> Self {
+        Verdict { allowed: true, reason, origin }
+    }
+    pub fn deny(reason: Reason, origin: Option<&'e Origin>) -> Self {
+        Verdict { allowed: false, reason, origin }
+    }
+}

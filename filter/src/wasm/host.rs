@@ -1,0 +1,120 @@
+//! Every hostcall the filter makes, in one place, none of which can panic. The SDK's wrappers
+//! panic on an unexpected host status (a panic kills the VM on that worker), so these call the
+//! proxy-wasm ABI directly and turn every failure into `None`/`Err`, which callers treat as deny.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ptr::null_mut;
+
+const STATUS_OK: u32 = 0;
+const STATUS_NOT_FOUND: u32 = 1;
+/// `MapType::HttpRequestHeaders` in the ABI.
+const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
+/// `BufferType::PluginConfiguration` in the ABI.
+const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(map_type: u32, key: *const u8, key_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_get_buffer_bytes(buffer_type: u32, start: usize, max_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// Takes ownership of a host-returned buffer (allocated by the SDK's exported allocator).
+fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if status != STATUS_OK {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: the host wrote `size` bytes into a buffer it obtained from this module's allocator
+    // (proxy_on_memory_allocate / malloc), exactly as the SDK's own wrappers assume.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// A request header (lower-case name, pseudo-headers included); `None` if absent or on error.
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: plain ABI call with valid pointers to locals.
+    let status = unsafe { proxy_get_header_map_value(MAP_HTTP_REQUEST_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size) };
+    if status == STATUS_NOT_FOUND {
+        return None;
+    }
+    owned(status, data, size)
+}
+
+/// A property by path, e.g. `["source", "address"]`.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    // The ABI's path encoding: segments joined by NUL.
+    let encoded = path.join("\0");
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: plain ABI call with valid pointers to locals.
+    let status = unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), &mut data, &mut size) };
+    owned(status, data, size).filter(|v| !v.is_empty())
+}
+
+/// The plugin configuration bytes (empty when none was given).
+pub fn plugin_configuration() -> Result<Vec<u8>, String> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: plain ABI call with valid pointers to locals.
+    let status = unsafe { proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size) };
+    match status {
+        STATUS_NOT_FOUND => Ok(Vec::new()),
+        _ => owned(status, data, size).ok_or_else(|| format!("reading the plugin configuration failed with host status {status}")),
+    }
+}
+
+/// The connection's peer address (`source.address`, "ip:port").
+pub fn source_ip() -> Option<IpAddr> {
+    let raw = property(&["source", "address"])?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    text.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| text.parse::<IpAddr>().ok())
+}
+
+/// The local port the connection arrived on (`destination.port`, 8-byte little-endian).
+pub fn destination_port() -> Option<u16> {
+    let raw = property(&["destination", "port"])?;
+    let bytes: [u8; 8] = raw.as_slice().try_into().ok()?;
+    u16::try_from(u64::from_le_bytes(bytes)).ok()
+}
+
+/// Sends a local reply. `details` shows up as Envoy's `%RESPONSE_CODE_DETAILS%`.
+pub fn send_local_response(status: u32, details: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    let headers = serialize_map(headers);
+    // SAFETY: plain ABI call with valid pointers to live buffers.
+    let result = unsafe {
+        proxy_send_local_response(status, details.as_ptr(), details.len(), body.as_ptr(), body.len(), headers.as_ptr(), headers.len(), -1)
+    };
+    result == STATUS_OK
+}
+
+/// The ABI's map encoding: count, then (key length, value length) pairs, then NUL-terminated
+/// keys and values.
+fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len(pairs.len()));
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k.len()));
+        out.extend_from_slice(&len(v.len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}

@@ -1,0 +1,107 @@
+//! The seed cluster: for every inventory endpoint that serves a port named `http`, an upstream
+//! application plus an l7gate sidecar listening on the endpoint's address and port, configured
+//! with what `l7gate::compile_endpoint` makes of the manifests. Clusters bind fixed addresses
+//! (127.0.0.x:8080), so only one runs at a time on the machine: a file lock serialises them
+//! across threads and processes.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::harness::envoy::{Envoy, SidecarSpec};
+use crate::harness::inventory::{Endpoint, Inventory};
+use crate::harness::tools::{repo_root, Tools};
+use crate::harness::upstream::Upstream;
+
+/// One workload with its sidecar.
+pub struct Sidecar {
+    pub endpoint: Endpoint,
+    /// Declared before `upstream` so Envoy stops before its application does.
+    pub envoy: Envoy,
+    pub upstream: Upstream,
+}
+
+/// A running cluster; everything stops when it is dropped.
+pub struct Cluster {
+    pub manifests: PathBuf,
+    pub inventory: Inventory,
+    pub sidecars: Vec<Sidecar>,
+    _lock: ClusterLock,
+}
+
+impl Cluster {
+    /// The seed cluster from the repository's `manifests/`.
+    pub fn start_seed() -> Result<Cluster, String> {
+        Cluster::start(&repo_root().join("manifests"))
+    }
+
+    /// Starts a cluster from `<manifests>/endpoints.yaml` and `<manifests>/policies/`.
+    pub fn start(manifests: &Path) -> Result<Cluster, String> {
+        let tools = Tools::discover()?;
+        let lock = ClusterLock::acquire()?;
+        let endpoints_file = manifests.join("endpoints.yaml");
+        let policies = manifests.join("policies");
+        let inventory = Inventory::load(&endpoints_file)?;
+        // Spawn every sidecar first and wait afterwards: they boot in parallel.
+        let mut starting = Vec::new();
+        for endpoint in &inventory.endpoints {
+            let Some(port) = endpoint.http_port() else {
+                continue;
+            };
+            let config = l7gate::compile_endpoint(&policies, &endpoints_file, &endpoint.name)
+                .map_err(|e| format!("compiling the policy of {}: {e}", endpoint.name))?;
+            let upstream = Upstream::start(&endpoint.name)
+                .map_err(|e| format!("upstream for {}: {e}", endpoint.name))?;
+            let spec = SidecarSpec {
+                name: endpoint.name.clone(),
+                listen: SocketAddr::new(endpoint.ip, port),
+                upstream: upstream.addr(),
+                filter_config_json: config.to_json(),
+            };
+            let envoy = Envoy::spawn(&tools, &spec).map_err(|e| e.to_string())?;
+            starting.push(Sidecar {
+                endpoint: endpoint.clone(),
+                envoy,
+                upstream,
+            });
+        }
+        for sidecar in &mut starting {
+            sidecar
+                .envoy
+                .wait_ready()
+                .map_err(|e| format!("sidecar {}: {e}", sidecar.endpoint.name))?;
+        }
+        Ok(Cluster {
+            manifests: manifests.to_path_buf(),
+            inventory,
+            sidecars: starting,
+            _lock: lock,
+        })
+    }
+
+    /// The sidecar of endpoint `name`.
+    pub fn sidecar(&self, name: &str) -> Option<&Sidecar> {
+        self.sidecars.iter().find(|s| s.endpoint.name == name)
+    }
+}
+
+/// Machine-wide exclusive use of the cluster addresses (an advisory `flock` on a temp file).
+struct ClusterLock {
+    _file: File,
+}
+
+impl ClusterLock {
+    fn acquire() -> Result<ClusterLock, String> {
+        let path = std::env::temp_dir().join("l7gate-e2e-cluster.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        // Each open file description is locked separately, so this also serialises threads.
+        file.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        Ok(ClusterLock { _file: file })
+    }
+}

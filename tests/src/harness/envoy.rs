@@ -1,0 +1,364 @@
+//! One Envoy sidecar process: renders `envoy/sidecar.yaml`, writes the l7gate filter config
+//! as the ECDS file Envoy watches, spawns Envoy with its own admin port and log file, waits until
+//! admin `/ready` says LIVE and the listener accepts, and kills it on drop. When dropped during a
+//! panic it prints the tail of Envoy's log and keeps its directory for inspection.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::tools::{repo_root, Tools};
+
+/// Upper bound for Envoy to come up; only a guard against hanging forever, never an assertion.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// What a sidecar is: the template's placeholders, filled.
+#[derive(Debug, Clone)]
+pub struct SidecarSpec {
+    /// Envoy node id and listener/cluster naming (`${NAME}`).
+    pub name: String,
+    /// Where the sidecar listens; port 0 lets the kernel pick (read back from admin).
+    pub listen: SocketAddr,
+    /// The application behind the sidecar.
+    pub upstream: SocketAddr,
+    /// The l7gate filter config (JSON, schema `l7gate_filter::config`), or deliberately bad
+    /// bytes for fail-closed tests.
+    pub filter_config_json: String,
+}
+
+/// How a start went wrong.
+#[derive(Debug)]
+pub enum StartError {
+    /// Envoy exited before becoming ready (e.g. it rejected its config).
+    Exited {
+        status: ExitStatus,
+        log_tail: String,
+    },
+    /// Envoy stayed up but did not become ready before the deadline.
+    NotReady {
+        last_state: String,
+        log_tail: String,
+    },
+    /// The harness itself failed (template, files, spawn).
+    Harness(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Exited { status, log_tail } => {
+                write!(f, "Envoy exited during startup ({status}); log tail:\n{log_tail}")
+            }
+            StartError::NotReady { last_state, log_tail } => write!(
+                f,
+                "Envoy not ready after {START_DEADLINE:?} (last /ready: {last_state}); log tail:\n{log_tail}"
+            ),
+            StartError::Harness(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running (or starting) Envoy; killed when dropped.
+pub struct Envoy {
+    name: String,
+    child: Child,
+    dir: Option<tempfile::TempDir>,
+    wasm: PathBuf,
+    admin: Option<SocketAddr>,
+    listener: Option<SocketAddr>,
+    requested_listen: SocketAddr,
+}
+
+impl Envoy {
+    /// Spawns Envoy and waits until it is ready.
+    pub fn start(tools: &Tools, spec: &SidecarSpec) -> Result<Envoy, StartError> {
+        let mut envoy = Envoy::spawn(tools, spec)?;
+        envoy.wait_ready()?;
+        Ok(envoy)
+    }
+
+    /// Spawns Envoy without waiting; call [`Envoy::wait_ready`] (several sidecars can boot at once).
+    pub fn spawn(tools: &Tools, spec: &SidecarSpec) -> Result<Envoy, StartError> {
+        let harness = |e: String| StartError::Harness(format!("sidecar {}: {e}", spec.name));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("l7gate-{}-", spec.name))
+            .tempdir()
+            .map_err(|e| harness(format!("temp dir: {e}")))?;
+        let filter_path = dir.path().join("l7gate-filter.yaml");
+        write_filter_config(&filter_path, &spec.filter_config_json, &tools.wasm)
+            .map_err(&harness)?;
+        let template_path = repo_root().join("envoy/sidecar.yaml");
+        let template = std::fs::read_to_string(&template_path)
+            .map_err(|e| harness(format!("cannot read {}: {e}", template_path.display())))?;
+        let bootstrap = render(&template, spec, &filter_path).map_err(&harness)?;
+        let bootstrap_path = dir.path().join("envoy.yaml");
+        std::fs::write(&bootstrap_path, bootstrap).map_err(|e| harness(e.to_string()))?;
+        let log_path = dir.path().join("envoy.log");
+        let stderr = std::fs::File::create(dir.path().join("stderr.log"))
+            .map_err(|e| harness(e.to_string()))?;
+        // The template's access log goes to stdout.
+        let stdout = std::fs::File::create(dir.path().join("access.log"))
+            .map_err(|e| harness(e.to_string()))?;
+        let child = Command::new(&tools.envoy)
+            .arg("-c")
+            .arg(&bootstrap_path)
+            .args(["--concurrency", "1", "-l", "warning"])
+            // Each instance gets its own admin port (admin listens on port 0) and no hot-restart
+            // shared memory, so any number of sidecars and test processes can run at once.
+            .arg("--admin-address-path")
+            .arg(dir.path().join("admin-address"))
+            .arg("--disable-hot-restart")
+            .arg("--service-node")
+            .arg(&spec.name)
+            .arg("--log-path")
+            .arg(&log_path)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| harness(format!("cannot run {}: {e}", tools.envoy.display())))?;
+        Ok(Envoy {
+            name: spec.name.clone(),
+            child,
+            dir: Some(dir),
+            wasm: tools.wasm.clone(),
+            admin: None,
+            listener: None,
+            requested_listen: spec.listen,
+        })
+    }
+
+    /// Polls until admin `/ready` answers `LIVE` and the listener accepts a connection, or
+    /// Envoy exits, or the start deadline passes.
+    pub fn wait_ready(&mut self) -> Result<(), StartError> {
+        let deadline = Instant::now() + START_DEADLINE;
+        let mut last_state = String::from("(admin not up)");
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .map_err(|e| StartError::Harness(e.to_string()))?
+            {
+                return Err(StartError::Exited {
+                    status,
+                    log_tail: self.log_tail(40),
+                });
+            }
+            if self.admin.is_none() {
+                self.admin = std::fs::read_to_string(self.dir().join("admin-address"))
+                    .ok()
+                    .and_then(|a| a.trim().parse().ok());
+            }
+            if self.admin.is_some() {
+                match self.admin_get("/ready") {
+                    Ok((200, body)) if body.trim() == "LIVE" => {
+                        if let Some(addr) = self.listener_address() {
+                            if TcpStream::connect(addr).is_ok() {
+                                self.listener = Some(addr);
+                                return Ok(());
+                            }
+                        }
+                        last_state = "LIVE, listener not accepting yet".into();
+                    }
+                    Ok((status, body)) => last_state = format!("{status} {}", body.trim()),
+                    Err(e) => last_state = e,
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(StartError::NotReady {
+                    last_state,
+                    log_tail: self.log_tail(40),
+                });
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address the sidecar's listener accepts on (known once ready).
+    pub fn listener(&self) -> SocketAddr {
+        self.listener.unwrap_or(self.requested_listen)
+    }
+
+    /// Whether the Envoy process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Replaces the filter config; Envoy picks the new ECDS file up by itself.
+    pub fn write_filter_config(&self, config_json: &str) -> Result<(), String> {
+        write_filter_config(
+            &self.dir().join("l7gate-filter.yaml"),
+            config_json,
+            &self.wasm,
+        )
+    }
+
+    /// `GET <path>` on the admin interface: status and body.
+    pub fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
+        let admin = self.admin.ok_or("admin address not known yet")?;
+        http_request(admin, "GET", path)
+    }
+
+    /// One counter or gauge from admin `/stats`, if Envoy has it.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let (_, body) = self.admin_get(&format!("/stats?filter=^{name}$")).ok()?;
+        body.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Asks Envoy to exit (admin `/quitquitquit`) so it flushes its logs, and waits for it; kills
+    /// it if it does not exit in time.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(admin) = self.admin {
+            let _ = http_request(admin, "POST", "/quitquitquit");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(POLL_EVERY);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Polls `/stats` until counter `name` satisfies `pred` (e.g. an ECDS update was applied);
+    /// returns its last value either way.
+    pub fn wait_for_stat(&self, name: &str, pred: impl Fn(u64) -> bool) -> Option<u64> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let value = self.stat(name);
+            if value.is_some_and(&pred) || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
+    /// The last `lines` lines of Envoy's log, its access log and stderr (startup failures).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for file in ["envoy.log", "access.log", "stderr.log"] {
+            let text = std::fs::read_to_string(self.dir().join(file)).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            let tail = &all[all.len().saturating_sub(lines)..];
+            if !tail.is_empty() {
+                out.push_str(&format!(
+                    "--- {file} ({} of {} lines) ---\n",
+                    tail.len(),
+                    all.len()
+                ));
+                out.push_str(&tail.join("\n"));
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The sidecar's working directory (bootstrap, ECDS file, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/nonexistent"))
+    }
+
+    fn listener_address(&self) -> Option<SocketAddr> {
+        if self.requested_listen.port() != 0 {
+            return Some(self.requested_listen);
+        }
+        // Port 0: ask Envoy which port it bound.
+        let (_, body) = self.admin_get("/listeners?format=json").ok()?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        json["listener_statuses"].as_array()?.iter().find_map(|l| {
+            let sock = &l["local_address"]["socket_address"];
+            let ip: std::net::IpAddr = sock["address"].as_str()?.parse().ok()?;
+            let port = u16::try_from(sock["port_value"].as_u64()?).ok()?;
+            (ip == self.requested_listen.ip()).then_some(SocketAddr::new(ip, port))
+        })
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Buffered access-log lines are only written on a clean exit.
+            self.stop_gracefully();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "==== Envoy sidecar {} (kept in {}) ====\n{}",
+                self.name,
+                self.dir().display(),
+                self.log_tail(60)
+            );
+            if let Some(dir) = self.dir.take() {
+                let _ = dir.keep();
+            }
+        }
+    }
+}
+
+/// Fills the template's `${...}` placeholders; every placeholder must be known.
+pub fn render(template: &str, spec: &SidecarSpec, filter_path: &Path) -> Result<String, String> {
+    let values = [
+        ("NAME", spec.name.clone()),
+        ("LISTEN_ADDRESS", spec.listen.ip().to_string()),
+        ("LISTEN_PORT", spec.listen.port().to_string()),
+        ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
+        ("UPSTREAM_PORT", spec.upstream.port().to_string()),
+        // Port 0: Envoy picks one and writes it to --admin-address-path.
+        ("ADMIN_PORT", "0".to_string()),
+        ("FILTER_CONFIG_PATH", filter_path.display().to_string()),
+    ];
+    let mut out = template.to_string();
+    for (key, value) in &values {
+        out = out.replace(&format!("${{{key}}}"), value);
+    }
+    match out.find("${") {
+        Some(at) => Err(format!(
+            "envoy/sidecar.yaml has a placeholder the harness does not fill: {}",
+            out[at..].lines().next().unwrap_or_default()
+        )),
+        None => Ok(out),
+    }
+}
+
+fn write_filter_config(path: &Path, config_json: &str, wasm: &Path) -> Result<(), String> {
+    let ecds = l7gate::ecds::render(config_json, wasm);
+    l7gate::ecds::write_atomically(path, &ecds)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// A minimal blocking HTTP/1.1 request without body, for the admin interface.
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: admin\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("admin {addr}{path}: {e}"))?;
+    let response = crate::harness::client::parse_response(&raw)?;
+    Ok((response.status, response.body))
+}
