@@ -174,11 +174,11 @@ impl Case {
 pub async fn run(cluster: &Cluster, case: &Case, protocol: Protocol) -> Result<Outcome, String> {
     let from: IpAddr = match case.from {
         Peer::Endpoint(name) => {
-            cluster
+            *cluster
                 .inventory
-                .get(name)
+                .endpoint(name)
+                .and_then(|e| e.ips.first())
                 .ok_or(format!("{name} is not in the inventory"))?
-                .ip
         }
         Peer::Address(ip) => ip.parse().map_err(|e| format!("{ip}: {e}"))?,
     };

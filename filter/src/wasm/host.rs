@@ -15,6 +15,7 @@ const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, value: *mut *mut u8, value_size: *mut usize) -> u32;
     fn proxy_get_header_map_value(map_type: u32, key: *const u8, key_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
     fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
     fn proxy_get_buffer_bytes(buffer_type: u32, start: usize, max_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
@@ -53,6 +54,49 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
         return None;
     }
     owned(status, data, size)
+}
+
+/// Every value of a request header (lower-case name), joined with "," as Cilium compares a
+/// repeated header (spec §5.4); `None` if absent. The single-value hostcall returns only the
+/// first value, so this reads the whole map: use it only for header conditions.
+pub fn request_header_joined(name: &str) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: plain ABI call with valid pointers to locals.
+    let status = unsafe { proxy_get_header_map_pairs(MAP_HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+    let map = owned(status, data, size)?;
+    let mut joined: Option<Vec<u8>> = None;
+    for (key, value) in deserialize_map(&map)? {
+        if key.eq_ignore_ascii_case(name.as_bytes()) {
+            match &mut joined {
+                Some(j) => {
+                    j.push(b',');
+                    j.extend_from_slice(value);
+                }
+                None => joined = Some(value.to_vec()),
+            }
+        }
+    }
+    joined
+}
+
+/// Decodes the ABI's map encoding; `None` if it is malformed.
+fn deserialize_map(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(b)).ok()
+    };
+    let count = u32_at(0)?;
+    let mut pairs = Vec::with_capacity(count.min(1024));
+    let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
+    for i in 0..count {
+        let (key_len, value_len) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
+        let key = bytes.get(data..data.checked_add(key_len)?)?;
+        data = data.checked_add(key_len + 1)?;
+        let value = bytes.get(data..data.checked_add(value_len)?)?;
+        data = data.checked_add(value_len + 1)?;
+        pairs.push((key, value));
+    }
+    Some(pairs)
 }
 
 /// A property by path, e.g. `["source", "address"]`.

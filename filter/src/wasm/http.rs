@@ -35,7 +35,11 @@ struct HostHeaders;
 
 impl Headers for HostHeaders {
     fn get(&self, name: &str) -> Option<Vec<u8>> {
-        host::request_header(name)
+        if name.starts_with(':') {
+            host::request_header(name)
+        } else {
+            host::request_header_joined(name)
+        }
     }
 }
 

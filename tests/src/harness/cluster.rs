@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::harness::envoy::{Envoy, SidecarSpec};
-use crate::harness::inventory::{Endpoint, Inventory};
+use l7gate::inventory::{Endpoint, Inventory};
+
 use crate::harness::tools::{repo_root, Tools};
 use crate::harness::upstream::Upstream;
 
@@ -41,20 +42,22 @@ impl Cluster {
         let lock = ClusterLock::acquire()?;
         let endpoints_file = manifests.join("endpoints.yaml");
         let policies = manifests.join("policies");
-        let inventory = Inventory::load(&endpoints_file)?;
+        let loaded = l7gate::load(&policies, &endpoints_file).map_err(|e| e.to_string())?;
+        let control = loaded.cluster;
         // Spawn every sidecar first and wait afterwards: they boot in parallel.
         let mut starting = Vec::new();
-        for endpoint in &inventory.endpoints {
-            let Some(port) = endpoint.http_port() else {
+        for endpoint in &control.inventory.endpoints {
+            let (Some(port), Some(ip)) = (endpoint.ports.get("http"), endpoint.ips.first()) else {
                 continue;
             };
-            let config = l7gate::compile_endpoint(&policies, &endpoints_file, &endpoint.name)
+            let config = control
+                .compile(endpoint)
                 .map_err(|e| format!("compiling the policy of {}: {e}", endpoint.name))?;
             let upstream = Upstream::start(&endpoint.name)
                 .map_err(|e| format!("upstream for {}: {e}", endpoint.name))?;
             let spec = SidecarSpec {
                 name: endpoint.name.clone(),
-                listen: SocketAddr::new(endpoint.ip, port),
+                listen: SocketAddr::new(*ip, *port),
                 upstream: upstream.addr(),
                 filter_config_json: config.to_json(),
             };
@@ -73,7 +76,7 @@ impl Cluster {
         }
         Ok(Cluster {
             manifests: manifests.to_path_buf(),
-            inventory,
+            inventory: control.inventory,
             sidecars: starting,
             _lock: lock,
         })

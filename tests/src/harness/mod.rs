@@ -1,9 +1,8 @@
-//! Building blocks for running l7gate for real: tool discovery, the demo inventory, upstream
+//! Building blocks for running l7gate for real: tool discovery, upstream
 //! servers, clients bound to a workload's source address, Envoy sidecars, and the seed cluster.
 
 pub mod client;
 pub mod cluster;
 pub mod envoy;
-pub mod inventory;
 pub mod tools;
 pub mod upstream;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what is missing (scripts/bootstrap.sh),
+# builds the wasm filter, then runs
+#   1. every native test of the workspace: engine and parser unit tests, the l7gate CLI tests,
+#      and the end-to-end tests that run the wasm inside real Envoys against real upstreams;
+#   2. the filter's unit tests compiled to wasm32 and run under Node (the code Envoy runs);
+#   3. clippy with warnings as errors.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# shellcheck source=bootstrap.sh
+source scripts/bootstrap.sh
+
+echo "test: native unit, CLI and end-to-end tests"
+cargo test --workspace --all-targets
+
+echo "test: filter unit tests on wasm32 (Node)"
+scripts/wasm-test.sh
+
+echo "test: clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test: all passed"
