@@ -1,0 +1,209 @@
+//! Requests that carry extra header lines, for header rules: like [`client::send`], plus a list
+//! of `(name, value)` pairs sent in order (a name may repeat: that is how a repeated header is
+//! sent). Values are bytes, so a test can send what no typed API would build:
+//! * `Http1` / `Http2`: hyper, names lower-cased by hyper, each pair appended (never merged);
+//! * `RawHttp1`: the header lines are written byte for byte, names in the given case, values
+//!   unchecked (e.g. `0xff`, which is not UTF-8).
+//!
+//! [`client::send`]: crate::harness::client::send
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::client::{connect, parse_response, Protocol, Request, Response, SendError};
+
+/// One extra header line: name as written, value as raw bytes.
+pub type Header<'a> = (&'a str, &'a [u8]);
+
+/// Sends one request with `headers` on a fresh connection and reads the whole response.
+pub async fn send(
+    protocol: Protocol,
+    req: &Request<'_>,
+    headers: &[Header<'_>],
+) -> Result<Response, SendError> {
+    let stream = connect(req.from, req.to)
+        .await
+        .map_err(SendError::Connect)?;
+    match protocol {
+        Protocol::Http1 => send_h1(stream, req, headers).await,
+        Protocol::Http2 => send_h2(stream, req, headers).await,
+        Protocol::RawHttp1 => send_raw(stream, req, headers).await,
+    }
+    .map_err(SendError::Exchange)
+}
+
+fn build(
+    uri: String,
+    req: &Request<'_>,
+    host_header: bool,
+    headers: &[Header<'_>],
+) -> Result<hyper::Request<Empty<Bytes>>, String> {
+    let mut request = hyper::Request::builder()
+        .method(req.method)
+        .uri(&uri)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("cannot build request for {uri:?}: {e}"))?;
+    let map = request.headers_mut();
+    if host_header {
+        let host = HeaderValue::from_str(req.authority)
+            .map_err(|e| format!("authority {:?}: {e}", req.authority))?;
+        map.append(hyper::header::HOST, host);
+    }
+    for (name, value) in headers {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name:?}: {e}"))?;
+        let value =
+            HeaderValue::from_bytes(value).map_err(|e| format!("header {name} value: {e}"))?;
+        map.append(name, value);
+    }
+    Ok(request)
+}
+
+async fn send_h1(
+    stream: TcpStream,
+    req: &Request<'_>,
+    headers: &[Header<'_>],
+) -> Result<Response, String> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let request = build(req.path.to_string(), req, true, headers)?;
+    let response = match sender.send_request(request).await {
+        Ok(response) => collect(response).await,
+        Err(e) => Err(e.to_string()),
+    };
+    driver.abort();
+    response
+}
+
+async fn send_h2(
+    stream: TcpStream,
+    req: &Request<'_>,
+    headers: &[Header<'_>],
+) -> Result<Response, String> {
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    // HTTP/2 carries scheme and authority as pseudo-headers: give hyper an absolute URI.
+    let uri = format!("http://{}{}", req.authority, req.path);
+    let request = build(uri, req, false, headers)?;
+    let response = match sender.send_request(request).await {
+        Ok(response) => collect(response).await,
+        Err(e) => Err(e.to_string()),
+    };
+    driver.abort();
+    response
+}
+
+async fn collect(response: hyper::Response<hyper::body::Incoming>) -> Result<Response, String> {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// The raw request head: request line, `host`, the extra lines byte for byte, `connection: close`.
+pub fn raw_head(req: &Request<'_>, headers: &[Header<'_>]) -> Vec<u8> {
+    let mut head = format!(
+        "{} {} HTTP/1.1\r\nhost: {}\r\n",
+        req.method, req.path, req.authority
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    head
+}
+
+async fn send_raw(
+    mut stream: TcpStream,
+    req: &Request<'_>,
+    headers: &[Header<'_>],
+) -> Result<Response, String> {
+    stream
+        .write_all(&raw_head(req, headers))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| e.to_string())?;
+    parse_response(&raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{raw_head, send};
+    use crate::harness::client::{Protocol, Request};
+    use crate::harness::upstream::Upstream;
+
+    #[test]
+    fn raw_head_keeps_bytes_case_and_repeats() {
+        let req = Request {
+            from: "127.0.0.1".parse().unwrap(),
+            to: "127.0.0.1:1".parse().unwrap(),
+            authority: "a:1",
+            method: "GET",
+            path: "/p",
+        };
+        let head = raw_head(&req, &[("X-T", b"blue"), ("X-T", b"\xff")]);
+        assert_eq!(
+            head,
+            b"GET /p HTTP/1.1\r\nhost: a:1\r\nX-T: blue\r\nX-T: \xff\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    // Without Envoy: every protocol delivers the request (repeated header included).
+    #[tokio::test]
+    async fn every_protocol_reaches_a_plain_upstream() {
+        let app = Upstream::start("echo").unwrap();
+        for protocol in [Protocol::Http1, Protocol::Http2, Protocol::RawHttp1] {
+            let req = Request {
+                from: "127.0.0.1".parse().unwrap(),
+                to: app.addr(),
+                authority: "echo",
+                method: "GET",
+                path: "/h",
+            };
+            let response = send(protocol, &req, &[("x-a", b"1"), ("x-a", b"2")])
+                .await
+                .unwrap_or_else(|e| panic!("{protocol}: {e}"));
+            assert_eq!(
+                (response.status, response.body.as_str()),
+                (200, "echo saw GET /h"),
+                "{protocol}"
+            );
+        }
+        assert_eq!(app.count(), 3);
+    }
+}
