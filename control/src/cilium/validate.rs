@@ -4,6 +4,7 @@
 //! and field path.
 
 use l7gate_filter::cidr::Cidr;
+use l7gate_filter::engine::full_match_regex;
 use regex_lite::Regex;
 
 use super::model::{Entity, L4Protocol, Operator, Port, PortProtocol};
@@ -414,12 +415,12 @@ fn protocol_name(p: L4Protocol) -> &'static str {
 /// It must compile on its own (as Cilium checks it) and anchored (as the filter runs it).
 pub fn regex(pattern: &str) -> Result<(), String> {
     Regex::new(pattern)
-        .and_then(|_| Regex::new(&format!("^(?:{pattern})$")))
-        .map(drop)
+        .map_err(|e| format!("invalid regex {pattern:?}: {e}"))
+        .and_then(|_| full_match_regex(pattern).map(drop))
         .map_err(|e| {
             format!(
-                "invalid regex {pattern:?}: {e}: write an RE2 pattern (it must match the whole \
-                 value; escape literal characters such as . ( ) with \\)"
+                "{e}: write an RE2 pattern (it must match the whole value; escape literal \
+                 characters such as . ( ) with \\)"
             )
         })
 }
