@@ -52,7 +52,8 @@ fi
 # --- 1. apt packages ----------------------------------------------------------------------------
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+    # (no `| grep -q`: with pipefail, grep's early exit can SIGPIPE the writer and fail the test)
+    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
 done
 if ((${#missing[@]})); then
     say "apt: installing ${missing[*]}"
@@ -77,7 +78,7 @@ find_envoy() {
 envoy_ok() {
     local bin
     bin=$(find_envoy) || return 1
-    "$bin" --version 2>/dev/null | grep -q "/${ENVOY_VERSION}/"
+    [[ $("$bin" --version 2>/dev/null) == *"/${ENVOY_VERSION}/"* ]]
 }
 if envoy_ok; then
     say "envoy: ok ($ENVOY_VERSION)"

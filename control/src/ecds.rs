@@ -1,6 +1,8 @@
-//! Delivery of a filter configuration to Envoy through ECDS from a file.
+//! The ECDS resource that carries a filter configuration to Envoy ([`resource`], built in one
+//! place, [`wasm_filter`]), and its delivery from a file ([`render`], [`write_atomically`]); the
+//! ADS server (`xds`) serves the same resource over gRPC.
 //!
-//! The sidecar bootstrap (`envoy/sidecar.yaml`) declares the HTTP filter `l7gate` with
+//! The file-based sidecar bootstrap (`envoy/sidecar.yaml`) declares the HTTP filter `l7gate` with
 //! `config_discovery.config_source.path_config_source` pointing at one file. That file holds an
 //! xDS `DiscoveryResponse` with exactly one `TypedExtensionConfig` named `l7gate` whose
 //! `typed_config` is an `envoy.extensions.filters.http.wasm.v3.Wasm`; [`render`] produces it and
@@ -21,6 +23,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use envoy_types::pb::envoy::config::core::v3::{
+    async_data_source, data_source, AsyncDataSource, DataSource, TypedExtensionConfig,
+};
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
+use envoy_types::pb::google::protobuf::StringValue;
+use envoy_types::util::pack_any;
+use prost::Message;
 
 /// The HTTP filter name in the bootstrap, which is also the ECDS resource name (they must match).
 pub const FILTER_NAME: &str = "l7gate";
@@ -48,50 +59,101 @@ pub const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringV
 ///   only a warning (`server.dynamic_unknown_fields`), so the value is always set explicitly.
 ///
 /// Hence `FAIL_RELOAD`: fail closed, without handing an attacker a kill switch for the worker.
-pub const FAILURE_POLICY: &str = "FAIL_RELOAD";
+pub const FAILURE_POLICY: FailurePolicy = FailurePolicy::FailReload;
+/// `VmConfig.runtime`: V8, the runtime Envoy's release builds ship.
+pub const RUNTIME: &str = "envoy.wasm.runtime.v8";
 
-/// Renders the ECDS file content (a `DiscoveryResponse` as pretty JSON) that makes Envoy run the
-/// filter module at `wasm_path` (should be absolute: Envoy resolves it against its own cwd) with
-/// `config_json` as its plugin configuration (delivered to `on_configure` byte for byte).
+/// The l7gate HTTP filter as Envoy runs it: the module at `wasm_path` (should be absolute: Envoy
+/// resolves it against its own cwd) with `config_json` as its plugin configuration (delivered to
+/// `on_configure` byte for byte). The one place where the plugin's names, runtime and failure
+/// policy are chosen; the ECDS file ([`render`]) and the ADS server ([`resource`]) both use it.
+pub fn wasm_filter(config_json: &str, wasm_path: &Path) -> Wasm {
+    let code = AsyncDataSource {
+        specifier: Some(async_data_source::Specifier::Local(DataSource {
+            specifier: Some(data_source::Specifier::Filename(wasm_path.to_string_lossy().into_owned())),
+            ..Default::default()
+        })),
+    };
+    Wasm {
+        config: Some(PluginConfig {
+            name: PLUGIN_NAME.to_string(),
+            root_id: ROOT_ID.to_string(),
+            vm: Some(plugin_config::Vm::VmConfig(VmConfig {
+                vm_id: VM_ID.to_string(),
+                runtime: RUNTIME.to_string(),
+                code: Some(code),
+                ..Default::default()
+            })),
+            configuration: Some(pack_any(StringValue { value: config_json.to_string() })),
+            failure_policy: FAILURE_POLICY as i32,
+            ..Default::default()
+        }),
+    }
+}
+
+/// The ECDS resource: a `TypedExtensionConfig` named [`FILTER_NAME`] wrapping [`wasm_filter`].
+pub fn resource(config_json: &str, wasm_path: &Path) -> TypedExtensionConfig {
+    TypedExtensionConfig { name: FILTER_NAME.to_string(), typed_config: Some(pack_any(wasm_filter(config_json, wasm_path))) }
+}
+
+/// Content version of a resource: FNV-1a 64 over its protobuf encoding (prost encodes fields in
+/// tag order, so equal resources give equal bytes; stable across runs and platforms, unlike
+/// `DefaultHasher`). Shown by Envoy as `extension_config_discovery.http_filter.l7gate.version_text`.
+pub fn version(resource_bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in resource_bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("l7gate-{h:016x}")
+}
+
+/// Renders the ECDS file content: a `DiscoveryResponse` (pretty JSON, the proto3 JSON mapping of
+/// [`resource`]) for Envoy's file-based config source.
 pub fn render(config_json: &str, wasm_path: &Path) -> String {
-    let wasm = wasm_path.to_string_lossy();
+    let resource = resource(config_json, wasm_path);
     let doc = serde_json::json!({
-        // Shown as extension_config_discovery.http_filter.l7gate.version_text; a content hash, so
-        // equal inputs give equal files.
-        "version_info": version(config_json, &wasm),
+        "version_info": version(&resource.encode_to_vec()),
         "resources": [{
             "@type": TYPED_EXTENSION_CONFIG_TYPE,
-            "name": FILTER_NAME,
-            "typed_config": {
-                "@type": HTTP_WASM_TYPE,
-                "config": {
-                    "name": PLUGIN_NAME,
-                    "root_id": ROOT_ID,
-                    "vm_config": {
-                        "vm_id": VM_ID,
-                        "runtime": "envoy.wasm.runtime.v8",
-                        "code": { "local": { "filename": wasm } },
-                    },
-                    "configuration": {
-                        "@type": STRING_VALUE_TYPE,
-                        "value": config_json,
-                    },
-                    "failure_policy": FAILURE_POLICY,
-                },
-            },
+            "name": resource.name,
+            "typed_config": wasm_json(&wasm_filter(config_json, wasm_path)),
         }],
     });
     format!("{doc:#}\n")
 }
 
-/// FNV-1a 64 over the inputs (stable across runs and platforms, unlike `DefaultHasher`).
-fn version(config_json: &str, wasm: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in config_json.bytes().chain([0u8]).chain(wasm.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("l7gate-{h:016x}")
+/// The proto3 JSON mapping of the fields [`wasm_filter`] sets.
+fn wasm_json(wasm: &Wasm) -> serde_json::Value {
+    let plugin = wasm.config.clone().unwrap_or_default();
+    let vm = match &plugin.vm {
+        Some(plugin_config::Vm::VmConfig(vm)) => vm.clone(),
+        None => VmConfig::default(),
+    };
+    let filename = match vm.code.and_then(|c| c.specifier) {
+        Some(async_data_source::Specifier::Local(DataSource {
+            specifier: Some(data_source::Specifier::Filename(f)), ..
+        })) => f,
+        _ => String::new(),
+    };
+    let configuration = plugin.configuration.unwrap_or_default();
+    let value = StringValue::decode(configuration.value.as_slice()).unwrap_or_default().value;
+    let failure_policy =
+        FailurePolicy::try_from(plugin.failure_policy).unwrap_or(FailurePolicy::Unspecified).as_str_name();
+    serde_json::json!({
+        "@type": HTTP_WASM_TYPE,
+        "config": {
+            "name": plugin.name,
+            "root_id": plugin.root_id,
+            "vm_config": {
+                "vm_id": vm.vm_id,
+                "runtime": vm.runtime,
+                "code": { "local": { "filename": filename } },
+            },
+            "configuration": { "@type": configuration.type_url, "value": value },
+            "failure_policy": failure_policy,
+        },
+    })
 }
 
 /// Replaces `path` with `contents` so that Envoy's file watch sees exactly one complete update:

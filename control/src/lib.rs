@@ -1,7 +1,8 @@
 //! l7gate's control plane: Cilium policies + endpoint inventory in, per-endpoint filter
 //! configurations out. Stages, one module each: `cilium` (parse, validate) → `inventory` →
 //! `identity` → `resolve` → `compile` → `ecds` (delivery to Envoy); `trace` explains verdicts
-//! with the filter's own engine; `cli` is the `l7gate` command.
+//! with the filter's own engine; `xds` serves the configs to Envoys over ADS, following file
+//! changes (`watch`); `cli` is the `l7gate` command.
 
 pub mod cilium;
 pub mod cli;
@@ -12,6 +13,8 @@ pub mod identity;
 pub mod inventory;
 pub mod resolve;
 pub mod trace;
+pub mod watch;
+pub mod xds;
 mod yaml;
 
 use std::fmt;

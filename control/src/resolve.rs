@@ -133,17 +133,18 @@ impl Context<'_> {
             Peer::Entities(entities) if entities.contains(&Entity::All) => return Some(Peers::Any),
             Peer::Entities(entities) => entities.iter().flat_map(|e| self.entity(*e)).collect(),
             Peer::Endpoints(selectors) => selectors.iter().flat_map(|s| self.ids.select(&peer_selector(policy, s))).collect(),
+            // spec §3.4: the CIDR identities inside the prefix and outside its `except`s. Every
+            // prefix a policy names has an identity in the ipcache, so `0.0.0.0/0` covers every
+            // unknown IPv4 address through its own identity and never IPv6 (spec §2.4: world is
+            // `0.0.0.0/0` + `::/0`).
             Peer::Cidrs(cidrs) => cidrs
                 .iter()
                 .flat_map(|c| {
-                    let world = (c.cidr.prefix_len() == 0).then_some(fc::WORLD);
-                    let inside = self
-                        .ids
+                    self.ids
                         .of_cidr
                         .iter()
                         .filter(|(p, _)| c.cidr.contains(p) && !c.except.iter().any(|e| e.contains(p)))
-                        .map(|(_, id)| *id);
-                    world.into_iter().chain(inside).collect::<Vec<_>>()
+                        .map(|(_, id)| *id)
                 })
                 .collect(),
         };

@@ -311,6 +311,16 @@ fn key_sources_any_k8s_reserved() {
     assert_eq!(vr(&egress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
 }
 
+/// spec §2.1: a selector on a label removed by the identity label filter never matches.
+#[test]
+fn filtered_labels_never_match() {
+    let inventory = INVENTORY.replace("labels: {app: batch, tier: web}", "labels: {app: batch, tier: web, pod-template-hash: 5d9, 'statefulset.kubernetes.io/pod-name': batch-0}");
+    for label in ["pod-template-hash: 5d9", "'statefulset.kubernetes.io/pod-name': batch-0"] {
+        let c = cluster_with(&inventory, &[cnp("default", "filtered", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{{label}}}}}]}}]}}"))]);
+        assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY, "{label}");
+    }
+}
+
 /// spec §2.2: `NotIn` and `DoesNotExist` match pods that lack the key.
 #[test]
 fn match_expressions_notin_and_doesnotexist_match_absent_keys() {
@@ -527,6 +537,12 @@ fn cidr_everything() {
     assert_eq!(vr(&egress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&egress(&c, FRONTEND, NODE_1, 443)), DEFAULT_DENY);
     assert_eq!(vr(&egress(&c, FRONTEND, NODE_2, 443)), DEFAULT_DENY);
+    // 0.0.0.0/0 is the IPv4 half of world (world-ipv4): an IPv6 address is not in it, and
+    // ::/0 holds no IPv4 address.
+    assert_eq!(vr(&egress(&c, FRONTEND, "2001:db8::1", 443)), DEFAULT_DENY);
+    let c = cluster(&[cnp("default", "anywhere6", &format!("{{{FRONTEND_SEL}, egress: [{{toCIDR: ['::/0']}}]}}"))]);
+    assert_eq!(vr(&egress(&c, FRONTEND, "2001:db8::1", 443)), ALLOW_L4);
+    assert_eq!(vr(&egress(&c, FRONTEND, WORLD_IP, 443)), DEFAULT_DENY);
     // With an exception.
     let c = cluster(&[cnp("default", "anywhere", &format!("{{{FRONTEND_SEL}, egress: [{{toCIDRSet: [{{cidr: 0.0.0.0/0, except: [192.0.2.0/24]}}]}}]}}"))]);
     assert_eq!(vr(&egress(&c, FRONTEND, "198.51.100.1", 443)), ALLOW_L4);
@@ -647,6 +663,14 @@ fn enable_default_deny_false() {
     assert_eq!(vr(&ingress(&c, DB, API, 8080)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY);
+}
+
+/// spec §4.1 items 1-2: only a non-empty section counts; `ingress: []` leaves ingress open.
+#[test]
+fn empty_section_does_not_enforce() {
+    let c = cluster(&[cnp("default", "empty-section", &format!("{{{API_SEL}, ingress: [], egress: [{{toEntities: [world]}}]}}"))]);
+    assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), OPEN);
+    assert_eq!(vr(&egress(&c, API, BATCH, 8080)), DEFAULT_DENY);
 }
 
 /// spec §4.1 item 4: `enableDefaultDeny.egress: true` on a rule without egress sections has
@@ -813,7 +837,7 @@ fn l7_with_default_deny_off_is_visibility_only() {
         &format!("{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a")),
     );
     let c = cluster(std::slice::from_ref(&visibility));
-    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a"))), ALLOW_L7);
+    assert_eq!(ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a")).verdict, "allow");
     let side = ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/x"));
     assert_eq!((side.verdict, side.policy.as_deref()), ("allow", Some("default-allow")));
     assert_eq!(vr(&ingress_of(&c, http(WORLD_IP, API, 9999, "POST", "/x"))), ALLOW_L4);

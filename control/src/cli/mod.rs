@@ -2,6 +2,8 @@
 //! Exit codes: 0 success (including a `deny` verdict), 1 bad input, 2 usage error.
 
 mod compile;
+mod serve;
+mod status;
 mod trace;
 mod validate;
 
@@ -35,6 +37,10 @@ pub enum Command {
     Compile(compile::Args),
     /// Say whether a request would be allowed, and which policy rule decided.
     Trace(trace::Args),
+    /// Serve every endpoint's filter config to Envoys over ADS, following file changes.
+    Serve(serve::Args),
+    /// Show what a running `l7gate serve` has pushed, and what each Envoy acked or rejected.
+    Status(status::Args),
 }
 
 /// Runs a parsed command line; `Err` carries the message for stderr.
@@ -43,6 +49,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Validate(args) => validate::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 
