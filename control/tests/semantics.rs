@@ -652,8 +652,8 @@ fn default_deny_table_allow_rows() {
 fn enable_default_deny_false() {
     let lenient = cnp("default", "lenient", &format!("{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, ingress: [{{{FROM_FRONTEND}}}]}}"));
     let c = cluster(std::slice::from_ref(&lenient));
-    assert_eq!(full(&ingress(&c, BATCH, API, 8080)).0, "allow");
-    assert_eq!(ingress(&c, BATCH, API, 8080).policy.as_deref(), Some("default-allow"));
+    let side = ingress(&c, BATCH, API, 8080);
+    assert_eq!((vr(&side), side.policy.as_deref(), side.kind.as_deref()), (ALLOW_L4, Some("default-allow"), Some("l7gate")));
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 1)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), ALLOW_L4);
 
@@ -704,7 +704,7 @@ fn ingress_deny_only() {
 fn allow_localhost_at_ingress() {
     let c = cluster(&[cnp("default", "closed", &format!("{{{API_SEL}, ingress: [{{}}], egress: [{{}}]}}"))]);
     let from_host = ingress(&c, NODE_1, API, 8080);
-    assert_eq!(full(&from_host), ("allow", "allowed-l3-l4", Some("allow-localhost"), from_host.rule.as_deref()));
+    assert_eq!((vr(&from_host), from_host.policy.as_deref(), from_host.kind.as_deref()), (ALLOW_L4, Some("allow-localhost"), Some("l7gate")));
     assert_eq!(from_host.peer_identity, HOST);
     assert_eq!(vr(&ingress(&c, NODE_2, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&egress(&c, API, NODE_1, 10250)), DEFAULT_DENY);
@@ -766,10 +766,10 @@ fn l7_same_selector_lists_concatenate() {
         cnp("default", "get-a", &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a"))),
         cnp("default", "post-b", &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "POST", "/b"))),
     ]);
-    assert_eq!(full(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a"))).0, "allow");
-    assert_eq!(ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a")).policy.as_deref(), Some("default/get-a"));
-    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/b"))), ALLOW_L7);
-    assert_eq!(ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/b")).policy.as_deref(), Some("default/post-b"));
+    let get_a = ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a"));
+    assert_eq!((vr(&get_a), get_a.policy.as_deref()), (ALLOW_L7, Some("default/get-a")));
+    let post_b = ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/b"));
+    assert_eq!((vr(&post_b), post_b.policy.as_deref()), (ALLOW_L7, Some("default/post-b")));
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/b"))), L7_DENY);
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/a"))), L7_DENY);
     assert_eq!(vr(&ingress_of(&c, http(BATCH, API, 8080, "GET", "/a"))), DEFAULT_DENY);

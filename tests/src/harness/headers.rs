@@ -153,17 +153,48 @@ async fn send_raw(
         .write_all(&raw_head(req, headers))
         .await
         .map_err(|e| e.to_string())?;
+    // Stop reading as soon as the response is complete instead of waiting for Envoy to close:
+    // after a local reply (the filter's 403) Envoy waits for the client to close first, up to
+    // its delayed_close_timeout (1 s), which would make every denied raw request take a second.
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 4096];
+    while !is_complete(&raw) {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     parse_response(&raw)
+}
+
+/// Whether `raw` holds a whole HTTP/1.1 response with a known length (content-length or
+/// chunked); a response delimited by the connection closing is never complete early.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    let header = |name: &str| {
+        head.split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if header("transfer-encoding").is_some_and(|v| v == "chunked") {
+        body.ends_with(b"0\r\n\r\n")
+    } else if let Some(length) = header("content-length") {
+        length.parse::<usize>().is_ok_and(|n| body.len() >= n)
+    } else {
+        false
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{raw_head, send};
+    use super::{is_complete, raw_head, send};
     use crate::harness::client::{Protocol, Request};
     use crate::harness::upstream::Upstream;
 
@@ -181,6 +212,23 @@ mod tests {
             head,
             b"GET /p HTTP/1.1\r\nhost: a:1\r\nX-T: blue\r\nX-T: \xff\r\nconnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn response_completeness() {
+        assert!(!is_complete(
+            b"HTTP/1.1 403 Forbidden\r\ncontent-length: 15\r\n\r\nAccess"
+        ));
+        assert!(is_complete(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 15\r\n\r\nAccess denied\r\n"
+        ));
+        assert!(!is_complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        ));
+        assert!(is_complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        ));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\n\r\nuntil close"));
     }
 
     // Without Envoy: every protocol delivers the request (repeated header included).
