@@ -8,10 +8,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use l7gate_e2e::harness::client::{Protocol, Request, SendError};
+use l7gate_e2e::harness::client::{self, Header, Protocol, Request, SendError};
 use l7gate_e2e::harness::cluster::Cluster;
 use l7gate_e2e::harness::envoy::{Envoy, SidecarSpec};
-use l7gate_e2e::harness::headers::{self, Header};
 use l7gate_e2e::harness::tools::{repo_root, Tools};
 use l7gate_e2e::harness::upstream::Upstream;
 use l7gate_e2e::scenario::{self, Case, Expect, Outcome, Peer};
@@ -165,7 +164,7 @@ async fn send(cluster: &Cluster, row: &Row, protocol: Protocol) -> Outcome {
         method: row.method,
         path: row.path,
     };
-    let response = headers::send(protocol, &request, row.headers)
+    let response = client::send_with(protocol, &request, row.headers)
         .await
         .map_err(|e| match e {
             SendError::Connect(e) => format!("connect {from} → {to}: {e}"),
@@ -523,7 +522,7 @@ async fn empty_plugin_configuration_denies_everything() {
                 method: "GET",
                 path: "/anything",
             };
-            let response = headers::send(*protocol, &req, &[])
+            let response = client::send_with(*protocol, &req, &[])
                 .await
                 .unwrap_or_else(|e| panic!("{configuration:?} {protocol}: {e}"));
             assert_eq!(
@@ -550,7 +549,7 @@ async fn empty_plugin_configuration_denies_everything() {
             method: "GET",
             path: "/after-config",
         };
-        let healed = headers::send(Protocol::Http1, &req, &[]).await.unwrap();
+        let healed = client::send_with(Protocol::Http1, &req, &[]).await.unwrap();
         assert_eq!(
             (healed.status, healed.body),
             (200, format!("{name} saw GET /after-config"))

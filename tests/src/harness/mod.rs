@@ -4,6 +4,5 @@
 pub mod client;
 pub mod cluster;
 pub mod envoy;
-pub mod headers;
 pub mod tools;
 pub mod upstream;
