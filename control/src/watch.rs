@@ -52,7 +52,7 @@ pub fn reload(inputs: &Inputs, cache: &Cache, reloads: &Reloads) {
             status.last_changed = changed;
         }
         Err(e) => {
-            error!(error = %e, "reload failed: inputs rejected, the last good state stays in force");
+            error!(error = ?e, "reload failed: inputs rejected, the last good state stays in force");
             status.error = Some(e);
         }
     }

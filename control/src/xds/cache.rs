@@ -57,6 +57,7 @@ pub type Published = Result<Arc<Snapshot>, String>;
 /// Per-(node, resource) bookkeeping.
 #[derive(Debug, Clone, Default)]
 struct ResourceState {
+    pushes: u64,
     acked: Option<String>,
     pending: Option<String>,
     nack: Option<NackInfo>,
@@ -146,7 +147,10 @@ impl Cache {
 
     /// `resources` of `type_url` were sent to `node`; each is pending until acked or rejected.
     pub fn sent(&self, node: &str, type_url: &str, resources: &[&Resource]) {
-        self.update(node, type_url, resources.iter().map(|r| (&r.name, &r.version)), |s, v| s.pending = Some(v.clone()));
+        self.update(node, type_url, resources.iter().map(|r| (&r.name, &r.version)), |s, v| {
+            s.pushes += 1;
+            s.pending = Some(v.clone());
+        });
     }
 
     /// `node` accepted the response that carried these resources.
@@ -217,6 +221,7 @@ impl Cache {
                             .and_then(|c| c.resources.get(type_url))
                             .and_then(|r| r.get(name))
                             .map(|r| r.version.clone()),
+                        pushes: s.pushes,
                         acked: s.acked.clone(),
                         pending: s.pending.clone(),
                         last_nack: s.nack.clone(),

@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+#[cfg(test)]
+use std::path::Path;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -185,7 +187,7 @@ impl StreamState {
                 match &request.error_detail {
                     Some(error) => {
                         warn!(node = %self.node, type_url = %type_url, version = %versions(&resources),
-                            nonce = %sub.nonce, message = %error.message, "NACK");
+                            nonce = %sub.nonce, error = ?error.message, "NACK");
                         self.cache.nacked(&self.node, &type_url, &resources, &error.message);
                     }
                     None => {
@@ -257,4 +259,142 @@ impl StreamState {
 
 fn versions(resources: &[(String, String)]) -> String {
     resources.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    //! The protocol against an in-process server on 127.0.0.1:0 and a scripted client stream.
+
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::google::rpc;
+    use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+
+    use super::*;
+    use crate::xds::snapshot::snapshot_of;
+
+    const T: &str = crate::ecds::TYPED_EXTENSION_CONFIG_TYPE;
+
+    fn snapshots(configs: &[(&str, &str)]) -> BTreeMap<String, Arc<crate::xds::cache::Snapshot>> {
+        configs.iter().map(|(k, c)| (k.to_string(), Arc::new(snapshot_of(c, Path::new("/w.wasm"))))).collect()
+    }
+
+    struct Client {
+        tx: mpsc::Sender<DiscoveryRequest>,
+        rx: Streaming<DiscoveryResponse>,
+    }
+
+    impl Client {
+        async fn connect(cache: &Arc<Cache>, node: &str) -> Client {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let service = Ads::new(Arc::clone(cache)).into_service();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(TcpListenerStream::new(listener)),
+            );
+            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+            let (tx, requests) = mpsc::channel(8);
+            tx.send(DiscoveryRequest {
+                node: Some(Node { id: node.into(), ..Default::default() }),
+                type_url: T.into(),
+                resource_names: vec!["l7gate".into()],
+                ..Default::default()
+            })
+            .await
+            .expect("first request");
+            let rx = client.stream_aggregated_resources(ReceiverStream::new(requests)).await.expect("stream").into_inner();
+            Client { tx, rx }
+        }
+
+        async fn recv(&mut self) -> DiscoveryResponse {
+            tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+                .await
+                .expect("a response")
+                .expect("stream ok")
+                .expect("not closed")
+        }
+
+        async fn answer(&self, to: &DiscoveryResponse, error: Option<&str>) {
+            let request = DiscoveryRequest {
+                version_info: if error.is_some() { String::new() } else { to.version_info.clone() },
+                type_url: T.into(),
+                resource_names: vec!["l7gate".into()],
+                response_nonce: to.nonce.clone(),
+                error_detail: error.map(|m| rpc::Status { code: 3, message: m.into(), ..Default::default() }),
+                ..Default::default()
+            };
+            self.tx.send(request).await.expect("send");
+        }
+    }
+
+    fn resubscribe(names: &[&str], nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: T.into(),
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            response_nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn acks_nacks_stale_nonces_and_no_resend_of_a_rejected_version() {
+        let cache = Arc::new(Cache::new());
+        cache.publish(snapshots(&[("ns/a", "{\"v\":1}")]));
+        let mut envoy = Client::connect(&cache, "ns/a").await;
+
+        let first = envoy.recv().await;
+        assert_eq!((first.type_url.as_str(), first.resources.len()), (T, 1));
+        envoy.answer(&first, None).await;
+        let acked = (cache.clone(), first.version_info.clone());
+        wait(move || acked.0.status()[0].resources[0].acked.as_ref() == Some(&acked.1)).await;
+
+        // A new version is pushed. A stale request (echoing the first nonce) arrives before the
+        // Envoy's answer: it must not count as an ACK of the new version. Then the Envoy rejects it.
+        cache.publish(snapshots(&[("ns/a", "{\"v\":2}")]));
+        let second = envoy.recv().await;
+        assert_ne!(second.version_info, first.version_info);
+        envoy.answer(&first, None).await;
+        envoy.answer(&second, Some("on_configure refused")).await;
+        let nacked = cache.clone();
+        wait(move || nacked.status()[0].resources[0].last_nack.is_some()).await;
+        let r = cache.status()[0].resources[0].clone();
+        assert_eq!(r.acked.as_deref(), Some(first.version_info.as_str()), "the stale request was taken as an ACK");
+        assert_eq!(r.last_nack.map(|n| (n.version, n.message)), Some((second.version_info.clone(), "on_configure refused".into())));
+        // Re-subscribing does not bring the rejected version back either.
+        envoy.tx.send(resubscribe(&["l7gate", "other"], &second.nonce)).await.expect("send");
+
+        // The snapshot changes: the next message is the new version (a resend of the rejected
+        // one would come first), and it is acked.
+        cache.publish(snapshots(&[("ns/a", "{\"v\":3}")]));
+        let third = envoy.recv().await;
+        assert!(third.version_info != second.version_info && third.version_info != first.version_info);
+        assert_eq!(cache.status()[0].resources[0].pushes, 3, "one push per version");
+        envoy.answer(&third, None).await;
+        let acked = (cache.clone(), third.version_info.clone());
+        wait(move || acked.0.status()[0].resources[0].acked.as_ref() == Some(&acked.1)).await;
+    }
+
+    /// Polls until `done`; a generous bound guards against hanging.
+    async fn wait(done: impl Fn() -> bool) {
+        let poll = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), poll).await.expect("state reached");
+    }
+
+    #[test]
+    fn the_endpoint_key_is_the_metadata_entry_or_else_the_node_id() {
+        use envoy_types::pb::google::protobuf::{Struct, Value};
+        let mut node = Node { id: "sidecar-7".into(), ..Default::default() };
+        assert_eq!(endpoint_key(&node), "sidecar-7");
+        let value = Value { kind: Some(Kind::StringValue("shop/inventory-api".into())) };
+        node.metadata = Some(Struct { fields: [(ENDPOINT_METADATA_KEY.to_string(), value)].into() });
+        assert_eq!(endpoint_key(&node), "shop/inventory-api");
+    }
 }

@@ -49,6 +49,8 @@ pub struct ResourceStatus {
     pub name: String,
     /// The version the control plane has for it now.
     pub current: Option<String>,
+    /// Responses sent with it (since this server started).
+    pub pushes: u64,
     /// The last version the Envoy accepted (since this server started).
     pub acked: Option<String>,
     /// Sent, neither accepted nor rejected yet.

@@ -1,15 +1,18 @@
-//! The seed demo: starts the seed cluster from `manifests/` (one real Envoy with the l7gate
-//! filter per server workload), sends every request of the seed table from the right source
-//! address, prints expected vs actual per request, and exits non-zero if any row differs.
+//! The seed demo: runs `l7gate serve` on `manifests/` and the seed cluster (one real Envoy with
+//! the l7gate filter per server workload, configured only over ADS by that server), sends every
+//! request of the seed table from the right source address, prints expected vs actual per
+//! request, and exits non-zero if any row differs. Needs the `l7gate` binary built beside this
+//! one (`cargo build -p l7gate`; scripts/demo.sh does it).
 
 use std::process::ExitCode;
 
 use l7gate_e2e::harness::cluster::Cluster;
+use l7gate_e2e::harness::tools::repo_root;
 use l7gate_e2e::scenario::{self, SEED};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let mut cluster = match Cluster::start_seed() {
+    let mut cluster = match Cluster::start_ads(&repo_root().join("manifests")) {
         Ok(cluster) => cluster,
         Err(e) => {
             eprintln!("l7gate-demo: cannot start the seed cluster: {e}");
@@ -17,6 +20,14 @@ async fn main() -> ExitCode {
         }
     };
     println!("seed cluster from {}:", cluster.manifests.display());
+    if let Some(control) = &cluster.control {
+        println!(
+            "  l7gate serve     ADS {}  status http://{}/status  (l7gate status --server {})",
+            control.xds(),
+            control.status_addr(),
+            control.status_addr()
+        );
+    }
     for s in &cluster.sidecars {
         println!(
             "  {:<16} sidecar {}  → app {}",
@@ -60,6 +71,9 @@ async fn main() -> ExitCode {
         for s in &mut cluster.sidecars {
             s.envoy.stop_gracefully();
             eprintln!("==== {} ====\n{}", s.endpoint.name, s.envoy.log_tail(20));
+        }
+        if let Some(control) = &cluster.control {
+            eprintln!("==== l7gate serve ====\n{}", control.log());
         }
         ExitCode::FAILURE
     }

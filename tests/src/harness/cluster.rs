@@ -1,6 +1,7 @@
 //! The seed cluster: for every inventory endpoint that serves a port named `http`, an upstream
 //! application plus an l7gate sidecar listening on the endpoint's address and port, configured
-//! with what `l7gate::compile_endpoint` makes of the manifests. Clusters bind fixed addresses
+//! with what `l7gate::compile_endpoint` makes of the manifests (an ECDS file per sidecar), or,
+//! with [`Cluster::start_ads`], by a real `l7gate serve` over ADS. Clusters bind fixed addresses
 //! (127.0.0.x:8080), so only one runs at a time on the machine: a file lock serialises them
 //! across threads and processes.
 
@@ -8,7 +9,8 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::harness::envoy::{Envoy, SidecarSpec};
+use crate::harness::control::{ControlPlane, ServeSpec};
+use crate::harness::envoy::{AdsSidecarSpec, Envoy, SidecarSpec};
 use l7gate::inventory::{Endpoint, Inventory};
 
 use crate::harness::tools::{repo_root, Tools};
@@ -27,8 +29,14 @@ pub struct Cluster {
     pub manifests: PathBuf,
     pub inventory: Inventory,
     pub sidecars: Vec<Sidecar>,
+    /// The `l7gate serve` the sidecars get their config from ([`Cluster::start_ads`]).
+    pub control: Option<ControlPlane>,
     _lock: ClusterLock,
 }
+
+/// The stat that counts filter configs Envoy accepted through ECDS.
+pub const ECDS_UPDATE_SUCCESS: &str =
+    "extension_config_discovery.http_filter.l7gate.update_success";
 
 impl Cluster {
     /// The seed cluster from the repository's `manifests/`.
@@ -78,6 +86,64 @@ impl Cluster {
             manifests: manifests.to_path_buf(),
             inventory: control.inventory,
             sidecars: starting,
+            control: None,
+            _lock: lock,
+        })
+    }
+
+    /// Starts `l7gate serve` on `<manifests>/policies/` and `<manifests>/endpoints.yaml`, and one
+    /// ADS sidecar per server endpoint (node id = endpoint name); returns once every sidecar
+    /// accepted its first config.
+    pub fn start_ads(manifests: &Path) -> Result<Cluster, String> {
+        let tools = Tools::discover()?;
+        let lock = ClusterLock::acquire()?;
+        let endpoints_file = manifests.join("endpoints.yaml");
+        let inventory = l7gate::inventory::load(&endpoints_file).map_err(|e| e.to_string())?;
+        let control = ControlPlane::start(ServeSpec {
+            policies: manifests.join("policies"),
+            endpoints: endpoints_file,
+            wasm: tools.wasm.clone(),
+        })?;
+        let mut starting = Vec::new();
+        for endpoint in &inventory.endpoints {
+            let (Some(port), Some(ip)) = (endpoint.ports.get("http"), endpoint.ips.first()) else {
+                continue;
+            };
+            let upstream = Upstream::start(&endpoint.name)
+                .map_err(|e| format!("upstream for {}: {e}", endpoint.name))?;
+            let spec = AdsSidecarSpec {
+                name: endpoint.name.clone(),
+                listen: SocketAddr::new(*ip, *port),
+                upstream: upstream.addr(),
+                xds: control.xds(),
+            };
+            let envoy = Envoy::spawn_ads(&tools, &spec).map_err(|e| e.to_string())?;
+            starting.push(Sidecar {
+                endpoint: endpoint.clone(),
+                envoy,
+                upstream,
+            });
+        }
+        for sidecar in &mut starting {
+            let name = sidecar.endpoint.name.clone();
+            sidecar
+                .envoy
+                .wait_ready()
+                .map_err(|e| format!("sidecar {name}: {e}"))?;
+            // LIVE also comes after the initial fetch timeout, without a config: insist on one.
+            if sidecar.envoy.wait_for_stat(ECDS_UPDATE_SUCCESS, |n| n >= 1) < Some(1) {
+                return Err(format!(
+                    "sidecar {name} got no config from l7gate serve:\n{}\n{}",
+                    sidecar.envoy.log_tail(20),
+                    control.log()
+                ));
+            }
+        }
+        Ok(Cluster {
+            manifests: manifests.to_path_buf(),
+            inventory,
+            sidecars: starting,
+            control: Some(control),
             _lock: lock,
         })
     }

@@ -1,5 +1,6 @@
-//! One Envoy sidecar process: renders `envoy/sidecar.yaml`, writes the l7gate filter config
-//! as the ECDS file Envoy watches, spawns Envoy with its own admin port and log file, waits until
+//! One Envoy sidecar process: renders `envoy/sidecar.yaml` and writes the l7gate filter config
+//! as the ECDS file Envoy watches, or renders `envoy/sidecar-ads.yaml` (config from
+//! `l7gate serve` over ADS); spawns Envoy with its own admin port and log file, waits until
 //! admin `/ready` says LIVE and the listener accepts, and kills it on drop. When dropped during a
 //! panic it prints the tail of Envoy's log and keeps its directory for inspection.
 
@@ -27,6 +28,19 @@ pub struct SidecarSpec {
     /// The l7gate filter config (JSON, schema `l7gate_filter::config`), or deliberately bad
     /// bytes for fail-closed tests.
     pub filter_config_json: String,
+}
+
+/// A sidecar configured over ADS: the template's placeholders, filled.
+#[derive(Debug, Clone)]
+pub struct AdsSidecarSpec {
+    /// Envoy node id: the endpoint whose config `l7gate serve` sends.
+    pub name: String,
+    /// Where the sidecar listens; port 0 lets the kernel pick (read back from admin).
+    pub listen: SocketAddr,
+    /// The application behind the sidecar.
+    pub upstream: SocketAddr,
+    /// `l7gate serve --listen`.
+    pub xds: SocketAddr,
 }
 
 /// How a start went wrong.
@@ -85,17 +99,70 @@ impl Envoy {
     /// Spawns Envoy without waiting; call [`Envoy::wait_ready`] (several sidecars can boot at once).
     pub fn spawn(tools: &Tools, spec: &SidecarSpec) -> Result<Envoy, StartError> {
         let harness = |e: String| StartError::Harness(format!("sidecar {}: {e}", spec.name));
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("l7gate-{}-", spec.name))
-            .tempdir()
-            .map_err(|e| harness(format!("temp dir: {e}")))?;
+        let dir = sidecar_dir(&spec.name).map_err(&harness)?;
         let filter_path = dir.path().join("l7gate-filter.yaml");
         write_filter_config(&filter_path, &spec.filter_config_json, &tools.wasm)
             .map_err(&harness)?;
-        let template_path = repo_root().join("envoy/sidecar.yaml");
-        let template = std::fs::read_to_string(&template_path)
+        let values = vec![("FILTER_CONFIG_PATH", filter_path.display().to_string())];
+        Envoy::launch(
+            tools,
+            dir,
+            &spec.name,
+            spec.listen,
+            spec.upstream,
+            "sidecar.yaml",
+            values,
+        )
+    }
+
+    /// Spawns an Envoy whose filter config comes from `l7gate serve` over ADS
+    /// (`envoy/sidecar-ads.yaml`), without waiting. Until the first config arrives the listener
+    /// is warming, so [`Envoy::wait_ready`] returns once it did (or after the bootstrap's initial
+    /// fetch timeout, without a config: check `update_success`).
+    pub fn spawn_ads(tools: &Tools, spec: &AdsSidecarSpec) -> Result<Envoy, StartError> {
+        let harness = |e: String| StartError::Harness(format!("sidecar {}: {e}", spec.name));
+        let dir = sidecar_dir(&spec.name).map_err(&harness)?;
+        let values = vec![
+            ("XDS_ADDRESS", spec.xds.ip().to_string()),
+            ("XDS_PORT", spec.xds.port().to_string()),
+        ];
+        Envoy::launch(
+            tools,
+            dir,
+            &spec.name,
+            spec.listen,
+            spec.upstream,
+            "sidecar-ads.yaml",
+            values,
+        )
+    }
+
+    /// Renders `envoy/<template>` with the common placeholders plus `extra`, and runs Envoy on it.
+    fn launch(
+        tools: &Tools,
+        dir: tempfile::TempDir,
+        name: &str,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        template: &str,
+        extra: Vec<(&str, String)>,
+    ) -> Result<Envoy, StartError> {
+        let harness = |e: String| StartError::Harness(format!("sidecar {name}: {e}"));
+        let template_path = repo_root().join("envoy").join(template);
+        let text = std::fs::read_to_string(&template_path)
             .map_err(|e| harness(format!("cannot read {}: {e}", template_path.display())))?;
-        let bootstrap = render(&template, spec, &filter_path).map_err(&harness)?;
+        let mut values = vec![
+            ("NAME", name.to_string()),
+            ("LISTEN_ADDRESS", listen.ip().to_string()),
+            ("LISTEN_PORT", listen.port().to_string()),
+            ("UPSTREAM_ADDRESS", upstream.ip().to_string()),
+            ("UPSTREAM_PORT", upstream.port().to_string()),
+            // Port 0: Envoy picks one and writes it to --admin-address-path.
+            ("ADMIN_PORT", "0".to_string()),
+        ];
+        values.extend(extra);
+        let bootstrap =
+            render(&text, &values).map_err(|e| harness(format!("envoy/{template}: {e}")))?;
         let bootstrap_path = dir.path().join("envoy.yaml");
         std::fs::write(&bootstrap_path, bootstrap).map_err(|e| harness(e.to_string()))?;
         let log_path = dir.path().join("envoy.log");
@@ -114,7 +181,7 @@ impl Envoy {
             .arg(dir.path().join("admin-address"))
             .arg("--disable-hot-restart")
             .arg("--service-node")
-            .arg(&spec.name)
+            .arg(name)
             .arg("--log-path")
             .arg(&log_path)
             .stdin(Stdio::null())
@@ -123,13 +190,13 @@ impl Envoy {
             .spawn()
             .map_err(|e| harness(format!("cannot run {}: {e}", tools.envoy.display())))?;
         Ok(Envoy {
-            name: spec.name.clone(),
+            name: name.to_string(),
             child,
             dir: Some(dir),
             wasm: tools.wasm.clone(),
             admin: None,
             listener: None,
-            requested_listen: spec.listen,
+            requested_listen: listen,
         })
     }
 
@@ -313,29 +380,27 @@ impl Drop for Envoy {
     }
 }
 
-/// Fills the template's `${...}` placeholders; every placeholder must be known.
-pub fn render(template: &str, spec: &SidecarSpec, filter_path: &Path) -> Result<String, String> {
-    let values = [
-        ("NAME", spec.name.clone()),
-        ("LISTEN_ADDRESS", spec.listen.ip().to_string()),
-        ("LISTEN_PORT", spec.listen.port().to_string()),
-        ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
-        ("UPSTREAM_PORT", spec.upstream.port().to_string()),
-        // Port 0: Envoy picks one and writes it to --admin-address-path.
-        ("ADMIN_PORT", "0".to_string()),
-        ("FILTER_CONFIG_PATH", filter_path.display().to_string()),
-    ];
+/// Fills a template's `${...}` placeholders; every placeholder must be known.
+pub fn render(template: &str, values: &[(&str, String)]) -> Result<String, String> {
     let mut out = template.to_string();
-    for (key, value) in &values {
+    for (key, value) in values {
         out = out.replace(&format!("${{{key}}}"), value);
     }
     match out.find("${") {
         Some(at) => Err(format!(
-            "envoy/sidecar.yaml has a placeholder the harness does not fill: {}",
+            "a placeholder the harness does not fill: {}",
             out[at..].lines().next().unwrap_or_default()
         )),
         None => Ok(out),
     }
+}
+
+fn sidecar_dir(name: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        // A node id may be `namespace/name`.
+        .prefix(&format!("l7gate-{}-", name.replace('/', "_")))
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))
 }
 
 fn write_filter_config(path: &Path, config_json: &str, wasm: &Path) -> Result<(), String> {

@@ -1,0 +1,203 @@
+//! The control plane as a process: runs the built `l7gate serve` binary (found next to the test
+//! or demo executable, in `target/<profile>/`), waits until its status endpoint answers, reads
+//! its status, restarts it on the same addresses, kills it on drop and prints its log when a test
+//! fails.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use l7gate::xds::status::StatusReport;
+
+/// Upper bound for the server to answer; a guard against hanging, never an assertion.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// How to run `l7gate serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSpec {
+    pub policies: PathBuf,
+    pub endpoints: PathBuf,
+    /// The filter module path handed to Envoy.
+    pub wasm: PathBuf,
+}
+
+/// A running `l7gate serve`; killed when dropped.
+pub struct ControlPlane {
+    spec: ServeSpec,
+    child: Option<Child>,
+    xds: SocketAddr,
+    status: SocketAddr,
+    dir: Option<tempfile::TempDir>,
+    starts: usize,
+}
+
+impl ControlPlane {
+    /// Starts `l7gate serve` on free loopback ports and waits until it answers.
+    pub fn start(spec: ServeSpec) -> Result<ControlPlane, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("l7gate-serve-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        let mut control = ControlPlane {
+            spec,
+            child: None,
+            xds: free_port()?,
+            status: free_port()?,
+            dir: Some(dir),
+            starts: 0,
+        };
+        control.launch()?;
+        Ok(control)
+    }
+
+    /// Where Envoys connect.
+    pub fn xds(&self) -> SocketAddr {
+        self.xds
+    }
+
+    /// Where `GET /status` answers.
+    pub fn status_addr(&self) -> SocketAddr {
+        self.status
+    }
+
+    /// The current status document.
+    pub fn status(&self) -> Result<StatusReport, String> {
+        l7gate::xds::status::fetch(self.status)
+    }
+
+    /// Polls the status until `pred` holds; returns the last report either way (the caller
+    /// asserts on it).
+    pub fn wait_for_status(
+        &self,
+        pred: impl Fn(&StatusReport) -> bool,
+    ) -> Result<StatusReport, String> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let report = self.status()?;
+            if pred(&report) || Instant::now() > deadline {
+                return Ok(report);
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to the Envoys).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same addresses, with `wasm` if given.
+    pub fn restart(&mut self, wasm: Option<&Path>) -> Result<(), String> {
+        self.kill();
+        if let Some(wasm) = wasm {
+            self.spec.wasm = wasm.to_path_buf();
+        }
+        self.launch()
+    }
+
+    /// Its log (stderr) across all starts.
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("---- restart ----\n")
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/nonexistent"))
+    }
+
+    fn log_path(&self, start: usize) -> PathBuf {
+        self.dir().join(format!("serve-{start}.log"))
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let binary = binary()?;
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).map_err(|e| e.to_string())?;
+        let mut child = Command::new(&binary)
+            .arg("serve")
+            .arg("--policies")
+            .arg(&self.spec.policies)
+            .arg("--endpoints")
+            .arg(&self.spec.endpoints)
+            .arg("--wasm")
+            .arg(&self.spec.wasm)
+            .arg("--listen")
+            .arg(self.xds.to_string())
+            .arg("--status-listen")
+            .arg(self.status.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("l7gate serve exited ({status}):\n{}", self.log()));
+            }
+            if self.status().is_ok() {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!(
+                    "l7gate serve did not answer in {START_DEADLINE:?}:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "==== l7gate serve (kept in {}) ====\n{}",
+                self.dir().display(),
+                self.log()
+            );
+            if let Some(dir) = self.dir.take() {
+                let _ = dir.keep();
+            }
+        }
+    }
+}
+
+/// The `l7gate` binary of this build: `target/<profile>/l7gate`, beside the running executable
+/// (or its parent, for test executables in `target/<profile>/deps/`).
+pub fn binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let binary = dir.join("l7gate");
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!(
+            "{} does not exist: build it first (`cargo build -p l7gate`; `cargo test --workspace` does)",
+            binary.display()
+        ))
+    }
+}
+
+/// A port nobody listens on right now (bind port 0, read it, release it).
+fn free_port() -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    listener.local_addr().map_err(|e| e.to_string())
+}
