@@ -1,6 +1,11 @@
 //! The ECDS resource that carries a filter configuration to Envoy ([`resource`], built in one
-//! place, [`wasm_filter`]), and its delivery from a file ([`render`], [`write_atomically`]); the
+//! place, [`plugin_config`]), and its delivery from a file ([`render`], [`write_atomically`]); the
 //! ADS server (`xds`) serves the same resource over gRPC.
+//!
+//! One `.wasm` is three filters, told apart by [`Role`] (the plugin's `root_id`): the ingress
+//! HTTP filter of `envoy/sidecar*.yaml` ([`resource`], [`render`]), and the egress HTTP and TLS
+//! (network) filters of `envoy/egress.yaml` ([`resource_for`], [`render_for`]). Each has its own
+//! ECDS resource name ([`filter_name`]) and filter type ([`type_url`]).
 //!
 //! The file-based sidecar bootstrap (`envoy/sidecar.yaml`) declares the HTTP filter `l7gate` with
 //! `config_discovery.config_source.path_config_source` pointing at one file. That file holds an
@@ -27,18 +32,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use envoy_types::pb::envoy::config::core::v3::{
     async_data_source, data_source, AsyncDataSource, DataSource, TypedExtensionConfig,
 };
-use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm as HttpWasm;
+use envoy_types::pb::envoy::extensions::filters::network::wasm::v3::Wasm as NetworkWasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::StringValue;
 use envoy_types::util::pack_any;
+pub use l7gate_filter::role::Role;
 use prost::Message;
 
-/// The HTTP filter name in the bootstrap, which is also the ECDS resource name (they must match).
-pub const FILTER_NAME: &str = "l7gate";
+/// The filter name in the bootstrap, which is also the ECDS resource name (they must match).
+pub fn filter_name(role: Role) -> &'static str {
+    match role {
+        Role::Ingress => "l7gate",
+        Role::EgressHttp => "l7gate-egress-http",
+        Role::EgressTls => "l7gate-egress-tls",
+    }
+}
+
+/// The filter type a role's resource carries (the bootstrap's `type_urls` lists it).
+pub fn type_url(role: Role) -> &'static str {
+    if role.is_http() {
+        HTTP_WASM_TYPE
+    } else {
+        NETWORK_WASM_TYPE
+    }
+}
+
 /// `PluginConfig.name` (stats prefix `wasm.l7gate.`, property `plugin_name`).
 pub const PLUGIN_NAME: &str = "l7gate";
-/// `PluginConfig.root_id` (property `plugin_root_id`).
-pub const ROOT_ID: &str = "l7gate";
 /// `VmConfig.vm_id` (property `plugin_vm_id`; also the key of shared data).
 pub const VM_ID: &str = "l7gate";
 
@@ -46,6 +67,8 @@ pub const VM_ID: &str = "l7gate";
 pub const TYPED_EXTENSION_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 /// Type URL of the HTTP Wasm filter config (listed in the bootstrap's `type_urls`).
 pub const HTTP_WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// Type URL of the network Wasm filter config (the egress TLS listener's `type_urls`).
+pub const NETWORK_WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
 /// The plugin configuration travels as a `StringValue`, which Envoy hands to `on_configure` raw.
 pub const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
@@ -63,37 +86,44 @@ pub const FAILURE_POLICY: FailurePolicy = FailurePolicy::FailReload;
 /// `VmConfig.runtime`: V8, the runtime Envoy's release builds ship.
 pub const RUNTIME: &str = "envoy.wasm.runtime.v8";
 
-/// The l7gate HTTP filter as Envoy runs it: the module at `wasm_path` (should be absolute: Envoy
-/// resolves it against its own cwd) with `config_json` as its plugin configuration (delivered to
-/// `on_configure` byte for byte). The one place where the plugin's names, runtime and failure
-/// policy are chosen; the ECDS file ([`render`]) and the ADS server ([`resource`]) both use it.
-pub fn wasm_filter(config_json: &str, wasm_path: &Path) -> Wasm {
+/// The l7gate plugin as Envoy runs it in the filter `role`: the module at `wasm_path` (should be
+/// absolute: Envoy resolves it against its own cwd) with `config_json` as its plugin
+/// configuration (delivered to `on_configure` byte for byte). The one place where the plugin's
+/// names, root id, runtime and failure policy are chosen; the ECDS file ([`render_for`]) and the
+/// ADS server ([`resource`]) both use it.
+pub fn plugin_config(role: Role, config_json: &str, wasm_path: &Path) -> PluginConfig {
     let code = AsyncDataSource {
         specifier: Some(async_data_source::Specifier::Local(DataSource {
             specifier: Some(data_source::Specifier::Filename(wasm_path.to_string_lossy().into_owned())),
             ..Default::default()
         })),
     };
-    Wasm {
-        config: Some(PluginConfig {
-            name: PLUGIN_NAME.to_string(),
-            root_id: ROOT_ID.to_string(),
-            vm: Some(plugin_config::Vm::VmConfig(VmConfig {
-                vm_id: VM_ID.to_string(),
-                runtime: RUNTIME.to_string(),
-                code: Some(code),
-                ..Default::default()
-            })),
-            configuration: Some(pack_any(StringValue { value: config_json.to_string() })),
-            failure_policy: FAILURE_POLICY as i32,
+    PluginConfig {
+        name: PLUGIN_NAME.to_string(),
+        root_id: role.root_id().to_string(),
+        vm: Some(plugin_config::Vm::VmConfig(VmConfig {
+            vm_id: VM_ID.to_string(),
+            runtime: RUNTIME.to_string(),
+            code: Some(code),
             ..Default::default()
-        }),
+        })),
+        configuration: Some(pack_any(StringValue { value: config_json.to_string() })),
+        failure_policy: FAILURE_POLICY as i32,
+        ..Default::default()
     }
 }
 
-/// The ECDS resource: a `TypedExtensionConfig` named [`FILTER_NAME`] wrapping [`wasm_filter`].
+/// The ingress filter's ECDS resource (what `envoy/sidecar*.yaml` subscribe to).
 pub fn resource(config_json: &str, wasm_path: &Path) -> TypedExtensionConfig {
-    TypedExtensionConfig { name: FILTER_NAME.to_string(), typed_config: Some(pack_any(wasm_filter(config_json, wasm_path))) }
+    resource_for(Role::Ingress, config_json, wasm_path)
+}
+
+/// The ECDS resource of the filter `role`: a `TypedExtensionConfig` named [`filter_name`]
+/// wrapping the HTTP or network Wasm filter with [`plugin_config`].
+pub fn resource_for(role: Role, config_json: &str, wasm_path: &Path) -> TypedExtensionConfig {
+    let config = Some(plugin_config(role, config_json, wasm_path));
+    let typed_config = if role.is_http() { pack_any(HttpWasm { config }) } else { pack_any(NetworkWasm { config }) };
+    TypedExtensionConfig { name: filter_name(role).to_string(), typed_config: Some(typed_config) }
 }
 
 /// Content version of a resource: FNV-1a 64 over its protobuf encoding (prost encodes fields in
@@ -108,24 +138,31 @@ pub fn version(resource_bytes: &[u8]) -> String {
     format!("l7gate-{h:016x}")
 }
 
-/// Renders the ECDS file content: a `DiscoveryResponse` (pretty JSON, the proto3 JSON mapping of
-/// [`resource`]) for Envoy's file-based config source.
+/// Renders the ingress filter's ECDS file (see [`render_for`]).
 pub fn render(config_json: &str, wasm_path: &Path) -> String {
-    let resource = resource(config_json, wasm_path);
+    render_for(Role::Ingress, config_json, wasm_path)
+}
+
+/// Renders the ECDS file content for the filter `role`: a `DiscoveryResponse` (pretty JSON, the
+/// proto3 JSON mapping of [`resource_for`]) for Envoy's file-based config source.
+pub fn render_for(role: Role, config_json: &str, wasm_path: &Path) -> String {
+    let resource = resource_for(role, config_json, wasm_path);
     let doc = serde_json::json!({
         "version_info": version(&resource.encode_to_vec()),
         "resources": [{
             "@type": TYPED_EXTENSION_CONFIG_TYPE,
             "name": resource.name,
-            "typed_config": wasm_json(&wasm_filter(config_json, wasm_path)),
+            "typed_config": {
+                "@type": type_url(role),
+                "config": plugin_json(&plugin_config(role, config_json, wasm_path)),
+            },
         }],
     });
     format!("{doc:#}\n")
 }
 
-/// The proto3 JSON mapping of the fields [`wasm_filter`] sets.
-fn wasm_json(wasm: &Wasm) -> serde_json::Value {
-    let plugin = wasm.config.clone().unwrap_or_default();
+/// The proto3 JSON mapping of the fields [`plugin_config`] sets.
+fn plugin_json(plugin: &PluginConfig) -> serde_json::Value {
     let vm = match &plugin.vm {
         Some(plugin_config::Vm::VmConfig(vm)) => vm.clone(),
         None => VmConfig::default(),
@@ -136,23 +173,20 @@ fn wasm_json(wasm: &Wasm) -> serde_json::Value {
         })) => f,
         _ => String::new(),
     };
-    let configuration = plugin.configuration.unwrap_or_default();
+    let configuration = plugin.configuration.clone().unwrap_or_default();
     let value = StringValue::decode(configuration.value.as_slice()).unwrap_or_default().value;
     let failure_policy =
         FailurePolicy::try_from(plugin.failure_policy).unwrap_or(FailurePolicy::Unspecified).as_str_name();
     serde_json::json!({
-        "@type": HTTP_WASM_TYPE,
-        "config": {
-            "name": plugin.name,
-            "root_id": plugin.root_id,
-            "vm_config": {
-                "vm_id": vm.vm_id,
-                "runtime": vm.runtime,
-                "code": { "local": { "filename": filename } },
-            },
-            "configuration": { "@type": configuration.type_url, "value": value },
-            "failure_policy": failure_policy,
+        "name": plugin.name,
+        "root_id": plugin.root_id,
+        "vm_config": {
+            "vm_id": vm.vm_id,
+            "runtime": vm.runtime,
+            "code": { "local": { "filename": filename } },
         },
+        "configuration": { "@type": configuration.type_url, "value": value },
+        "failure_policy": failure_policy,
     })
 }
 
@@ -209,7 +243,7 @@ mod tests {
         assert_eq!(tc["@type"], "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
         let pc = &tc["config"];
         assert_eq!(pc["name"], "l7gate");
-        assert_eq!(pc["root_id"], "l7gate");
+        assert_eq!(pc["root_id"], "ingress");
         assert_eq!(pc["failure_policy"], "FAIL_RELOAD");
         assert_eq!(pc["vm_config"]["vm_id"], "l7gate");
         assert_eq!(pc["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
@@ -217,6 +251,28 @@ mod tests {
         assert_eq!(pc["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
         assert_eq!(pc["configuration"]["value"].as_str(), Some(config), "config must arrive verbatim");
         assert!(doc["version_info"].as_str().is_some_and(|v| v.starts_with("l7gate-")));
+    }
+
+    /// The egress filters: own resource names (the names `envoy/egress.yaml` subscribes to),
+    /// root ids and filter types; the rendered file says the same as the ADS resource.
+    #[test]
+    fn egress_resources_name_their_filter_root_id_and_type() {
+        let wasm = Path::new("/w.wasm");
+        for (role, name, root_id, type_url) in [
+            (Role::EgressHttp, "l7gate-egress-http", "egress_http", HTTP_WASM_TYPE),
+            (Role::EgressTls, "l7gate-egress-tls", "egress_tls", NETWORK_WASM_TYPE),
+        ] {
+            let doc: Value = serde_json::from_str(&render_for(role, "{}", wasm)).expect("json");
+            let r = &doc["resources"][0];
+            assert_eq!((r["name"].as_str(), r["typed_config"]["@type"].as_str()), (Some(name), Some(type_url)));
+            assert_eq!(r["typed_config"]["config"]["root_id"], root_id);
+            let resource = resource_for(role, "{}", wasm);
+            assert_eq!(resource.name, name);
+            assert_eq!(resource.typed_config.as_ref().map(|a| a.type_url.as_str()), Some(type_url));
+            let template = include_str!("../../envoy/egress.yaml");
+            assert!(template.contains(&format!("- name: {name}\n")), "envoy/egress.yaml has no filter {name}");
+        }
+        assert_eq!(NETWORK_WASM_TYPE, "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! l7gate's control plane: Cilium policies + endpoint inventory in, per-endpoint filter
 //! configurations out. Stages, one module each: `cilium` (parse, validate) → `inventory` →
 //! `identity` → `resolve` → `compile` → `ecds` (delivery to Envoy); `trace` explains verdicts
-//! with the filter's own engine; `xds` serves the configs to Envoys over ADS, following file
-//! changes (`watch`); `cli` is the `l7gate` command.
+//! with the filter's own engine; `flow` reads the flow log; `diff` compares two policy sets and
+//! replays recorded flows through both; `xds` serves the configs to Envoys over ADS, following
+//! file changes (`watch`); `cli` is the `l7gate` command.
 
 pub mod cilium;
 pub mod cli;
 pub mod compile;
 pub mod diag;
+pub mod diff;
 pub mod ecds;
+pub mod flow;
 pub mod identity;
 pub mod inventory;
 pub mod resolve;

@@ -81,7 +81,8 @@ fn party<'a>(cluster: &'a Cluster, spec: &str, role: &str) -> Result<Party<'a>, 
     }
 }
 
-struct QueryHeaders<'q>(&'q [(String, String)]);
+/// Request headers given as `(lower-case name, value)` pairs; repeated names are joined with `,`.
+pub(crate) struct QueryHeaders<'q>(pub(crate) &'q [(String, String)]);
 
 impl Headers for QueryHeaders<'_> {
     fn get(&self, name: &str) -> Option<Vec<u8>> {
@@ -105,7 +106,9 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
         headers.push((":path".into(), q.path.clone().unwrap_or_else(|| "/".into())));
         headers.push((":authority".into(), authority.clone()));
     }
-    let http = (protocol == Protocol::Tcp).then_some(QueryHeaders(&headers));
+    // With an SNI the connection is TLS: the egress TLS filter decides it at L3/L4, with no HTTP
+    // request to look at (rules with HTTP rules do not allow it), and so does the trace.
+    let http = (protocol == Protocol::Tcp && q.sni.is_none()).then_some(QueryHeaders(&headers));
     let http: Option<&dyn Headers> = http.as_ref().map(|h| h as &dyn Headers);
     // The name toFQDNs rules see: SNI, else the Host, else the destination's DNS name.
     let server_name = q
@@ -146,7 +149,10 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             let field = |n: &str| h.get(n).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
             format!("{} -> {}:{}/{proto} {} {} (Host: {authority})", q.from, q.to, q.port, field(":method"), field(":path"))
         }
-        None => format!("{} -> {}:{}/{proto}", q.from, q.to, q.port),
+        None => {
+            let sni = q.sni.as_deref().map(|s| format!(" (TLS, SNI {s})")).unwrap_or_default();
+            format!("{} -> {}:{}/{proto}{sni}", q.from, q.to, q.port)
+        }
     };
     Ok(Trace { verdict: if allowed { "allow" } else { "deny" }, egress, ingress, request })
 }

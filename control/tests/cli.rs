@@ -1,5 +1,6 @@
 //! The `l7gate` binary as users run it: `trace` gives the seed scenario's verdicts with the
-//! deciding rule, `validate` and `compile` report bad input with located errors and exit 1.
+//! deciding rule, `validate` and `compile` report bad input with located errors and exit 1,
+//! `observe` filters flow logs.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -134,4 +135,36 @@ fn compile_prints_the_filter_config() {
     assert!(config.ingress.enforced);
     assert!(config.egress.enforced, "the seed CCNP selects every endpoint's egress");
     assert!(config.ipcache.iter().any(|e| e.cidr == "127.0.0.2/32"), "frontend's address is in the ipcache");
+}
+
+// spec §8: `observe` keeps the flow records matching its filters, skips other log lines, and
+// prints them as logged (--json) or as a table.
+#[test]
+fn observe_filters_flow_records_and_prints_a_table_or_json() {
+    let record = |verdict: &str, src: &str| {
+        format!(
+            r#"{{"time":"2026-11-24T13:13:34.577Z","response_code":403,"direction":"ingress","verdict":"{verdict}","reason":"default-deny","endpoint":"default/inventory-api","src":{{"ip":"{src}","name":"default/reporting"}},"dst":{{"ip":"127.0.0.10"}},"port":8080,"protocol":"TCP","method":"GET","path":"/api/x","host":"inventory-api:8080"}}"#
+        )
+    };
+    let denied = record("denied", "127.0.0.3");
+    let log = format!("{}\n[2026-11-24T13:13:34.577Z] a plain access log line\n{denied}\n", record("allowed", "127.0.0.2"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("flows.log");
+    std::fs::write(&file, log).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+
+    let out = l7gate(&["observe", file, "--verdict", "denied", "--from", "reporting", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, format!("{denied}\n"));
+
+    let out = l7gate(&["observe", file, "--since", "2026-11-24T13:13:35Z"]);
+    assert_eq!(text(&out).0, "", "nothing is that recent");
+
+    let out = l7gate(&["observe", file, "--to", "127.0.0.10"]);
+    let (stdout, _) = text(&out);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("TIME") && lines[0].contains("DECIDED BY"), "{stdout}");
+    assert!(lines[2].contains("default/reporting") && lines[2].contains("GET inventory-api:8080/api/x") && lines[2].contains("denied"), "{stdout}");
 }

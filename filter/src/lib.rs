@@ -6,7 +6,10 @@
 pub mod cidr;
 pub mod config;
 pub mod engine;
+pub mod flowlog;
 pub mod fqdn;
+pub mod metrics;
+pub mod role;
 
 // The glue needs Envoy's host imports, so it is left out of the (wasm32) unit-test build.
 #[cfg(all(target_arch = "wasm32", not(test)))]

@@ -1,7 +1,21 @@
 //! `l7gate compile`: the filter configuration of one endpoint, as JSON or as the ECDS resource
-//! file an Envoy sidecar loads.
+//! file an Envoy sidecar (`--filter ingress`) or its egress Envoy (`egress-http`, `egress-tls`)
+//! loads.
 
 use std::path::PathBuf;
+
+use crate::ecds::Role;
+
+/// Which filter the ECDS file configures (the configuration itself is the same).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Filter {
+    /// The HTTP filter of `envoy/sidecar.yaml`.
+    Ingress,
+    /// The HTTP filter of `envoy/egress.yaml`'s plain-HTTP listener.
+    EgressHttp,
+    /// The network filter of `envoy/egress.yaml`'s TLS listener.
+    EgressTls,
+}
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Format {
@@ -20,6 +34,9 @@ pub struct Args {
     endpoint: String,
     #[arg(long, value_enum, default_value = "config")]
     format: Format,
+    /// The filter the ECDS file is for (for --format ecds).
+    #[arg(long, value_enum, default_value = "ingress")]
+    filter: Filter,
     /// Path of the l7gate filter .wasm, as the Envoy process will see it (for --format ecds).
     #[arg(long, value_name = "FILE")]
     wasm: Option<PathBuf>,
@@ -35,7 +52,12 @@ pub fn run(args: Args) -> Result<(), String> {
         Format::Config => serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?,
         Format::Ecds => {
             let wasm = args.wasm.as_deref().ok_or("--format ecds needs --wasm FILE (the filter module Envoy loads)")?;
-            crate::ecds::render(&config.to_json(), wasm)
+            let role = match args.filter {
+                Filter::Ingress => Role::Ingress,
+                Filter::EgressHttp => Role::EgressHttp,
+                Filter::EgressTls => Role::EgressTls,
+            };
+            crate::ecds::render_for(role, &config.to_json(), wasm)
         }
     };
     match &args.output {

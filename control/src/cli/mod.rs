@@ -2,6 +2,8 @@
 //! Exit codes: 0 success (including a `deny` verdict), 1 bad input, 2 usage error.
 
 mod compile;
+mod diff;
+mod observe;
 mod serve;
 mod status;
 mod trace;
@@ -41,6 +43,10 @@ pub enum Command {
     Serve(serve::Args),
     /// Show what a running `l7gate serve` has pushed, and what each Envoy acked or rejected.
     Status(status::Args),
+    /// Read flow logs (the sidecars' access logs): filter, print a table or JSON, follow.
+    Observe(observe::Args),
+    /// Compare two policy sets: rule changes per endpoint, and recorded flows that would flip.
+    Diff(diff::Args),
 }
 
 /// Runs a parsed command line; `Err` carries the message for stderr.
@@ -51,6 +57,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Trace(args) => trace::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Status(args) => status::run(args),
+        Command::Observe(args) => observe::run(args),
+        Command::Diff(args) => diff::run(args),
     }
 }
 

@@ -1,47 +1,90 @@
 //! Per-direction rule index built at configure time: for each protocol, the port space is cut into
-//! segments at every rule boundary, and each segment keeps its allow and deny rules keyed by peer
-//! identity. A request finds its segment by binary search and its candidate rules by one hash
-//! lookup, so its cost does not grow with the number of rules for other ports or peers.
+//! segments at every rule boundary, and each segment holds, for "any peer" and for each identity
+//! its rules name, the merged outcome of those rules: the first deny rule, the first L3/L4 allow
+//! rule, and the indexed HTTP elements of the allow rules with HTTP rules. A request finds its
+//! segment by binary search and its identity's entry by one hash lookup; only name-selected
+//! (toFQDNs) rules are evaluated per request.
 
 use std::collections::HashMap;
 
+use super::l7set::{Element, L7Set};
 use crate::config::{Action, Identity, Peers, PortRange, Protocol, Rule};
 
-/// Indices into the direction's rule list, grouped by how the rule selects its peers.
-#[derive(Debug, Default, Clone)]
-pub struct PeerIndex {
-    pub any: Vec<u32>,
-    pub by_identity: HashMap<Identity, Vec<u32>>,
-    /// Rules whose peers are DNS names (toFQDNs): checked against the request's server name.
+/// The merged outcome of the rules that select one kind of peer in one segment. Rule indices are
+/// the lowest that qualify (attribution goes to the first rule in configuration order).
+#[derive(Debug, Clone, Default)]
+pub struct Side {
+    pub deny: Option<u32>,
+    pub allow_l4: Option<u32>,
+    pub l7: Option<L7Set>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Segment {
+    /// Rules with `Peers::Any`.
+    pub any: Side,
+    /// Rules naming the identity (rules for any peer are not repeated here).
+    pub by_identity: HashMap<Identity, Side>,
+    /// Rules whose peers are DNS names (toFQDNs), ascending: checked against the request's
+    /// server name.
     pub by_name: Vec<u32>,
 }
 
-impl PeerIndex {
+/// Rule indices of one segment while it is built, before they are merged into [`Side`]s.
+#[derive(Default, Clone)]
+struct Pending {
+    any: Vec<u32>,
+    by_identity: HashMap<Identity, Vec<u32>>,
+    by_name: Vec<u32>,
+}
+
+impl Pending {
     fn add(&mut self, peers: &Peers, rule: u32) {
-        match peers {
-            Peers::Any => self.any.push(rule),
-            Peers::Identities(ids) => {
-                for id in ids {
-                    let list = self.by_identity.entry(*id).or_default();
-                    if list.last() != Some(&rule) {
-                        list.push(rule);
-                    }
-                }
+        let push = |list: &mut Vec<u32>| {
+            if list.last() != Some(&rule) {
+                list.push(rule);
             }
-            Peers::Fqdns(_) => self.by_name.push(rule),
+        };
+        match peers {
+            Peers::Any => push(&mut self.any),
+            Peers::Identities(ids) => ids.iter().for_each(|id| push(self.by_identity.entry(*id).or_default())),
+            Peers::Fqdns(_) => push(&mut self.by_name),
         }
     }
 
-    /// Rules that select `peer` by identity (name-selected rules are filtered by the caller).
-    pub fn for_identity(&self, peer: Identity) -> impl Iterator<Item = u32> + '_ {
-        self.by_identity.get(&peer).into_iter().flatten().chain(self.any.iter()).copied()
+    fn finish(self, rules: &[Rule], elements: &Elements<'_>) -> Segment {
+        Segment {
+            any: side(&self.any, rules, elements),
+            by_identity: self.by_identity.iter().map(|(id, list)| (*id, side(list, rules, elements))).collect(),
+            by_name: self.by_name,
+        }
     }
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct Segment {
-    pub allow: PeerIndex,
-    pub deny: PeerIndex,
+/// The flat element list with, per rule, the range of its elements (`None`: no HTTP rules).
+pub struct Elements<'a> {
+    pub all: &'a [Element],
+    pub of_rule: &'a [Option<std::ops::Range<u32>>],
+}
+
+/// Merges the rules `list` (ascending rule indices) into a [`Side`].
+fn side(list: &[u32], rules: &[Rule], elements: &Elements<'_>) -> Side {
+    let mut side = Side::default();
+    let mut l7 = Vec::new();
+    let mut first_l7 = None;
+    for &i in list {
+        let Some(rule) = rules.get(i as usize) else { continue };
+        match (rule.action, elements.of_rule.get(i as usize).cloned().flatten()) {
+            (Action::Deny, _) => side.deny = side.deny.or(Some(i)),
+            (Action::Allow, None) => side.allow_l4 = side.allow_l4.or(Some(i)),
+            (Action::Allow, Some(range)) => {
+                first_l7 = first_l7.or(Some(i));
+                l7.extend(range);
+            }
+        }
+    }
+    side.l7 = first_l7.map(|first| L7Set::build(l7, elements.all, first));
+    side
 }
 
 /// One protocol's port space: `starts[i]` is the first port of `segments[i]`; `starts[0] == 0`.
@@ -52,7 +95,7 @@ struct PortTable {
 }
 
 impl PortTable {
-    fn build(protocol: Protocol, rules: &[Rule]) -> PortTable {
+    fn build(protocol: Protocol, rules: &[Rule], elements: &Elements<'_>) -> PortTable {
         let mut starts = vec![0u16];
         for range in rules.iter().flat_map(|r| r.ports.iter().flatten()).filter(|p| p.protocol == protocol) {
             starts.push(range.first);
@@ -62,39 +105,26 @@ impl PortTable {
         }
         starts.sort_unstable();
         starts.dedup();
-        let mut table = PortTable { segments: vec![Segment::default(); starts.len()], starts };
+        let segment_of = |port: u16| starts.partition_point(|s| *s <= port).saturating_sub(1);
+        let mut pending = vec![Pending::default(); starts.len()];
         for (i, rule) in rules.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            match &rule.ports {
-                None => table.add(0, u16::MAX, rule, i),
-                Some(ranges) => {
-                    for range in ranges.iter().filter(|p| p.protocol == protocol) {
-                        table.add(range.first, range.last, rule, i);
-                    }
+            let ranges: Vec<(u16, u16)> = match &rule.ports {
+                None => vec![(0, u16::MAX)],
+                Some(ranges) => ranges.iter().filter(|p| p.protocol == protocol).map(|p| (p.first, p.last)).collect(),
+            };
+            for (first, last) in ranges {
+                for segment in pending.iter_mut().take(segment_of(last) + 1).skip(segment_of(first)) {
+                    segment.add(&rule.peers, i);
                 }
             }
         }
-        table
-    }
-
-    fn add(&mut self, first: u16, last: u16, rule: &Rule, index: u32) {
-        let from = self.segment_of(first);
-        let to = self.segment_of(last);
-        for segment in self.segments.iter_mut().take(to + 1).skip(from) {
-            let side = match rule.action {
-                Action::Allow => &mut segment.allow,
-                Action::Deny => &mut segment.deny,
-            };
-            side.add(&rule.peers, index);
-        }
-    }
-
-    fn segment_of(&self, port: u16) -> usize {
-        self.starts.partition_point(|s| *s <= port).saturating_sub(1)
+        let segments = pending.into_iter().map(|p| p.finish(rules, elements)).collect();
+        PortTable { starts, segments }
     }
 
     fn lookup(&self, port: u16) -> Option<&Segment> {
-        self.segments.get(self.segment_of(port))
+        self.segments.get(self.starts.partition_point(|s| *s <= port).saturating_sub(1))
     }
 }
 
@@ -105,12 +135,12 @@ pub struct DirectionIndex {
 }
 
 impl DirectionIndex {
-    pub fn build(rules: &[Rule]) -> DirectionIndex {
+    pub fn build(rules: &[Rule], elements: &Elements<'_>) -> DirectionIndex {
         DirectionIndex {
             tables: [
-                PortTable::build(Protocol::Tcp, rules),
-                PortTable::build(Protocol::Udp, rules),
-                PortTable::build(Protocol::Sctp, rules),
+                PortTable::build(Protocol::Tcp, rules, elements),
+                PortTable::build(Protocol::Udp, rules, elements),
+                PortTable::build(Protocol::Sctp, rules, elements),
             ],
         }
     }

@@ -1,24 +1,31 @@
 //! The policy engine: `Engine::compile` turns a [`Config`] into indexed, precompiled rules once
 //! (at configure time); `Engine::decide` evaluates one connection or request (spec §4.4) with a
-//! segment lookup and a hash lookup, then only the candidate rules for that port and peer.
+//! segment lookup and a hash lookup that yield the merged deny / L3-L4 allow / HTTP outcome of
+//! every rule for that port and peer, then runs only the HTTP matchers whose path literal the
+//! request's path starts with. Attribution goes to the first qualifying rule in config order.
 
 mod http;
 mod index;
 mod ipcache;
+mod l7set;
+mod pattern;
 mod verdict;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::Range;
 
 use crate::config::{Action, Config, EndpointRef, Identity, Origin, Peers, Protocol, Rule};
 use crate::fqdn::NameMatcher;
 
-pub use http::{full_match_regex, Headers};
+pub use http::Headers;
+pub use pattern::full_match_regex;
 pub use verdict::{Direction, Reason, Verdict};
 
 use http::{HttpMatcher, RequestLine};
-use index::DirectionIndex;
+use index::{DirectionIndex, Elements, Side};
 use ipcache::IpCache;
+use l7set::{first_match, Element};
 
 /// What is being decided: one request (or connection) in one direction.
 #[derive(Debug, Clone, Copy)]
@@ -38,15 +45,30 @@ pub struct Request<'a> {
 struct CompiledRule {
     origin: Origin,
     names: Vec<NameMatcher>,
-    /// `None`: no L7 restriction.
-    http: Option<Vec<HttpMatcher>>,
+    /// Its HTTP elements in [`CompiledDirection::elements`]; `None`: no L7 restriction.
+    http: Option<Range<u32>>,
 }
 
 #[derive(Debug, Clone)]
 struct CompiledDirection {
     enforced: bool,
     rules: Vec<CompiledRule>,
+    /// Every rule's HTTP elements, in configuration order.
+    elements: Vec<Element>,
     index: DirectionIndex,
+}
+
+impl CompiledDirection {
+    fn origin(&self, rule: u32) -> Option<&Origin> {
+        self.rules.get(rule as usize).map(|r| &r.origin)
+    }
+
+    /// Name-selected (toFQDNs) rules of the segment that select the request's server name.
+    fn by_name<'a>(&'a self, ids: &'a [u32], name: Option<&'a str>) -> impl Iterator<Item = (u32, &'a CompiledRule)> + 'a {
+        ids.iter()
+            .filter_map(|i| self.rules.get(*i as usize).map(|r| (*i, r)))
+            .filter(move |(_, r)| name.is_some_and(|n| r.names.iter().any(|m| m.matches(n))))
+    }
 }
 
 /// A compiled configuration for one endpoint.
@@ -127,47 +149,47 @@ impl Engine {
         let Some(segment) = direction.index.lookup(req.protocol, req.port) else {
             return Verdict::deny(Reason::NoAllowRule, None);
         };
-        let rule = |i: u32| direction.rules.get(i as usize);
-        let by_name = |i: &u32| {
-            rule(*i).is_some_and(|r| req.server_name.is_some_and(|n| r.names.iter().any(|m| m.matches(n))))
-        };
-        let candidates = |side: &'e index::PeerIndex| {
-            side.for_identity(req.peer).chain(side.by_name.iter().filter(|i| by_name(i)).copied()).filter_map(rule)
-        };
+        let sides = [Some(&segment.any), segment.by_identity.get(&req.peer)];
+        let sides = sides.iter().flatten();
+        let lowest = |a: Option<u32>, b: Option<u32>| a.into_iter().chain(b).min();
 
-        // spec §4.2: deny wins over any allow.
-        if let Some(deny) = candidates(&segment.deny).next() {
-            return Verdict::deny(Reason::DenyRule, Some(&deny.origin));
+        // spec §4.2: deny wins over any allow (toFQDNs rules are never deny rules).
+        if let Some(deny) = sides.clone().filter_map(|s| s.deny).min() {
+            return Verdict::deny(Reason::DenyRule, direction.origin(deny));
         }
         // spec §4.3 items 2-4: any allowing rule without HTTP rules allows every request.
-        let mut first_l7 = None;
-        for allow in candidates(&segment.allow) {
-            match &allow.http {
-                None => return Verdict::allow(Reason::AllowedL3L4, Some(&allow.origin)),
-                Some(_) => first_l7 = first_l7.or(Some(allow)),
-            }
+        let named = || direction.by_name(&segment.by_name, req.server_name);
+        let allow_l4 = lowest(sides.clone().filter_map(|s| s.allow_l4).min(), named().find(|(_, r)| r.http.is_none()).map(|(i, _)| i));
+        if let Some(allow) = allow_l4 {
+            return Verdict::allow(Reason::AllowedL3L4, direction.origin(allow));
         }
+        let l7_sets = sides.filter_map(|s: &&Side| s.l7.as_ref());
+        let first_l7 = lowest(l7_sets.clone().map(|s| s.first_rule).min(), named().map(|(i, _)| i).next());
         let Some(first_l7) = first_l7 else {
             return Verdict::deny(Reason::NoAllowRule, None);
         };
         let Some(headers) = headers else {
-            return Verdict::deny(Reason::L7NotMatched, Some(&first_l7.origin));
+            return Verdict::deny(Reason::L7NotMatched, direction.origin(first_l7));
         };
         // spec §5.1: one matching element of any candidate rule allows.
-        let line = RequestLine::read(headers);
-        for allow in candidates(&segment.allow) {
-            for (i, m) in allow.http.iter().flatten().enumerate() {
-                if m.matches(&line, headers) {
-                    return Verdict::allow(Reason::AllowedL7 { http_rule: i }, Some(&allow.origin));
-                }
-            }
+        let line = RequestLine::new(headers);
+        let mut best = None;
+        for set in l7_sets {
+            set.best_match(&line, &direction.elements, &mut best);
         }
-        Verdict::deny(Reason::L7NotMatched, Some(&first_l7.origin))
+        for (_, rule) in named() {
+            first_match(rule.http.clone().into_iter().flatten(), &line, &direction.elements, &mut best);
+        }
+        match best.and_then(|b| direction.elements.get(b as usize)) {
+            Some(e) => Verdict::allow(Reason::AllowedL7 { http_rule: e.index }, direction.origin(e.rule)),
+            None => Verdict::deny(Reason::L7NotMatched, direction.origin(first_l7)),
+        }
     }
 }
 
 fn compile_direction(name: &str, enforced: bool, rules: &[Rule]) -> Result<CompiledDirection, String> {
     let mut compiled = Vec::with_capacity(rules.len());
+    let mut elements = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let context = |e: String| format!("{name} rule {i} ({} {}): {e}", rule.origin.policy, rule.origin.rule);
         for range in rule.ports.iter().flatten() {
@@ -181,14 +203,29 @@ fn compile_direction(name: &str, enforced: bool, rules: &[Rule]) -> Result<Compi
             _ => Ok(Vec::new()),
         }
         .map_err(context)?;
+        let rule_index = u32::try_from(i).map_err(|_| context("too many rules".into()))?;
         let http = match &rule.http {
             None => None,
-            Some(rules) => Some(rules.iter().map(HttpMatcher::compile).collect::<Result<Vec<_>, _>>().map_err(context)?),
+            Some(list) => {
+                let start = elements.len();
+                for (index, http) in list.iter().enumerate() {
+                    let matcher = HttpMatcher::compile(http).map_err(context)?;
+                    elements.push(Element { rule: rule_index, index, matcher });
+                }
+                let range = |n: usize| u32::try_from(n).map_err(|_| context("too many HTTP rules".into()));
+                Some(range(start)?..range(elements.len())?)
+            }
         };
         compiled.push(CompiledRule { origin: rule.origin.clone(), names, http });
     }
-    Ok(CompiledDirection { enforced, rules: compiled, index: DirectionIndex::build(rules) })
+    let of_rule: Vec<Option<Range<u32>>> = compiled.iter().map(|r| r.http.clone()).collect();
+    let index = DirectionIndex::build(rules, &Elements { all: &elements, of_rule: &of_rule });
+    Ok(CompiledDirection { enforced, rules: compiled, elements, index })
 }
 
+#[cfg(test)]
+mod reference;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod differential;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,11 @@ const STATUS_NOT_FOUND: u32 = 1;
 const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 /// `BufferType::PluginConfiguration` in the ABI.
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
+/// `MetricType::Counter` and `MetricType::Gauge` in the ABI.
+const METRIC_COUNTER: u32 = 0;
+const METRIC_GAUGE: u32 = 1;
+/// `StreamType::Downstream` in the ABI.
+const STREAM_DOWNSTREAM: u32 = 2;
 
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
@@ -18,6 +23,12 @@ extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, value: *mut *mut u8, value_size: *mut usize) -> u32;
     fn proxy_get_header_map_value(map_type: u32, key: *const u8, key_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
     fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
+    fn proxy_set_property(path: *const u8, path_size: usize, value: *const u8, value_size: usize) -> u32;
+    fn proxy_define_metric(metric_type: u32, name: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_get_buffer_bytes(buffer_type: u32, start: usize, max_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
@@ -99,14 +110,21 @@ fn deserialize_map(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     Some(pairs)
 }
 
-/// A property by path, e.g. `["source", "address"]`.
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    // The ABI's path encoding: segments joined by NUL.
-    let encoded = path.join("\0");
+/// A property by its path in the ABI's encoding, segments joined by NUL (`"source\0address"`):
+/// a constant, so a request pays for no path building.
+fn property(encoded: &str) -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: plain ABI call with valid pointers to locals.
     let status = unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), &mut data, &mut size) };
     owned(status, data, size).filter(|v| !v.is_empty())
+}
+
+/// The host's wall clock in nanoseconds (wasm32-unknown-unknown has no clock of its own).
+pub fn now_nanos() -> Option<u64> {
+    let mut t = 0u64;
+    // SAFETY: plain ABI call with a valid pointer to a local.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+    (status == STATUS_OK).then_some(t)
 }
 
 /// The plugin configuration bytes (empty when none was given).
@@ -122,16 +140,84 @@ pub fn plugin_configuration() -> Result<Vec<u8>, String> {
 
 /// The connection's peer address (`source.address`, "ip:port").
 pub fn source_ip() -> Option<IpAddr> {
-    let raw = property(&["source", "address"])?;
-    let text = std::str::from_utf8(&raw).ok()?;
+    ip_of(&property("source\0address")?)
+}
+
+/// The connection's local address (`destination.address`, "ip:port").
+pub fn destination_ip() -> Option<IpAddr> {
+    ip_of(&property("destination\0address")?)
+}
+
+/// The IP of an address property ("ip:port", or a bare IP).
+fn ip_of(raw: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(raw).ok()?;
     text.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| text.parse::<IpAddr>().ok())
 }
 
 /// The local port the connection arrived on (`destination.port`, 8-byte little-endian).
 pub fn destination_port() -> Option<u16> {
-    let raw = property(&["destination", "port"])?;
+    let raw = property("destination\0port")?;
     let bytes: [u8; 8] = raw.as_slice().try_into().ok()?;
     u16::try_from(u64::from_le_bytes(bytes)).ok()
+}
+
+/// `PluginConfig.root_id` of the plugin this root context serves (`plugin_root_id`; empty when
+/// none was configured).
+pub fn plugin_root_id() -> String {
+    property("plugin_root_id").map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
+}
+
+/// The TLS server name (SNI) the client sent, as `tls_inspector` read it from the ClientHello
+/// (`connection.requested_server_name`); `None` when there was none.
+pub fn requested_server_name() -> Option<Vec<u8>> {
+    property("connection\0requested_server_name")
+}
+
+/// Closes the downstream connection (a network filter's connection). Envoy closes it after the
+/// current callback returns.
+pub fn close_downstream() -> bool {
+    // SAFETY: plain ABI call without pointers.
+    let status = unsafe { proxy_close_stream(STREAM_DOWNSTREAM) };
+    status == STATUS_OK
+}
+
+/// Stores `value` in the stream's filter state under `wasm.<key>` (the access log reads it with
+/// `%FILTER_STATE(wasm.<key>:PLAIN)%`). Only a stream context may call it.
+pub fn set_property(key: &str, value: &[u8]) -> bool {
+    // SAFETY: plain ABI call with valid pointers to live buffers.
+    let status = unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+    status == STATUS_OK
+}
+
+/// Defines a counter (Envoy stat `<name>` in its `wasmcustom` namespace); `None` if refused.
+pub fn define_counter(name: &str) -> Option<u32> {
+    define_metric(METRIC_COUNTER, name)
+}
+
+/// Defines a gauge; `None` if refused.
+pub fn define_gauge(name: &str) -> Option<u32> {
+    define_metric(METRIC_GAUGE, name)
+}
+
+fn define_metric(metric_type: u32, name: &str) -> Option<u32> {
+    let mut id = 0u32;
+    // SAFETY: plain ABI call with valid pointers to a live buffer and a local.
+    let status = unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) };
+    (status == STATUS_OK).then_some(id)
+}
+
+/// Adds `delta` to a counter or gauge.
+pub fn increment_metric(id: u32, delta: i64) -> bool {
+    // SAFETY: plain ABI call without pointers.
+    let status = unsafe { proxy_increment_metric(id, delta) };
+    status == STATUS_OK
+}
+
+/// Sets a gauge.
+pub fn record_metric(id: u32, value: u64) -> bool {
+    // SAFETY: plain ABI call without pointers.
+    let status = unsafe { proxy_record_metric(id, value) };
+    status == STATUS_OK
 }
 
 /// Sends a local reply. `details` shows up as Envoy's `%RESPONSE_CODE_DETAILS%`.

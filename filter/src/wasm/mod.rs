@@ -3,7 +3,9 @@
 
 mod host;
 mod http;
+mod observe;
 mod root;
+mod tls;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

@@ -103,16 +103,12 @@ impl Envoy {
         let filter_path = dir.path().join("l7gate-filter.yaml");
         write_filter_config(&filter_path, &spec.filter_config_json, &tools.wasm)
             .map_err(&harness)?;
-        let values = vec![("FILTER_CONFIG_PATH", filter_path.display().to_string())];
-        Envoy::launch(
-            tools,
-            dir,
-            &spec.name,
-            spec.listen,
-            spec.upstream,
-            "sidecar.yaml",
-            values,
-        )
+        let values = vec![
+            ("FILTER_CONFIG_PATH", filter_path.display().to_string()),
+            ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
+            ("UPSTREAM_PORT", spec.upstream.port().to_string()),
+        ];
+        Envoy::launch(tools, dir, &spec.name, spec.listen, "sidecar.yaml", values)
     }
 
     /// Spawns an Envoy whose filter config comes from `l7gate serve` over ADS
@@ -125,25 +121,26 @@ impl Envoy {
         let values = vec![
             ("XDS_ADDRESS", spec.xds.ip().to_string()),
             ("XDS_PORT", spec.xds.port().to_string()),
+            ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
+            ("UPSTREAM_PORT", spec.upstream.port().to_string()),
         ];
         Envoy::launch(
             tools,
             dir,
             &spec.name,
             spec.listen,
-            spec.upstream,
             "sidecar-ads.yaml",
             values,
         )
     }
 
-    /// Renders `envoy/<template>` with the common placeholders plus `extra`, and runs Envoy on it.
-    fn launch(
+    /// Renders `envoy/<template>` in `dir` with the common placeholders plus `extra`, and runs
+    /// Envoy on it. `listen` is the listener readiness is checked on.
+    pub(crate) fn launch(
         tools: &Tools,
         dir: tempfile::TempDir,
         name: &str,
         listen: SocketAddr,
-        upstream: SocketAddr,
         template: &str,
         extra: Vec<(&str, String)>,
     ) -> Result<Envoy, StartError> {
@@ -155,8 +152,6 @@ impl Envoy {
             ("NAME", name.to_string()),
             ("LISTEN_ADDRESS", listen.ip().to_string()),
             ("LISTEN_PORT", listen.port().to_string()),
-            ("UPSTREAM_ADDRESS", upstream.ip().to_string()),
-            ("UPSTREAM_PORT", upstream.port().to_string()),
             // Port 0: Envoy picks one and writes it to --admin-address-path.
             ("ADMIN_PORT", "0".to_string()),
         ];
@@ -273,6 +268,28 @@ impl Envoy {
     pub fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
         let admin = self.admin.ok_or("admin address not known yet")?;
         http_request(admin, "GET", path)
+    }
+
+    /// The flow records (JSON lines of the flow access log) Envoy has written so far.
+    pub fn flow_records(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.dir().join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Polls until at least `n` flow records were written (the access log is flushed
+    /// periodically), and returns them all.
+    pub fn wait_for_flow_records(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let records = self.flow_records();
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
     }
 
     /// One counter or gauge from admin `/stats`, if Envoy has it.
@@ -395,7 +412,7 @@ pub fn render(template: &str, values: &[(&str, String)]) -> Result<String, Strin
     }
 }
 
-fn sidecar_dir(name: &str) -> Result<tempfile::TempDir, String> {
+pub(crate) fn sidecar_dir(name: &str) -> Result<tempfile::TempDir, String> {
     tempfile::Builder::new()
         // A node id may be `namespace/name`.
         .prefix(&format!("l7gate-{}-", name.replace('/', "_")))

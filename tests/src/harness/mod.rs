@@ -1,10 +1,13 @@
 //! Building blocks for running l7gate for real: tool discovery, upstream
 //! servers, clients bound to a workload's source address, Envoy sidecars, the `l7gate serve`
-//! process, and the seed cluster.
+//! process, and the seed cluster; for egress, a DNS server, TLS on both ends, and the egress Envoy.
 
 pub mod client;
 pub mod cluster;
 pub mod control;
+pub mod dns;
+pub mod egress;
 pub mod envoy;
+pub mod tls;
 pub mod tools;
 pub mod upstream;

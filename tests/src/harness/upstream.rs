@@ -39,7 +39,12 @@ impl Upstream {
     /// Starts an upstream called `name` on its own thread and runtime, so it serves whatever the
     /// caller does (sync or async).
     pub fn start(name: &str) -> std::io::Result<Upstream> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Upstream::start_at(name, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Like [`Upstream::start`], on a given address (e.g. a name's address on port 80).
+    pub fn start_at(name: &str, addr: SocketAddr) -> std::io::Result<Upstream> {
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));

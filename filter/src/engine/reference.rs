@@ -1,0 +1,81 @@
+//! The reference evaluator (test only): spec §4.4 read literally, as a linear scan over the
+//! configuration's rules with every regex compiled on the spot. Slow and obviously correct; the
+//! differential test holds the indexed [`super::Engine`] to it. Attribution is the first
+//! qualifying rule (and HTTP element) in configuration order.
+
+use super::{Direction, Headers, Reason, Request};
+use crate::config::{Action, Config, HttpRule, Peers, Rule};
+use crate::engine::full_match_regex;
+use crate::fqdn::NameMatcher;
+
+/// The verdict as (allowed, reason, deciding rule's `origin.rule`).
+pub type Outcome = (bool, Reason, Option<String>);
+
+pub fn decide(config: &Config, req: &Request<'_>, headers: Option<&dyn Headers>) -> Outcome {
+    let policy = match req.direction {
+        Direction::Ingress => &config.ingress,
+        Direction::Egress => &config.egress,
+    };
+    // 1. A direction no policy speaks about allows everything.
+    if !policy.enforced {
+        return (true, Reason::NotEnforced, None);
+    }
+    let origin = |r: &Rule| Some(r.origin.rule.clone());
+    let selecting = |action: Action| policy.rules.iter().filter(move |r| r.action == action && selects(r, req));
+    // 2. Deny wins.
+    if let Some(deny) = selecting(Action::Deny).next() {
+        return (false, Reason::DenyRule, origin(deny));
+    }
+    // 3. No allow rule for this peer and port: default deny.
+    let Some(first) = selecting(Action::Allow).next() else {
+        return (false, Reason::NoAllowRule, None);
+    };
+    // 5. A rule without HTTP rules allows everything; otherwise one HTTP element must match.
+    if let Some(l4) = selecting(Action::Allow).find(|r| r.http.is_none()) {
+        return (true, Reason::AllowedL3L4, origin(l4));
+    }
+    let Some(headers) = headers else {
+        return (false, Reason::L7NotMatched, origin(first));
+    };
+    for rule in selecting(Action::Allow) {
+        for (i, http) in rule.http.iter().flatten().enumerate() {
+            if http_matches(http, headers) {
+                return (true, Reason::AllowedL7 { http_rule: i }, origin(rule));
+            }
+        }
+    }
+    (false, Reason::L7NotMatched, origin(first))
+}
+
+fn selects(rule: &Rule, req: &Request<'_>) -> bool {
+    let port = match &rule.ports {
+        None => true,
+        Some(ranges) => ranges.iter().any(|p| p.protocol == req.protocol && p.first <= req.port && req.port <= p.last),
+    };
+    let peer = match &rule.peers {
+        Peers::Any => true,
+        Peers::Identities(ids) => ids.contains(&req.peer),
+        Peers::Fqdns(selectors) => req
+            .server_name
+            .is_some_and(|name| selectors.iter().any(|s| NameMatcher::compile(s).is_ok_and(|m| m.matches(name)))),
+    };
+    port && peer
+}
+
+fn http_matches(rule: &HttpRule, headers: &dyn Headers) -> bool {
+    let regex = |pattern: &Option<String>, header: &str| match pattern.as_deref().filter(|p| !p.is_empty()) {
+        None => true,
+        Some(p) => headers
+            .get(header)
+            .and_then(|v| String::from_utf8(v).ok())
+            .is_some_and(|v| full_match_regex(p).is_ok_and(|re| re.is_match(&v))),
+    };
+    regex(&rule.method, ":method")
+        && regex(&rule.path, ":path")
+        && regex(&rule.host, ":authority")
+        && rule.headers.iter().all(|h| match (headers.get(&h.name.to_ascii_lowercase()), &h.value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(got), Some(want)) => got == want.as_bytes(),
+        })
+}

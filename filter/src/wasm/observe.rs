@@ -1,0 +1,102 @@
+//! Makes every decision visible: publishes its flow record as filter state (for the access log)
+//! and increments its counter. What depends only on the configuration — record parts, counter
+//! ids, the configuration gauges — is prepared in [`Observer::configure`]; a request appends
+//! its values to a reused buffer and makes two hostcalls. Failures are logged and never change
+//! a verdict.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::host;
+use crate::config::Config;
+use crate::engine::Direction;
+use crate::flowlog::{Decision, FlowLog, FILTER_STATE_KEY};
+use crate::metrics::{config_hash, Metrics};
+
+/// The flow-record parts and counters of the configuration in force.
+#[derive(Default)]
+pub struct Observer {
+    flowlog: FlowLog,
+    metrics: Metrics,
+    /// The record being built (one request at a time per VM).
+    buffer: RefCell<String>,
+}
+
+impl Observer {
+    /// Prepares the records and counters of `config` and sets the configuration gauges.
+    pub fn configure(config: &Config, bytes: &[u8], registry: &mut Registry) -> Observer {
+        let metrics = Metrics::define(config, registry);
+        registry.generation += 1;
+        let gauges = [
+            ("l7gate.config_hash".to_string(), config_hash(bytes)),
+            ("l7gate.config_generation".to_string(), registry.generation),
+            (format!("l7gate.rules.direction={}", Direction::Ingress), config.ingress.rules.len() as u64),
+            (format!("l7gate.rules.direction={}", Direction::Egress), config.egress.rules.len() as u64),
+        ];
+        for (name, value) in gauges {
+            if !registry.gauge(&name).is_some_and(|id| host::record_metric(id, value)) {
+                log::warn!("l7gate: could not set the gauge {name}");
+            }
+        }
+        Observer { flowlog: FlowLog::new(config), metrics, buffer: RefCell::new(String::with_capacity(512)) }
+    }
+
+    /// Without a configuration: only the counters of decisions without a rule.
+    pub fn unconfigured(registry: &mut Registry) -> Observer {
+        Observer { metrics: Metrics::defaults(registry), ..Observer::default() }
+    }
+
+    /// Publishes one decision.
+    pub fn publish(&self, d: &Decision<'_>) {
+        self.count(self.metrics.counter(d.direction, d.verdict));
+        let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
+            return log::warn!("l7gate: flow record buffer busy; record dropped");
+        };
+        self.flowlog.write(d, &mut buffer);
+        if !host::set_property(FILTER_STATE_KEY, buffer.as_bytes()) {
+            log::warn!("l7gate: could not publish the flow record");
+        }
+    }
+
+    /// Counts a request denied before the engine could decide (no address).
+    pub fn no_address(&self, direction: Direction) {
+        self.count(self.metrics.no_address(direction));
+    }
+
+    fn count(&self, id: Option<u32>) {
+        if !id.is_some_and(|id| host::increment_metric(id, 1)) {
+            log::debug!("l7gate: no verdict counter for a decision");
+        }
+    }
+}
+
+/// The metrics this VM defined, by name: a name is defined once for the VM's life, however
+/// often the configuration changes.
+#[derive(Default)]
+pub struct Registry {
+    counters: HashMap<String, u32>,
+    gauges: HashMap<String, u32>,
+    /// Configurations accepted so far (the `l7gate.config_generation` gauge).
+    generation: u64,
+}
+
+impl Registry {
+    fn gauge(&mut self, name: &str) -> Option<u32> {
+        defined(&mut self.gauges, name, host::define_gauge)
+    }
+}
+
+impl crate::metrics::Host for Registry {
+    fn counter(&mut self, name: &str) -> Option<u32> {
+        defined(&mut self.counters, name, host::define_counter)
+    }
+}
+
+fn defined(known: &mut HashMap<String, u32>, name: &str, define: fn(&str) -> Option<u32>) -> Option<u32> {
+    if let Some(id) = known.get(name) {
+        return Some(*id);
+    }
+    let id = define(name)?;
+    known.insert(name.to_string(), id);
+    Some(id)
+}

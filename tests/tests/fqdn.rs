@@ -1,0 +1,448 @@
+//! FQDN egress end to end (spec §6.2, §6.4): real egress Envoys (`envoy/egress.yaml`) running the
+//! l7gate filters, real TLS handshakes (rustls, certificates minted here) with a real upstream,
+//! names resolved by a DNS server on loopback. Every verdict is also asked of `l7gate trace`,
+//! which must agree with what Envoy did.
+//!
+//! Each test binds its own loopback addresses (listeners on 443/80 need root, as the harness
+//! runs), so the tests run in parallel.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use l7gate::compile::Cluster;
+use l7gate::trace::{trace, Query};
+use l7gate_e2e::harness::client::{self, Protocol, Request};
+use l7gate_e2e::harness::dns::DnsServer;
+use l7gate_e2e::harness::egress::{self, EgressSpec};
+use l7gate_e2e::harness::envoy::Envoy;
+use l7gate_e2e::harness::tls::{exchange, TestPki, TlsOutcome, TlsUpstream};
+use l7gate_e2e::harness::tools::{repo_root, Tools};
+use l7gate_e2e::harness::upstream::Upstream;
+
+const FRONTEND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+/// Where every test name resolves: the "external" upstreams.
+const EXTERNAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 50);
+
+/// Every name the TLS tests use: all resolve to the upstream and its certificate covers them all,
+/// so a filter that let one through would see the handshake complete.
+const TLS_NAMES: &[&str] = &[
+    "api.example.com",
+    "example.com",
+    "a.b.example.com",
+    "evil-example.com",
+    "example.com.evil.net",
+];
+
+fn load(manifests: &Path) -> Cluster {
+    l7gate::load(
+        &manifests.join("policies"),
+        &manifests.join("endpoints.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .cluster
+}
+
+fn seed() -> Cluster {
+    load(&repo_root().join("manifests"))
+}
+
+fn config_json(cluster: &Cluster, endpoint: &str) -> String {
+    let endpoint = cluster.endpoint(endpoint).unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .compile(endpoint)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_json()
+}
+
+/// A DNS server resolving every one of `names` to `ip`.
+fn dns_for(names: &[&str], ip: Ipv4Addr) -> DnsServer {
+    let records: Vec<(&str, Ipv4Addr)> = names.iter().map(|n| (*n, ip)).collect();
+    DnsServer::start(&records).unwrap()
+}
+
+fn start_egress(
+    tools: &Tools,
+    name: &str,
+    address: IpAddr,
+    ports: (u16, u16),
+    dns: &DnsServer,
+    config_json: String,
+) -> (EgressSpec, Envoy) {
+    let spec = EgressSpec {
+        name: name.into(),
+        address,
+        tls_port: ports.0,
+        http_port: ports.1,
+        dns: dns.addr(),
+        filter_config_json: config_json,
+    };
+    let envoy = egress::start(tools, &spec).unwrap_or_else(|e| panic!("{e}"));
+    (spec, envoy)
+}
+
+/// `l7gate trace`'s egress verdict for `from` → `to`:`port` with the given SNI or Host.
+fn traced(
+    cluster: &Cluster,
+    from: &str,
+    to: &str,
+    port: u16,
+    sni: Option<&str>,
+    host: Option<&str>,
+    method: &str,
+) -> &'static str {
+    let query = Query {
+        from: from.into(),
+        to: to.into(),
+        port,
+        sni: sni.map(str::to_string),
+        host: host.map(str::to_string),
+        method: Some(method.into()),
+        ..Query::default()
+    };
+    let t = trace(cluster, &query).unwrap_or_else(|e| panic!("trace {from} -> {to}: {e}"));
+    t.egress
+        .unwrap_or_else(|| panic!("trace {from} -> {to}: no egress side"))
+        .verdict
+}
+
+// spec §6.2 / §6.4 with the seed CCNP (`*.example.com` on 80/443): the SNI decides. A denied
+// name is closed before any upstream contact: the DNS server was never asked for it and the
+// upstream accepted no connection; without SNI there is no name, and nothing allows it.
+#[tokio::test]
+async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
+    let tools = Tools::require();
+    let cluster = seed();
+    let pki = TestPki::new(TLS_NAMES).unwrap();
+    let upstream = TlsUpstream::start("api", SocketAddr::new(EXTERNAL.into(), 443), &pki).unwrap();
+    let dns = dns_for(TLS_NAMES, EXTERNAL);
+    let (spec, _envoy) = start_egress(
+        &tools,
+        "frontend",
+        FRONTEND,
+        (443, 80),
+        &dns,
+        config_json(&cluster, "frontend"),
+    );
+
+    for name in [
+        "example.com",
+        "a.b.example.com",
+        "evil-example.com",
+        "example.com.evil.net",
+    ] {
+        let outcome = exchange(
+            &pki,
+            FRONTEND,
+            spec.tls_listener(),
+            Some(name),
+            name,
+            "hello",
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(outcome, TlsOutcome::Closed(_)),
+            "{name}: {outcome:?}"
+        );
+        assert_eq!(
+            traced(&cluster, "frontend", name, 443, Some(name), None, "GET"),
+            "deny",
+            "{name}"
+        );
+        assert!(!dns.was_asked(name), "{name} was resolved although denied");
+        assert_eq!(upstream.accepted(), 0, "{name}: the upstream was contacted");
+    }
+    let no_sni = exchange(
+        &pki,
+        FRONTEND,
+        spec.tls_listener(),
+        None,
+        "api.example.com",
+        "hello",
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(no_sni, TlsOutcome::Closed(_)),
+        "no SNI: {no_sni:?}"
+    );
+    assert_eq!(
+        (upstream.accepted(), dns.queries().len()),
+        (0, 0),
+        "no SNI: upstream or DNS contacted"
+    );
+
+    // Allowed, with the spellings spec §6.2 makes equal: any case; a trailing dot (rustls strips
+    // it from the SNI it sends, RFC 6066; the Host test below sends one).
+    for sni in ["api.example.com", "API.Example.COM", "api.example.com."] {
+        let before = upstream.seen().len();
+        let outcome = exchange(&pki, FRONTEND, spec.tls_listener(), Some(sni), sni, "hello")
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            TlsOutcome::Reply("api saw hello\n".into()),
+            "{sni}"
+        );
+        assert_eq!(
+            traced(
+                &cluster,
+                "frontend",
+                "api.example.com",
+                443,
+                Some(sni),
+                None,
+                "GET"
+            ),
+            "allow",
+            "{sni}"
+        );
+        let seen = upstream.seen();
+        assert_eq!(
+            seen.len(),
+            before + 1,
+            "{sni}: the upstream did not see the request"
+        );
+        let got = seen.last().and_then(|s| s.sni.clone()).unwrap_or_default();
+        assert!(
+            got.eq_ignore_ascii_case("api.example.com"),
+            "{sni}: upstream saw SNI {got:?}"
+        );
+    }
+    assert!(
+        dns.was_asked("api.example.com"),
+        "the upstream address must come from the checked name"
+    );
+    assert!(
+        TLS_NAMES
+            .iter()
+            .filter(|n| **n != "api.example.com")
+            .all(|n| !dns.was_asked(n)),
+        "{:?}",
+        dns.queries()
+    );
+}
+
+// spec §6.4 then §3.8: the name is allowed, the port is not (the CCNP names 80 and 443 only).
+// The TLS upstream on 8443 exists, so only the filter stands between the client and it.
+#[tokio::test]
+async fn an_allowed_name_on_a_port_the_policy_does_not_name_is_closed() {
+    let tools = Tools::require();
+    let cluster = seed();
+    let pki = TestPki::new(&["api.example.com"]).unwrap();
+    let upstream =
+        TlsUpstream::start("api-8443", SocketAddr::new(EXTERNAL.into(), 8443), &pki).unwrap();
+    let dns = dns_for(&["api.example.com"], EXTERNAL);
+    let address = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 41));
+    let (spec, _envoy) = start_egress(
+        &tools,
+        "frontend-8443",
+        address,
+        (8443, 8081),
+        &dns,
+        config_json(&cluster, "frontend"),
+    );
+
+    let outcome = exchange(
+        &pki,
+        FRONTEND,
+        spec.tls_listener(),
+        Some("api.example.com"),
+        "api.example.com",
+        "hello",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(outcome, TlsOutcome::Closed(_)), "{outcome:?}");
+    assert_eq!(
+        traced(
+            &cluster,
+            "frontend",
+            "api.example.com",
+            8443,
+            Some("api.example.com"),
+            None,
+            "GET"
+        ),
+        "deny"
+    );
+    assert_eq!(
+        (upstream.accepted(), dns.queries().len()),
+        (0, 0),
+        "upstream or DNS contacted"
+    );
+}
+
+/// One plain-HTTP request through an egress Envoy: `(status, body)`.
+async fn http(to: SocketAddr, authority: &str, method: &str) -> (u16, String) {
+    let req = Request {
+        from: FRONTEND,
+        to,
+        authority,
+        method,
+        path: "/",
+    };
+    let r = client::send(Protocol::Http1, &req)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {authority}: {e}"));
+    (r.status, r.body)
+}
+
+// spec §6.4 for plain HTTP: the Host decides, with the port it names (80 when none, which is
+// where the forward proxy connects). IP literals carry no name: only IP-based rules decide them
+// (the seed's `toEntities: cluster` allows a workload's address, nothing allows an unknown one).
+#[tokio::test]
+async fn seed_plain_http_egress_is_decided_by_host() {
+    let tools = Tools::require();
+    let cluster = seed();
+    let names = ["api.example.com", "example.com", "evil.net"];
+    let dns = dns_for(&names, EXTERNAL);
+    let app = Upstream::start_at("api-http", SocketAddr::new(EXTERNAL.into(), 80)).unwrap();
+    let in_cluster =
+        Upstream::start_at("reporting-app", "127.0.0.3:8081".parse().unwrap()).unwrap();
+    let outside = Upstream::start_at("outside", "127.0.0.99:80".parse().unwrap()).unwrap();
+    let address = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 43));
+    let (spec, _envoy) = start_egress(
+        &tools,
+        "frontend-http",
+        address,
+        (8444, 80),
+        &dns,
+        config_json(&cluster, "frontend"),
+    );
+    let denied = (403, "Access denied\r\n".to_string());
+
+    let cases: &[(&str, u16, (u16, String))] = &[
+        ("api.example.com", 80, (200, "api-http saw GET /".into())),
+        ("API.EXAMPLE.COM.", 80, (200, "api-http saw GET /".into())),
+        ("api.example.com:80", 80, (200, "api-http saw GET /".into())),
+        ("api.example.com:8080", 8080, denied.clone()),
+        ("evil.net", 80, denied.clone()),
+        ("example.com", 80, denied.clone()),
+        (
+            "127.0.0.3:8081",
+            8081,
+            (200, "reporting-app saw GET /".into()),
+        ),
+        ("127.0.0.99", 80, denied.clone()),
+    ];
+    for (authority, port, expected) in cases {
+        assert_eq!(
+            &http(spec.http_listener(), authority, "GET").await,
+            expected,
+            "Host: {authority}"
+        );
+        let to = authority.rsplit_once(':').map_or(*authority, |(h, _)| h);
+        let verdict = if expected.0 == 200 { "allow" } else { "deny" };
+        assert_eq!(
+            traced(
+                &cluster,
+                "frontend",
+                to,
+                *port,
+                None,
+                Some(authority),
+                "GET"
+            ),
+            verdict,
+            "trace Host: {authority}"
+        );
+    }
+    assert_eq!(
+        (app.count(), in_cluster.count(), outside.count()),
+        (3, 1, 0)
+    );
+    assert!(
+        !dns.was_asked("evil.net") && !dns.was_asked("example.com"),
+        "{:?}",
+        dns.queries()
+    );
+}
+
+// spec §2.3: a CNP selects only endpoints of its own namespace, also for egress; spec §5 on an
+// FQDN destination: team-a's rule allows GET only, team-b's has no HTTP rules.
+#[tokio::test]
+async fn namespaced_fqdn_policies_apply_to_their_namespace_with_their_l7_rules() {
+    let tools = Tools::require();
+    let cluster = load(&repo_root().join("tests/fixtures/fqdn"));
+    // Its own upstream address: the plain-HTTP seed test serves port 80 on EXTERNAL.
+    let external = Ipv4Addr::new(127, 0, 0, 52);
+    let dns = dns_for(&["api.example.com", "status.example.org"], external);
+    let app = Upstream::start_at("external", SocketAddr::new(external.into(), 80)).unwrap();
+    let shop_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 31));
+    let billing_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 32));
+    let (shop, _shop_envoy) = start_egress(
+        &tools,
+        "shop",
+        shop_ip,
+        (443, 80),
+        &dns,
+        config_json(&cluster, "shop"),
+    );
+    let (billing, _billing_envoy) = start_egress(
+        &tools,
+        "billing",
+        billing_ip,
+        (443, 80),
+        &dns,
+        config_json(&cluster, "billing"),
+    );
+
+    let cases = [
+        ("shop", shop.http_listener(), "api.example.com", "GET", 200),
+        ("shop", shop.http_listener(), "api.example.com", "POST", 403),
+        (
+            "shop",
+            shop.http_listener(),
+            "status.example.org",
+            "GET",
+            403,
+        ),
+        (
+            "billing",
+            billing.http_listener(),
+            "status.example.org",
+            "GET",
+            200,
+        ),
+        (
+            "billing",
+            billing.http_listener(),
+            "status.example.org",
+            "POST",
+            200,
+        ),
+        (
+            "billing",
+            billing.http_listener(),
+            "api.example.com",
+            "GET",
+            403,
+        ),
+    ];
+    for (from, listener, host, method, status) in cases {
+        let (got, body) = http(listener, host, method).await;
+        assert_eq!(got, status, "{from} {method} {host}: {body}");
+        let verdict = if status == 200 { "allow" } else { "deny" };
+        assert_eq!(
+            traced(&cluster, from, host, 80, None, Some(host), method),
+            verdict,
+            "trace {from} {method} {host}"
+        );
+    }
+    assert_eq!(app.count(), 3, "{:?}", app.seen());
+    // A TLS connection carries no HTTP request, so a rule with HTTP rules cannot allow it
+    // (the TLS filter decides with no headers, and so does trace with --sni).
+    assert_eq!(
+        traced(
+            &cluster,
+            "shop",
+            "api.example.com",
+            80,
+            Some("api.example.com"),
+            None,
+            "GET"
+        ),
+        "deny"
+    );
+}
