@@ -2,6 +2,7 @@
 //! servers, clients bound to a workload's source address, Envoy sidecars, the `l7gate serve`
 //! process, and the seed cluster; for egress, a DNS server, TLS on both ends, and the egress Envoy.
 
+pub mod background;
 pub mod client;
 pub mod cluster;
 pub mod control;

@@ -7,12 +7,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::harness::background::Background;
 
 /// A test CA and one server certificate it issued.
 pub struct TestPki {
@@ -89,8 +90,7 @@ pub struct TlsUpstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     seen: Arc<Mutex<Vec<TlsSeen>>>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl TlsUpstream {
@@ -101,29 +101,21 @@ impl TlsUpstream {
             std::net::TcpListener::bind(addr).map_err(|e| format!("TLS upstream {addr}: {e}"))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
         let (accepted, seen) = (
             Arc::new(AtomicUsize::new(0)),
             Arc::new(Mutex::new(Vec::new())),
         );
-        let (shutdown, stop) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("tls-{name}"))
-            .spawn({
-                let (name, accepted, seen) =
-                    (name.to_string(), Arc::clone(&accepted), Arc::clone(&seen));
-                move || runtime.block_on(serve(listener, name, acceptor, accepted, seen, stop))
-            })
-            .map_err(|e| e.to_string())?;
+        let server = Background::spawn(format!("tls-{name}"), {
+            let (name, accepted, seen) =
+                (name.to_string(), Arc::clone(&accepted), Arc::clone(&seen));
+            move |stop| serve(listener, name, acceptor, accepted, seen, stop)
+        })
+        .map_err(|e| e.to_string())?;
         Ok(TlsUpstream {
             addr,
             accepted,
             seen,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -139,17 +131,6 @@ impl TlsUpstream {
     /// Completed exchanges, oldest first.
     pub fn seen(&self) -> Vec<TlsSeen> {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Drop for TlsUpstream {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

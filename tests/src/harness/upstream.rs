@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,6 +14,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::sync::oneshot;
+
+use crate::harness::background::Background;
 
 /// One request as the upstream received it (after Envoy).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +32,7 @@ pub struct Upstream {
     name: String,
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: Background,
 }
 
 impl Upstream {
@@ -48,23 +48,16 @@ impl Upstream {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (shutdown, stop) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let thread = std::thread::Builder::new()
-            .name(format!("upstream-{name}"))
-            .spawn({
-                let name = name.to_string();
-                let seen = Arc::clone(&seen);
-                move || runtime.block_on(serve(listener, name, seen, stop))
-            })?;
+        let server = Background::spawn(format!("upstream-{name}"), {
+            let name = name.to_string();
+            let seen = Arc::clone(&seen);
+            move |stop| serve(listener, name, seen, stop)
+        })?;
         Ok(Upstream {
             name: name.to_string(),
             addr,
             seen,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -89,17 +82,6 @@ impl Upstream {
     /// The body this upstream answers to `method path`.
     pub fn reply_body(name: &str, method: &str, path: &str) -> String {
         format!("{name} saw {method} {path}")
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
