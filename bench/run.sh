@@ -5,6 +5,9 @@
 #   bench/run.sh            # full run: 4 rule counts, 3 interleaved rounds of 4 s (~12 min)
 #   bench/run.sh --quick    # smoke run: 1 round of 2 s, 1 and 1,000 rules (~1 min)
 #   bench/run.sh --rounds 6 --seconds 5 --rules 100,10000
+#   bench/run.sh propagation    # policy file → enforced verdict, p50/p99 at 10, 1,000, 10,000 rules
+#   bench/run.sh xds-scale      # l7gate serve CPU/RSS with 1,000 simulated ADS clients
+#   bench/run.sh tls-egress     # new TLS connections/s through the egress Envoy, 10 and 10,000 toFQDNs entries
 #
 # Writes bench/results/<date>.md and .png. Installs gnuplot-nox when missing; builds the wasm
 # through scripts/bootstrap.sh unless L7GATE_WASM is given. Run it on a quiet machine: the
@@ -28,5 +31,6 @@ for tool in wrk h2load; do
     command -v "$tool" >/dev/null || { echo "bench: $tool missing (scripts/bootstrap.sh installs it)" >&2; exit 1; }
 done
 
-cargo build -q --release -p l7gate-bench
+# `propagation` and `xds-scale` run the `l7gate` binary beside the bench binary.
+cargo build -q --release -p l7gate-bench -p l7gate
 exec "${CARGO_TARGET_DIR:-$ROOT/target}/release/l7gate-bench" "$@"

@@ -4,14 +4,20 @@
 //! `docs/performance.md`.
 //!
 //!     l7gate-bench [--quick] [--rounds N] [--seconds S] [--rules 1,100,1000,10000] [--out DIR]
+//!     l7gate-bench propagation [--changes N] [--rules 10,1000,10000] [--out DIR]   (docs/xds.md)
+//!     l7gate-bench xds-scale [--clients N] [--changes N] [--rules N] [--out DIR]     (docs/xds.md)
+//!     l7gate-bench tls-egress [--rounds N] [--seconds S] [--patterns 10,10000]      (docs/fqdn.md)
 //!
 //! Needs `L7GATE_ENVOY` and `L7GATE_WASM` (absolute paths), `wrk`, `h2load` and `gnuplot`.
 
 mod envoy;
 mod load;
 mod policy;
+mod propagation;
 mod rbac;
 mod report;
+mod tls_egress;
+mod xds_scale;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,12 +42,17 @@ fn options() -> Result<Options, String> {
             "--quick" => (o.rounds, o.seconds, o.rules) = (1, 2, vec![1, 1000]),
             "--rounds" => o.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--seconds" => o.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
-            "--rules" => o.rules = value()?.split(',').map(|n| n.trim().parse().map_err(|e| format!("--rules: {e}"))).collect::<Result<_, _>>()?,
+            "--rules" => o.rules = parse_list(&value()?).map_err(|e| format!("--rules: {e}"))?,
             "--out" => o.out = PathBuf::from(value()?),
             _ => return Err(format!("unknown argument {a}; usage: l7gate-bench [--quick] [--rounds N] [--seconds S] [--rules 1,100,...] [--out DIR]")),
         }
     }
     Ok(o)
+}
+
+/// A comma-separated list of counts.
+fn parse_list(s: &str) -> Result<Vec<usize>, std::num::ParseIntError> {
+    s.split(',').map(|n| n.trim().parse()).collect()
 }
 
 fn env_path(name: &str) -> Result<PathBuf, String> {
@@ -65,29 +76,33 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
+    match std::env::args().nth(1).as_deref() {
+        Some("propagation") => return propagation::run(std::env::args().skip(2)),
+        Some("xds-scale") => return xds_scale::run(std::env::args().skip(2)),
+        Some("tls-egress") => return tls_egress::run(std::env::args().skip(2)),
+        _ => {}
+    }
     let o = options()?;
     let (envoy_bin, wasm) = (env_path("L7GATE_ENVOY")?, env_path("L7GATE_WASM")?);
     let wasm_bytes = std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
-    let dir = std::env::temp_dir().join(format!("l7gate-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dir = scratch_dir("throughput")?;
     let _upstream = Envoy::start(&envoy_bin, &dir, "upstream", &envoy::upstream_bootstrap())?;
     let mut counts = Vec::new();
     for &rules in &o.rules {
         eprintln!("== {rules} rules");
         counts.push(measure(rules, &o, &envoy_bin, &wasm, &dir)?);
     }
-    let stamp = String::from_utf8_lossy(&std::process::Command::new("date").arg("+%Y-%m-%d-%H%M").output().map_err(|e| e.to_string())?.stdout).trim().to_string();
+    let stamp = stamp()?;
     std::fs::create_dir_all(&o.out).map_err(|e| e.to_string())?;
     let (md_path, png) = (o.out.join(format!("{stamp}.md")), o.out.join(format!("{stamp}.png")));
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let header = format!(
         "# l7gate benchmark {stamp}\n\nCommand: `bench/run.sh {}`; {} round(s) of {} s per load and variant, interleaved; \
          Envoy `--concurrency 1`; wrk `-t1 -c16`, h2load `-t1 -c16 -m10`; {} CPUs; load average at the end: {}\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         o.rounds,
         o.seconds,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        cpus(),
+        load_average(),
     );
     let mut md = report::markdown(&header, &counts, wasm_bytes);
     match report::plot(&counts, &png) {
@@ -97,6 +112,38 @@ fn run() -> Result<(), String> {
     std::fs::write(&md_path, &md).map_err(|e| e.to_string())?;
     println!("{md}\nwrote {}", md_path.display());
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The minute a run started, `2026-01-31-1200`: the results' file names.
+fn stamp() -> Result<String, String> {
+    let out = std::process::Command::new("date").arg("+%Y-%m-%d-%H%M").output().map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// A fresh temporary directory for one part of a run.
+fn scratch_dir(name: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("l7gate-bench-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes `<out>/<stamp>-<kind>.md`, prints it and where it went.
+fn write_result(out: &Path, stamp: &str, kind: &str, md: &str) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+    let path = out.join(format!("{stamp}-{kind}.md"));
+    std::fs::write(&path, md).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("{md}\nwrote {}", path.display());
     Ok(())
 }
 

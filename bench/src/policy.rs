@@ -27,8 +27,37 @@ pub struct PolicySet {
     pub denied_path: String,
 }
 
+/// The policy and inventory files of a generated set, as YAML text.
+pub struct Sources {
+    pub inventory: String,
+    pub policies: String,
+    /// The client workload at 127.0.0.1.
+    pub loadgen: usize,
+}
+
 /// Generates and compiles a set of `rules` HTTP rules (at least one).
 pub fn generate(rules: usize) -> Result<PolicySet, String> {
+    let Sources { inventory, policies, loadgen } = sources(rules);
+    let file = Path::new("bench.yaml");
+    let loaded = l7gate::cilium::parse::parse_str(file, &policies).map_err(|e| e.to_string())?;
+    let inventory = l7gate::inventory::parse_str(Path::new("inventory.yaml"), &inventory).map_err(|e| e.to_string())?;
+    let cluster = l7gate::compile::Cluster::new(loaded.policies, inventory);
+    let config = cluster.endpoint(ENDPOINT).and_then(|e| cluster.compile(e))?;
+    Ok(PolicySet { config, allowed_path: allowed_path(loadgen), denied_path: denied_path(loadgen) })
+}
+
+/// Allowed for `loadgen` (matches one GET rule).
+pub fn allowed_path(loadgen: usize) -> String {
+    format!("/api/svc-{loadgen}/res-0/item-42")
+}
+
+/// Denied for `loadgen` at L7 (the path prefix has rules, but not for GET).
+pub fn denied_path(loadgen: usize) -> String {
+    format!("/api/svc-{loadgen}/res-1/item-42")
+}
+
+/// The YAML of a set of `rules` HTTP rules (at least one).
+pub fn sources(rules: usize) -> Sources {
     let clients = rules.div_ceil(PER_CLIENT).max(1);
     let loadgen = clients / 2;
     let blocked = (rules / 100).max(1);
@@ -57,16 +86,7 @@ pub fn generate(rules: usize) -> Result<PolicySet, String> {
             "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: deny-{m:05}, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: {ENDPOINT}}}}}\n  ingressDeny:\n    - fromEndpoints: [{{matchLabels: {{app: blocked-{m}}}}}]\n"
         );
     }
-    let file = Path::new("bench.yaml");
-    let loaded = l7gate::cilium::parse::parse_str(file, &policies).map_err(|e| e.to_string())?;
-    let inventory = l7gate::inventory::parse_str(Path::new("inventory.yaml"), &inventory).map_err(|e| e.to_string())?;
-    let cluster = l7gate::compile::Cluster::new(loaded.policies, inventory);
-    let config = cluster.endpoint(ENDPOINT).and_then(|e| cluster.compile(e))?;
-    Ok(PolicySet {
-        config,
-        allowed_path: format!("/api/svc-{loadgen}/res-0/item-42"),
-        denied_path: format!("/api/svc-{loadgen}/res-1/item-42"),
-    })
+    Sources { inventory, policies, loadgen }
 }
 
 /// Element `j` of client `k`: methods and path shapes in rotation, one in ten with a header rule.

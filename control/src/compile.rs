@@ -19,12 +19,20 @@ pub struct Cluster {
     pub policies: Vec<Policy>,
     pub inventory: Inventory,
     pub identities: Identities,
+    /// Every policy in audit mode (`--audit-mode`, spec §8): nothing is denied, would-be denials
+    /// are reported.
+    pub audit_mode: bool,
 }
 
 impl Cluster {
     pub fn new(policies: Vec<Policy>, inventory: Inventory) -> Cluster {
         let identities = Identities::allocate(&inventory, &policy_cidrs(&policies));
-        Cluster { policies, inventory, identities }
+        Cluster { policies, inventory, identities, audit_mode: false }
+    }
+
+    /// The same cluster with the global audit switch set to `on`.
+    pub fn with_audit_mode(self, on: bool) -> Cluster {
+        Cluster { audit_mode: on, ..self }
     }
 
     /// Finds an endpoint by `name` or `namespace/name`; an ambiguous bare name is an error.
@@ -46,7 +54,7 @@ impl Cluster {
 
     /// The filter configuration of one endpoint.
     pub fn compile(&self, endpoint: &Endpoint) -> Result<Config, String> {
-        let (ingress, egress) = resolve(&self.policies, &self.identities, &self.inventory, endpoint);
+        let (ingress, egress) = resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode);
         let config = Config {
             version: SCHEMA_VERSION,
             endpoint: EndpointRef { name: endpoint.name.clone(), namespace: endpoint.namespace.clone() },

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use l7gate_filter::config::{Config, DirectionPolicy, Peers, Protocol, Rule};
 use l7gate_filter::engine::{Direction, Engine, Headers, Request};
-use l7gate_filter::flowlog::verdict_label;
 use l7gate_filter::fqdn;
 use serde::Serialize;
 
@@ -217,7 +216,7 @@ impl<'c> Engines<'c> {
         let is_http = flow.method.is_some();
         let v = engine.decide(&request, is_http.then_some(&http as &dyn Headers));
         Ok(Outcome {
-            verdict: verdict_label(&v),
+            verdict: v.label(),
             reason: v.reason.code(),
             policy: v.origin.map(|o| o.policy.clone()),
             rule: v.origin.map(|o| o.rule.clone()),

@@ -253,7 +253,8 @@ mod tests {
         assert!(doc["version_info"].as_str().is_some_and(|v| v.starts_with("l7gate-")));
     }
 
-    /// The egress filters: own resource names (the names `envoy/egress.yaml` subscribes to),
+    /// The egress filters: own resource names (the names `envoy/egress.yaml` and
+    /// `envoy/egress-ads.yaml` subscribe to),
     /// root ids and filter types; the rendered file says the same as the ADS resource.
     #[test]
     fn egress_resources_name_their_filter_root_id_and_type() {
@@ -269,8 +270,9 @@ mod tests {
             let resource = resource_for(role, "{}", wasm);
             assert_eq!(resource.name, name);
             assert_eq!(resource.typed_config.as_ref().map(|a| a.type_url.as_str()), Some(type_url));
-            let template = include_str!("../../envoy/egress.yaml");
-            assert!(template.contains(&format!("- name: {name}\n")), "envoy/egress.yaml has no filter {name}");
+            for (file, template) in [("egress.yaml", include_str!("../../envoy/egress.yaml")), ("egress-ads.yaml", include_str!("../../envoy/egress-ads.yaml"))] {
+                assert!(template.contains(&format!("- name: {name}\n")), "envoy/{file} has no filter {name}");
+            }
         }
         assert_eq!(NETWORK_WASM_TYPE, "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm");
     }

@@ -2,6 +2,11 @@
 //! decide per direction whether policy is enforced and default-deny, and turn every rule into
 //! plain filter rules — selectors into identity sets, named ports into numbers, L7-less rules
 //! into rules without HTTP lists (which void L7 restrictions for their peers, spec §4.3).
+//!
+//! Audit mode (spec §8): policies annotated [`AUDIT_ANNOTATION`]` = "true"` (every policy, with
+//! the global switch) never deny. Each direction is resolved without them (this decides, so a
+//! direction that only audit policies enforce stays unenforced) and, when that differs, again
+//! with them: the audit view, whose denials of allowed requests the filter reports as `audit`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,8 +34,23 @@ enum Dir {
     Egress,
 }
 
-/// The resolved ingress and egress policy of `subject`.
-pub fn resolve(policies: &[Policy], ids: &Identities, inventory: &Inventory, subject: &Endpoint) -> (DirectionPolicy, DirectionPolicy) {
+/// The annotation that puts one policy in audit mode.
+pub const AUDIT_ANNOTATION: &str = "l7gate.io/audit-mode";
+
+/// Whether `policy` is in audit mode (annotated, or every policy with `global`).
+pub fn is_audit(policy: &Policy, global: bool) -> bool {
+    global || policy.annotations.get(AUDIT_ANNOTATION).is_some_and(|v| v == "true")
+}
+
+/// The resolved ingress and egress policy of `subject`; `audit_mode` puts every policy in audit
+/// mode.
+pub fn resolve(
+    policies: &[Policy],
+    ids: &Identities,
+    inventory: &Inventory,
+    subject: &Endpoint,
+    audit_mode: bool,
+) -> (DirectionPolicy, DirectionPolicy) {
     let subject_id = ids.of_endpoint.get(&crate::identity::qualified(subject));
     let subject_labels = subject_id.and_then(|id| ids.all.get(id)).map(|(_, l)| l.clone()).unwrap_or_default();
     let selecting: Vec<Selecting> = policies
@@ -39,7 +59,14 @@ pub fn resolve(policies: &[Policy], ids: &Identities, inventory: &Inventory, sub
         .filter(|s| crate::identity::selector_matches(&subject_selector(s.policy, &s.rule.endpoint_selector), &subject_labels))
         .collect();
     let ctx = Context { ids, subject, egress_ports: egress_named_ports(inventory) };
-    (ctx.direction(Dir::Ingress, &selecting), ctx.direction(Dir::Egress, &selecting))
+    let enforced: Vec<Selecting> = selecting.iter().copied().filter(|s| !is_audit(s.policy, audit_mode)).collect();
+    let audited = enforced.len() < selecting.len();
+    let direction = |dir| {
+        let decides = ctx.direction(dir, &enforced);
+        let audit = audited.then(|| ctx.direction(dir, &selecting)).filter(|view| *view != decides);
+        DirectionPolicy { audit: audit.map(Box::new), ..decides }
+    };
+    (direction(Dir::Ingress), direction(Dir::Egress))
 }
 
 struct Context<'a> {
@@ -70,7 +97,7 @@ impl Context<'_> {
             })
             .collect();
         if contributing.is_empty() {
-            return DirectionPolicy { enforced: false, rules: vec![] };
+            return DirectionPolicy { enforced: false, rules: vec![], audit: None };
         }
         let default_deny = contributing.iter().any(|s| flag(s).unwrap_or(true));
         let mut rules = Vec::new();
@@ -95,7 +122,7 @@ impl Context<'_> {
             // spec §4.1 item 8: the local node may always reach its pods (allow-localhost=always).
             rules.push(synthetic("allow-localhost", "the local node may always reach its pods", Peers::Identities(vec![fc::HOST])));
         }
-        DirectionPolicy { enforced: true, rules }
+        DirectionPolicy { enforced: true, rules, audit: None }
     }
 
     /// Turns one `ingress`/`egress`/`...Deny` element into filter rules (spec §3.1 nil vs empty).

@@ -1,5 +1,7 @@
 //! Offline verdicts: what would happen to a request from A to B, on A's egress and on B's
 //! ingress, decided by the same `Engine` the filter runs, with the deciding policy and rule.
+//! Verdicts are `allow`, `deny` or `audit` (let through, but an audit-mode policy would deny it:
+//! spec §8, reason and rule are the audit view's).
 
 use std::net::IpAddr;
 
@@ -32,6 +34,7 @@ pub struct Query {
 /// The answer: the overall verdict and each side that was evaluated.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Trace {
+    /// `deny` if a side denies, else `audit` if a side audits, else `allow`.
     pub verdict: &'static str,
     /// Egress of the source, when the source is an endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,6 +49,7 @@ pub struct Trace {
 /// One direction's decision.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Side {
+    /// `allow`, `deny` or `audit`.
     pub verdict: &'static str,
     /// The endpoint whose policy decided (`namespace/name`).
     pub endpoint: String,
@@ -125,7 +129,11 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
         let request = Request { direction, peer, port: q.port, protocol, server_name: server_name.as_deref() };
         let v = engine.decide(&request, http);
         Ok(Side {
-            verdict: if v.allowed { "allow" } else { "deny" },
+            verdict: match v.label() {
+                "audit" => "audit",
+                "allowed" => "allow",
+                _ => "deny",
+            },
             endpoint: qualified(subject),
             peer: engine.identity_name(peer),
             peer_identity: peer,
@@ -138,7 +146,8 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
     };
     let egress = from.endpoint.map(|e| decide(e, Direction::Egress, to.ip)).transpose()?;
     let ingress = to.endpoint.map(|e| decide(e, Direction::Ingress, from.ip)).transpose()?;
-    let allowed = egress.iter().chain(ingress.iter()).all(|s| s.verdict == "allow");
+    let sides = || egress.iter().chain(ingress.iter());
+    let verdict = ["deny", "audit"].into_iter().find(|v| sides().any(|s| s.verdict == *v)).unwrap_or("allow");
     let proto = match protocol {
         Protocol::Tcp => "TCP",
         Protocol::Udp => "UDP",
@@ -154,5 +163,5 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             format!("{} -> {}:{}/{proto}{sni}", q.from, q.to, q.port)
         }
     };
-    Ok(Trace { verdict: if allowed { "allow" } else { "deny" }, egress, ingress, request })
+    Ok(Trace { verdict, egress, ingress, request })
 }

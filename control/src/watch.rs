@@ -30,6 +30,10 @@ pub struct Inputs {
     pub endpoints: PathBuf,
     /// The filter module path, as the Envoys see it.
     pub wasm: PathBuf,
+    /// Every policy in audit mode (`l7gate serve --audit-mode`).
+    pub audit_mode: bool,
+    /// The filter roles served (`l7gate serve --egress` adds the egress filters).
+    pub roles: Vec<crate::ecds::Role>,
 }
 
 /// Loads, validates and compiles the inputs and publishes the result; on error records it and
@@ -37,7 +41,7 @@ pub struct Inputs {
 pub fn reload(inputs: &Inputs, cache: &Cache, reloads: &Reloads) {
     let built = crate::load(&inputs.policies, &inputs.endpoints)
         .map_err(|e| e.to_string())
-        .and_then(|loaded| snapshot::build(&loaded.cluster, &inputs.wasm).map(|s| (s, loaded.warnings)));
+        .and_then(|loaded| snapshot::build(&loaded.cluster.with_audit_mode(inputs.audit_mode), &inputs.wasm, &inputs.roles).map(|s| (s, loaded.warnings)));
     let mut status = reloads.lock().unwrap_or_else(|e| e.into_inner());
     match built {
         Ok((snapshots, warnings)) => {
@@ -164,7 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
-        let inputs = Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml"), wasm: "/w".into() };
+        let inputs = Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml"), wasm: "/w".into(), audit_mode: false, roles: vec![crate::ecds::Role::Ingress] };
         let r = Relevance::new(&inputs);
         assert_eq!(r.dirs(), vec![dir.path().to_path_buf(), policies.clone()]);
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));

@@ -137,6 +137,32 @@ fn compile_prints_the_filter_config() {
     assert!(config.ipcache.iter().any(|e| e.cidr == "127.0.0.2/32"), "frontend's address is in the ipcache");
 }
 
+/// spec §8: `--audit-mode` on `trace` and `compile`: the seed's denials become `audit`, and the
+/// compiled config carries audit views next to directions that no longer enforce.
+#[test]
+fn audit_mode_flag_on_trace_and_compile() {
+    let delete = ["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--method", "DELETE", "--path", "/api/inventory/1"];
+    let t = trace(&[delete.as_slice(), &["--audit-mode"]].concat());
+    assert_eq!((t["verdict"].as_str(), t["ingress"]["verdict"].as_str()), (Some("audit"), Some("audit")));
+    assert_eq!(t["ingress"]["reason"], "denied-l7-no-rule-matched");
+    assert_eq!(t["ingress"]["policy"], "default/inventory-api-l7");
+    assert_eq!(verdict(&delete), "deny", "without the flag the seed denies it");
+    let out = l7gate(&[
+        "trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--audit-mode",
+        "--from", "reporting", "--to", "inventory-api", "--port", "8080",
+    ]);
+    assert!(text(&out).0.contains("verdict: AUDIT"), "{}", text(&out).0);
+
+    let args = ["compile", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--endpoint", "inventory-api", "--audit-mode"];
+    let out = l7gate(&args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let config: l7gate_filter::config::Config = serde_json::from_str(&stdout).expect("config JSON");
+    assert!(!config.ingress.enforced && !config.egress.enforced, "nothing is enforced in audit mode");
+    assert!(config.ingress.audit.as_deref().is_some_and(|v| v.enforced && !v.rules.is_empty()));
+    assert!(config.egress.audit.is_some());
+}
+
 // spec §8: `observe` keeps the flow records matching its filters, skips other log lines, and
 // prints them as logged (--json) or as a table.
 #[test]

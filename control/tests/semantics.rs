@@ -896,3 +896,72 @@ fn to_fqdns_with_http_rules_and_without_ports() {
     assert_eq!(vr(&egress(&c, FRONTEND, "any-port.example.net", 5432)), ALLOW_L4);
     assert_eq!(vr(&egress_of(&c, udp(FRONTEND, "any-port.example.net", 53))), ALLOW_L4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// §8 audit mode: annotated policies (or all, with the global switch) never deny.
+
+/// `doc` annotated `l7gate.io/audit-mode: <value>`.
+fn annotated(doc: String, value: &str) -> String {
+    doc.replacen("metadata:\n", &format!("metadata:\n  annotations: {{l7gate.io/audit-mode: '{value}'}}\n"), 1)
+}
+
+fn api_get_only(name: &str) -> String {
+    cnp(
+        "default",
+        name,
+        &format!("{{{API_SEL}, ingress: [{{{FROM_FRONTEND}, toPorts: [{{ports: [{{port: '8080', protocol: TCP}}], rules: {{http: [{{method: GET}}]}}}}]}}]}}"),
+    )
+}
+
+/// spec §8: a direction that only an audit policy enforces is not enforced: nothing is denied,
+/// what that policy's default deny or HTTP rules would drop is `audit`. The compiled config
+/// carries the audit view next to the (unenforced) direction that decides.
+#[test]
+fn audit_policy_alone_denies_nothing() {
+    let c = cluster(&[annotated(api_get_only("api-audit"), "true")]);
+    let config = c.compile(c.endpoint(API).unwrap()).unwrap();
+    assert!(!config.ingress.enforced && config.ingress.rules.is_empty());
+    let view = config.ingress.audit.as_deref().expect("an audit view");
+    assert!(view.enforced && view.rules.iter().any(|r| r.origin.policy == "default/api-audit"));
+    assert_eq!(config.egress.audit, None, "the policy says nothing about egress");
+    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/x"))), OPEN);
+    let l7 = ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"));
+    assert_eq!(full(&l7), ("audit", "denied-l7-no-rule-matched", Some("default/api-audit"), Some("spec.ingress[0].toPorts[0]")));
+    assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), ("audit", "default-deny"));
+    assert_eq!(trace(&c, &query(BATCH, API, 8080)).unwrap().verdict, "audit");
+}
+
+/// spec §8: next to an enforced policy, an audit policy's deny rule only reports, its allows
+/// grant nothing, and the enforced policy's own denials stay denials.
+#[test]
+fn audit_policy_next_to_an_enforced_one() {
+    let block = cnp("default", "block-batch", &format!("{{{API_SEL}, ingressDeny: [{{fromEndpoints: [{{matchLabels: {{app: frontend-app}}}}]}}], ingress: [{{fromEndpoints: [{{matchLabels: {{app: batch}}}}]}}]}}"));
+    let c = cluster(&[api_get_only("api-get"), annotated(block, "true")]);
+    assert_eq!(full(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/x"))), ("audit", "denied-by-deny-rule", Some("default/block-batch"), Some("spec.ingressDeny[0]")));
+    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))), L7_DENY);
+    assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY, "an audit policy's allow grants nothing");
+}
+
+/// The annotation must say "true"; without audit policies there is no audit view at all.
+#[test]
+fn audit_annotation_values_and_no_audit_view_without_audit_policies() {
+    let c = cluster(&[annotated(api_get_only("api-get"), "false")]);
+    let config = c.compile(c.endpoint(API).unwrap()).unwrap();
+    assert!(config.ingress.enforced);
+    assert_eq!((config.ingress.audit.clone(), config.egress.audit), (None, None));
+    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))), L7_DENY);
+}
+
+/// spec §8 global audit mode (`--audit-mode`): every policy is in audit mode; nothing denies,
+/// would-be denials are `audit`; allowed traffic stays `allow`.
+#[test]
+fn global_audit_mode_audits_every_policy() {
+    let block = cnp("default", "block-batch", &format!("{{{API_SEL}, ingressDeny: [{{fromEndpoints: [{{matchLabels: {{app: batch}}}}]}}]}}"));
+    let c = cluster(&[api_get_only("api-get"), block]).with_audit_mode(true);
+    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/x"))), OPEN);
+    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))), ("audit", "denied-l7-no-rule-matched"));
+    assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), ("audit", "denied-by-deny-rule"));
+    assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), ("audit", "default-deny"));
+    let off = cluster(&[api_get_only("api-get")]);
+    assert_eq!(vr(&ingress(&off, WORLD_IP, API, 8080)), DEFAULT_DENY, "without the switch the same policy denies");
+}

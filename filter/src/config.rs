@@ -87,6 +87,12 @@ pub struct DirectionPolicy {
     /// Allow and deny rules; order is irrelevant to the verdict (deny wins, allows are a union).
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// The audit view (spec §8): this direction resolved again with the audit-mode policies
+    /// included. `enforced` and `rules` above leave them out and decide; a request they allow
+    /// but this view denies passes with verdict `audit`. Absent when no audit-mode policy changes
+    /// the direction. An audit view has no audit view of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Box<DirectionPolicy>>,
 }
 
 /// One resolved rule: "for these peers on these ports, allow (with optional L7 rules) or deny".

@@ -19,15 +19,6 @@ pub const FILTER_STATE_KEY: &str = "l7gate_verdict";
 /// The namespace label of a pod identity.
 const NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace=";
 
-/// `allowed`, `denied` or `audit`: the verdict as logs and metrics name it.
-pub fn verdict_label(v: &Verdict<'_>) -> &'static str {
-    if v.allowed {
-        "allowed"
-    } else {
-        "denied"
-    }
-}
-
 /// One decision's request-specific values.
 #[derive(Debug, Clone, Copy)]
 pub struct Decision<'a> {
@@ -88,7 +79,7 @@ impl FlowLog {
             Direction::Egress => "egress",
         });
         out.push_str("\",\"verdict\":\"");
-        out.push_str(verdict_label(d.verdict));
+        out.push_str(d.verdict.label());
         out.push_str("\",\"reason\":\"");
         out.push_str(d.verdict.reason.code());
         out.push('"');
@@ -207,8 +198,8 @@ mod tests {
                 info(258, "default/inventory-api", &["k8s:app=inventory-api", "k8s:io.kubernetes.pod.namespace=default"]),
             ],
             ipcache: vec![],
-            ingress: DirectionPolicy { enforced: true, rules: vec![] },
-            egress: DirectionPolicy { enforced: false, rules: vec![] },
+            ingress: DirectionPolicy { enforced: true, rules: vec![], audit: None },
+            egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
         }
     }
 

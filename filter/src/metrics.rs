@@ -8,15 +8,14 @@
 //!   (`policy-not-enforced`, `default-deny`, `no-configuration`, `no-address`);
 //! * gauges `l7gate.config_hash`, `l7gate.config_generation`, `l7gate.rules.direction=D`.
 //!
-//! Every name is known at configure time (at most three per rule plus a fixed set per
-//! direction): no request value (path, address) ever becomes part of a name. Ids are resolved
+//! Every name is known at configure time (at most two per rule, counting the audit view's
+//! rules, plus a fixed set per direction): no request value (path, address) ever becomes part of a name. Ids are resolved
 //! here once per configuration; a request only looks its counter up.
 
 use std::collections::HashMap;
 
 use crate::config::{Action, Config, DirectionPolicy, Origin};
 use crate::engine::{Direction, Verdict};
-use crate::flowlog::verdict_label;
 
 /// The verdicts, in the order of [`Ids`].
 const VERDICTS: [&str; 3] = ["allowed", "denied", "audit"];
@@ -81,7 +80,7 @@ impl Metrics {
     /// The counter of a decision, if it has one.
     pub fn counter(&self, direction: Direction, verdict: &Verdict<'_>) -> Option<u32> {
         let dm = self.direction(direction);
-        let index = VERDICTS.iter().position(|v| *v == verdict_label(verdict))?;
+        let index = VERDICTS.iter().position(|v| *v == verdict.label())?;
         let ids = match verdict.origin {
             Some(o) => {
                 let (policy, rule) = labels(o);
@@ -107,13 +106,14 @@ impl Metrics {
 
 /// Defines the counters of every rule of `policy`: allow rules count `allowed`, and `denied`
 /// when they have HTTP rules (an L7 denial names the rule whose HTTP rules were tried); deny
-/// rules count `denied`.
+/// rules count `denied`. Rules of the audit view only ever attribute a would-be denial, so they
+/// count `audit` where the enforced rules would count `denied`.
 fn define_direction(dm: &mut DirectionMetrics, direction: Direction, policy: &DirectionPolicy, host: &mut dyn Host) {
-    for rule in &policy.rules {
-        let possible = match rule.action {
-            Action::Allow => [true, rule.http.is_some(), false],
-            Action::Deny => [false, true, false],
-        };
+    let enforced = policy.rules.iter().map(|r| (r, false));
+    let audit = policy.audit.iter().flat_map(|a| a.rules.iter()).map(|r| (r, true));
+    for (rule, audit) in enforced.chain(audit) {
+        let can_deny = rule.action == Action::Deny || rule.http.is_some();
+        let possible = [rule.action == Action::Allow && !audit, can_deny && !audit, can_deny && audit];
         let (p, r) = labels(&rule.origin);
         let ids = dm.rules.entry(p.to_string()).or_default().entry(r.to_string()).or_default();
         for (i, verdict) in VERDICTS.iter().enumerate() {
@@ -195,8 +195,9 @@ mod tests {
             ingress: DirectionPolicy {
                 enforced: true,
                 rules: vec![rule(Action::Allow, "default/inv", "spec.ingress[0].toPorts[0]", true), block, localhost],
+                audit: None,
             },
-            egress: DirectionPolicy { enforced: false, rules: vec![] },
+            egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
         }
     }
 
@@ -252,6 +253,34 @@ mod tests {
         let v = unconfigured.decide(&request(257, 8080), None);
         assert_eq!(name(&v, Direction::Ingress).as_deref(), Some("l7gate.default_verdicts.direction=ingress.verdict=denied.reason=no-configuration"));
         assert_eq!(metrics.no_address(Direction::Ingress).and_then(|id| host.0.get(id as usize)).map(String::as_str), Some("l7gate.default_verdicts.direction=ingress.verdict=denied.reason=no-address"));
+    }
+
+    /// spec §8: the audit view's rules count `audit` only, and an audit verdict finds its counter
+    /// (rule or default deny) while the request is let through.
+    #[test]
+    fn audit_verdicts_have_their_counters() {
+        let mut host = Recorder::default();
+        let mut config = config();
+        let enforced = std::mem::replace(&mut config.ingress, DirectionPolicy { enforced: false, rules: vec![], audit: None });
+        config.ingress.audit = Some(Box::new(enforced));
+        let metrics = Metrics::define(&config, &mut host);
+        let rules: Vec<&str> = host.0.iter().filter(|n| n.starts_with("l7gate.rule_verdicts")).map(String::as_str).collect();
+        assert_eq!(
+            rules,
+            [
+                "l7gate.rule_verdicts.direction=ingress.verdict=audit.policy=default/inv.rule=spec.ingress[0].toPorts[0]",
+                "l7gate.rule_verdicts.direction=ingress.verdict=audit.policy=block.rule=spec.ingressDeny[0].toPorts[0]",
+            ]
+        );
+        let engine = Engine::compile(&config).expect("compiles");
+        let name = |peer| {
+            let v = engine.decide(&Request { direction: Direction::Ingress, peer, port: 8080, protocol: Protocol::Tcp, server_name: None }, None);
+            assert!(v.allowed && v.audit, "{v:?}");
+            metrics.counter(Direction::Ingress, &v).and_then(|id| host.0.get(id as usize)).cloned().unwrap_or_default()
+        };
+        assert_eq!(name(300), "l7gate.rule_verdicts.direction=ingress.verdict=audit.policy=block.rule=spec.ingressDeny[0].toPorts[0]");
+        assert_eq!(name(257), "l7gate.rule_verdicts.direction=ingress.verdict=audit.policy=default/inv.rule=spec.ingress[0].toPorts[0]");
+        assert_eq!(name(2), "l7gate.default_verdicts.direction=ingress.verdict=audit.reason=default-deny");
     }
 
     #[test]

@@ -12,11 +12,12 @@ use std::path::Path;
 use l7gate::compile::Cluster;
 use l7gate::trace::{trace, Query};
 use l7gate_e2e::harness::client::{self, Protocol, Request};
+use l7gate_e2e::harness::control::{ControlPlane, ServeSpec};
 use l7gate_e2e::harness::dns::DnsServer;
-use l7gate_e2e::harness::egress::{self, EgressSpec};
+use l7gate_e2e::harness::egress::{self, EgressSpec, Filters};
 use l7gate_e2e::harness::envoy::Envoy;
 use l7gate_e2e::harness::tls::{exchange, TestPki, TlsOutcome, TlsUpstream};
-use l7gate_e2e::harness::tools::{repo_root, Tools};
+use l7gate_e2e::harness::tools::{self, repo_root, Tools};
 use l7gate_e2e::harness::upstream::Upstream;
 
 const FRONTEND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -74,7 +75,7 @@ fn start_egress(
         tls_port: ports.0,
         http_port: ports.1,
         dns: dns.addr(),
-        filter_config_json: config_json,
+        filters: Filters::Files(config_json),
     };
     let envoy = egress::start(tools, &spec).unwrap_or_else(|e| panic!("{e}"));
     (spec, envoy)
@@ -115,7 +116,7 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
     let pki = TestPki::new(TLS_NAMES).unwrap();
     let upstream = TlsUpstream::start("api", SocketAddr::new(EXTERNAL.into(), 443), &pki).unwrap();
     let dns = dns_for(TLS_NAMES, EXTERNAL);
-    let (spec, _envoy) = start_egress(
+    let (spec, envoy) = start_egress(
         &tools,
         "frontend",
         FRONTEND,
@@ -221,6 +222,80 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
         "{:?}",
         dns.queries()
     );
+
+    // spec §8: every decided connection has its flow line (with the SNI) and its counter; the
+    // connection without SNI never reached the engine: no line, counted as no-address.
+    let records = envoy.wait_for_flow_records(7);
+    let lines: Vec<(String, &str, &str, Option<&str>)> = records
+        .iter()
+        .map(|r| {
+            let sni = r["sni"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            (
+                sni,
+                r["verdict"].as_str().unwrap_or_default(),
+                r["reason"].as_str().unwrap_or_default(),
+                r["rule"].as_str(),
+            )
+        })
+        .collect();
+    let denied = |n: &str| (n.to_string(), "denied", "default-deny", None);
+    let allowed = (
+        "api.example.com".to_string(),
+        "allowed",
+        "allowed-l3-l4",
+        Some("spec.egress[1].toPorts[0]"),
+    );
+    let mut want = vec![
+        denied("example.com"),
+        denied("a.b.example.com"),
+        denied("evil-example.com"),
+        denied("example.com.evil.net"),
+    ];
+    want.extend([allowed.clone(), allowed.clone(), allowed]);
+    assert_eq!(lines, want, "{records:#?}");
+    for r in &records {
+        assert_eq!(
+            (
+                r["direction"].as_str(),
+                r["port"].as_u64(),
+                r["protocol"].as_str()
+            ),
+            (Some("egress"), Some(443), Some("TCP")),
+            "{r}"
+        );
+        assert_eq!(
+            (r["src"]["ip"].as_str(), r["src"]["name"].as_str()),
+            (Some("127.0.0.2"), Some("default/frontend")),
+            "{r}"
+        );
+        assert_eq!(r["dst"]["identity"], 2, "a name's peer is world: {r}");
+        assert_eq!(r.get("host"), None, "{r}");
+    }
+    let stats = |name: &str| egress_counter(&envoy, name);
+    assert_eq!(stats("rule_verdicts.direction=egress.verdict=allowed.policy=egress-allowlist.rule=spec.egress[1].toPorts[0]"), 3);
+    assert_eq!(
+        stats("default_verdicts.direction=egress.verdict=denied.reason=default-deny"),
+        4
+    );
+    assert_eq!(
+        stats("default_verdicts.direction=egress.verdict=denied.reason=no-address"),
+        1
+    );
+}
+
+/// The value of the l7gate counter `wasmcustom.l7gate.<name>` (0 when Envoy has none).
+fn egress_counter(envoy: &Envoy, name: &str) -> u64 {
+    let (_, body) = envoy
+        .admin_get("/stats?filter=l7gate")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let full = format!("wasmcustom.l7gate.{name}: ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(full.as_str())?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 // spec §6.4 then §3.8: the name is allowed, the port is not (the CCNP names 80 and 443 only).
@@ -444,5 +519,82 @@ async fn namespaced_fqdn_policies_apply_to_their_namespace_with_their_l7_rules()
             "GET"
         ),
         "deny"
+    );
+}
+
+/// Egress over ADS (`envoy/egress-ads.yaml`): `l7gate serve` pushes `frontend`'s two egress
+/// filters to the egress Envoy whose node id is `frontend`, and an edit of the seed CCNP flips
+/// TLS verdicts live, with no restart: `*.example.com` → `*.example.org`.
+#[tokio::test]
+async fn egress_over_ads_follows_a_policy_edit_live() {
+    const WORKLOAD: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 65));
+    const UPSTREAM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 66);
+    let names = ["api.example.com", "api.example.org"];
+    let tools = Tools::require();
+    let manifests = tools::seed_copy().unwrap_or_else(|e| panic!("{e}"));
+    let policy = manifests.path().join("policies/egress-example-com.yaml");
+    let cp = ControlPlane::start(ServeSpec {
+        policies: manifests.path().join("policies"),
+        endpoints: manifests.path().join("endpoints.yaml"),
+        wasm: tools.wasm.clone(),
+        egress: true,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pki = TestPki::new(&names).unwrap();
+    let upstream = TlsUpstream::start("api", SocketAddr::new(UPSTREAM.into(), 443), &pki).unwrap();
+    let dns = dns_for(&names, UPSTREAM);
+    let spec = EgressSpec {
+        name: "frontend".into(),
+        address: WORKLOAD,
+        tls_port: 443,
+        http_port: 80,
+        dns: dns.addr(),
+        filters: Filters::Ads(cp.xds()),
+    };
+    let _envoy = egress::start(&tools, &spec).unwrap_or_else(|e| panic!("{e}"));
+    // Each name's outcome, once both match `allowed` (the new config may take a moment to arrive).
+    let verdicts_become = |allowed: &'static str| {
+        let (pki, to, cp) = (&pki, spec.tls_listener(), &cp);
+        async move {
+            let mut last = Vec::new();
+            for _ in 0..300 {
+                last.clear();
+                for name in names {
+                    let outcome = exchange(pki, FRONTEND, to, Some(name), name, "hello")
+                        .await
+                        .unwrap();
+                    last.push((name, outcome));
+                }
+                let expected = |(name, outcome): &(&str, TlsOutcome)| match outcome {
+                    TlsOutcome::Reply(reply) => *name == allowed && reply == "api saw hello\n",
+                    TlsOutcome::Closed(_) => *name != allowed,
+                };
+                if last.iter().all(expected) {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("never only {allowed} allowed: {last:?}\n{}", cp.log());
+        }
+    };
+    verdicts_become("api.example.com").await;
+    let original = std::fs::read_to_string(&policy).unwrap();
+    assert!(original.contains("\"*.example.com\""));
+    l7gate::ecds::write_atomically(
+        &policy,
+        &original.replace("\"*.example.com\"", "\"*.example.org\""),
+    )
+    .unwrap();
+    verdicts_become("api.example.org").await;
+    let seen: Vec<Option<String>> = upstream.seen().into_iter().map(|s| s.sni).collect();
+    assert_eq!(
+        seen.first(),
+        Some(&Some("api.example.com".to_string())),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&Some("api.example.org".to_string())),
+        "{seen:?}"
     );
 }

@@ -1,7 +1,7 @@
 //! Observability end to end (spec §8), with real Envoys running the real filter: the flow log
 //! line of every seed request, verdict counters moving by exactly the requests made, the
-//! Grafana dashboard querying only series these Envoys export, and `l7gate diff` replaying a
-//! flow log recorded here through a tightened policy set.
+//! Grafana dashboard querying only series these Envoys export, `l7gate diff` replaying a
+//! flow log recorded here through a tightened policy set, and audit mode.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -179,6 +179,69 @@ async fn seed_requests_write_exactly_the_expected_flow_lines_and_counts() {
             assert!(after.contains_key(series), "{name}: no counter {series:?}");
         }
     }
+}
+
+// spec §8 audit mode: an annotated policy's would-be denials reach the application (200 from the
+// upstream), are logged with verdict `audit` naming that policy's rule, and move its `audit`
+// counter by exactly their number; the enforced policy's own denials still get 403.
+#[tokio::test]
+async fn an_audit_mode_policy_lets_would_be_denials_through_and_reports_them() {
+    let tools = Tools::require();
+    let app = Upstream::start("audit-app").unwrap_or_else(|e| panic!("{e}"));
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/observability/audit");
+    let config = l7gate::compile_endpoint(&fixtures, &repo_root().join("manifests/endpoints.yaml"), "inventory-api")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.ingress.audit.is_some(), "the lockdown policy gives ingress an audit view");
+    let spec = SidecarSpec {
+        name: "audit".into(),
+        // On 8080: the port the policies name.
+        listen: "127.0.0.25:8080".parse().unwrap_or_else(|e| panic!("{e}")),
+        upstream: app.addr(),
+        filter_config_json: config.to_json(),
+    };
+    let envoy = Envoy::start(&tools, &spec).unwrap_or_else(|e| panic!("{e}"));
+    let before = prometheus(&envoy, "");
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap_or_else(|e| panic!("{e}"));
+    // (source, method, path, status, verdict, reason, deciding policy)
+    let lockdown = Some("default/inventory-api-lockdown");
+    let cases = [
+        ("127.0.0.2", "GET", "/api/inventory/item1", 200, "audit", "denied-by-deny-rule", lockdown),
+        ("127.0.0.2", "GET", "/api/inventory/item2", 200, "audit", "denied-by-deny-rule", lockdown),
+        ("127.0.0.2", "GET", "/api/inventory/item3", 200, "audit", "denied-by-deny-rule", lockdown),
+        ("127.0.0.2", "DELETE", "/api/inventory/item1", 403, "denied", "denied-l7-no-rule-matched", Some("default/inventory-api-l7")),
+        ("127.0.0.3", "GET", "/api/inventory/item1", 403, "denied", "default-deny", None),
+    ];
+    for (from, method, path, status, ..) in cases {
+        let request = l7gate_e2e::harness::client::Request { from: ip(from), to: envoy.listener(), authority: "inventory-api:8080", method, path };
+        let response = l7gate_e2e::harness::client::send(l7gate_e2e::harness::client::Protocol::Http1, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status, status, "{from} {method} {path}");
+    }
+    let seen: Vec<String> = app.seen().iter().map(|s| format!("{} {}", s.method, s.path)).collect();
+    assert_eq!(seen, ["GET /api/inventory/item1", "GET /api/inventory/item2", "GET /api/inventory/item3"], "the audited requests reached the application");
+
+    let records = envoy.wait_for_flow_records(cases.len());
+    assert_eq!(records.len(), cases.len(), "{records:#?}");
+    for ((from, method, path, status, verdict, reason, policy), r) in cases.iter().zip(&records) {
+        let what = format!("{from} {method} {path}: {r}");
+        assert_eq!((r["verdict"].as_str(), r["reason"].as_str(), r["response_code"].as_u64()), (Some(*verdict), Some(*reason), Some(u64::from(*status))), "{what}");
+        assert_eq!(r["policy"].as_str(), *policy, "{what}");
+        assert_eq!((r["src"]["ip"].as_str(), r["path"].as_str()), (Some(*from), Some(*path)), "{what}");
+    }
+    assert_eq!(records[0]["rule"], "spec.ingressDeny[0].toPorts[0]");
+
+    // Exactly the three audited requests on the lockdown rule's audit counter; nothing counted
+    // as allowed (the enforced view allowed them, but the verdict is audit).
+    let after = prometheus(&envoy, "");
+    let moved = |series: &[(&str, &str)]| {
+        let key = ("l7gate_rule_verdicts".to_string(), labels(series));
+        after.get(&key).copied().unwrap_or_else(|| panic!("no series {series:?}")) - before.get(&key).copied().unwrap_or_default()
+    };
+    let rule = |policy, rule, verdict| [("direction", "ingress"), ("policy", policy), ("rule", rule), ("verdict", verdict)];
+    assert_eq!(moved(&rule("default/inventory-api-lockdown", "spec.ingressDeny[0].toPorts[0]", "audit")), 3.0);
+    assert_eq!(moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "allowed")), 0.0);
+    assert_eq!(moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "denied")), 1.0);
 }
 
 /// Names and labels a PromQL or LogQL expression uses: `(metrics, labels)`.

@@ -53,10 +53,12 @@ fn config_without_rules(name: &str, ingress_enforced: bool) -> String {
         ingress: DirectionPolicy {
             enforced: ingress_enforced,
             rules: Vec::new(),
+            audit: None,
         },
         egress: DirectionPolicy {
             enforced: false,
             rules: Vec::new(),
+            audit: None,
         },
     }
     .to_json()

@@ -480,10 +480,12 @@ fn open_config(name: &str) -> String {
         ingress: DirectionPolicy {
             enforced: false,
             rules: Vec::new(),
+            audit: None,
         },
         egress: DirectionPolicy {
             enforced: false,
             rules: Vec::new(),
+            audit: None,
         },
     }
     .to_json()

@@ -18,7 +18,7 @@ use l7gate_e2e::harness::client::{self, Protocol, Request};
 use l7gate_e2e::harness::cluster::{Cluster, ECDS_UPDATE_SUCCESS};
 use l7gate_e2e::harness::control::{ControlPlane, ServeSpec};
 use l7gate_e2e::harness::envoy::{AdsSidecarSpec, Envoy};
-use l7gate_e2e::harness::tools::{repo_root, Tools};
+use l7gate_e2e::harness::tools::{self, Tools};
 use l7gate_e2e::harness::upstream::Upstream;
 use l7gate_e2e::scenario::{self, SEED};
 
@@ -26,26 +26,7 @@ const FRONTEND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// A private copy of `manifests/` the test may edit.
 fn seed_copy() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("l7gate-xds-manifests-")
-        .tempdir()
-        .unwrap();
-    let from = repo_root().join("manifests");
-    std::fs::copy(
-        from.join("endpoints.yaml"),
-        dir.path().join("endpoints.yaml"),
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("policies")).unwrap();
-    for entry in std::fs::read_dir(from.join("policies")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(
-            &path,
-            dir.path().join("policies").join(path.file_name().unwrap()),
-        )
-        .unwrap();
-    }
-    dir
+    tools::seed_copy().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Replaces a file the way editors do (write a temp file, rename it over the target).
@@ -674,6 +655,7 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
         policies: manifests.path().join("policies"),
         endpoints: manifests.path().join("endpoints.yaml"),
         wasm: tools.wasm.clone(),
+        egress: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let app = Upstream::start("ghost-app").unwrap();

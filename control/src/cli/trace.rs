@@ -19,6 +19,10 @@ enum Proto {
 pub struct Args {
     #[command(flatten)]
     inputs: super::Inputs,
+    /// Put every policy in audit mode (spec §8): nothing is denied; would-be denials are let
+    /// through and reported with verdict `audit` (one policy: annotation `l7gate.io/audit-mode: "true"`).
+    #[arg(long)]
+    audit_mode: bool,
     /// Source: endpoint name (`name` or `namespace/name`) or IP address.
     #[arg(long)]
     from: String,
@@ -50,7 +54,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let cluster = super::load(&args.inputs)?;
+    let cluster = super::load(&args.inputs)?.with_audit_mode(args.audit_mode);
     let headers = args
         .headers
         .iter()

@@ -38,7 +38,9 @@ const PATHS: &[&str] = &[
 const HOSTS: &[&str] = &["", "inventory(:8080)?", ".*\\.example\\.com", "inventory:8080"];
 const HEADER_NAMES: &[&str] = &["x-token", "X-Tenant"];
 const HEADER_VALUES: &[&str] = &["blue", "red"];
-const NAMES: &[&str] = &["api.example.com.", "example.com.", "a.b.example.com.", "other.org."];
+/// Server names, also `matchName`s; with [`NAME_PATTERNS`] they reach every shape of the name index.
+const NAMES: &[&str] = &["api.example.com.", "example.com.", "a.b.example.com.", "other.org.", "api-v2.example.com.", ".example.com.", "myexample.com.", "x!.example.com."];
+const NAME_PATTERNS: &[&str] = &["*.example.com", "**.example.com", "*", "api-*.example.com", "*example.com", "*.*.example.com", "example.com", "***.b.example.com"];
 
 const REQ_METHODS: &[&str] = &["GET", "HEAD", "POST", "get", "DELETE", "PUT"];
 const REQ_PATHS: &[&[u8]] = &[
@@ -89,7 +91,7 @@ fn peers(fqdn: bool) -> BoxedStrategy<Peers> {
     let names = proptest::collection::vec(
         prop_oneof![
             select(NAMES).prop_map(|n| FqdnSelector::MatchName(n.into())),
-            select(&["*.example.com", "**.example.com", "*"][..]).prop_map(|p| FqdnSelector::MatchPattern(p.into())),
+            select(NAME_PATTERNS).prop_map(|p| FqdnSelector::MatchPattern(p.into())),
         ],
         1..3,
     )
@@ -113,12 +115,28 @@ fn rule(fqdn: bool) -> impl Strategy<Value = Rule> {
     })
 }
 
-fn direction(fqdn: bool) -> impl Strategy<Value = DirectionPolicy> {
-    (proptest::bool::weighted(0.9), proptest::collection::vec(rule(fqdn), 0..30)).prop_map(|(enforced, mut rules)| {
+fn view(fqdn: bool, prefix: &'static str) -> impl Strategy<Value = DirectionPolicy> {
+    (proptest::bool::weighted(0.9), proptest::collection::vec(rule(fqdn), 0..30)).prop_map(move |(enforced, mut rules)| {
         for (i, r) in rules.iter_mut().enumerate() {
-            r.origin.rule = format!("r{i}");
+            r.origin.rule = format!("{prefix}{i}");
         }
-        DirectionPolicy { enforced, rules }
+        DirectionPolicy { enforced, rules, audit: None }
+    })
+}
+
+/// A direction, with an audit view (spec §8) a third of the time: the enforced rules plus more,
+/// as the control plane resolves it, or (rarely) unrelated rules.
+fn direction(fqdn: bool) -> impl Strategy<Value = DirectionPolicy> {
+    let audit = prop_oneof![6 => Just(None), 2 => Just(Some(true)), 1 => Just(Some(false))];
+    (view(fqdn, "r"), view(fqdn, "a"), audit).prop_map(|(mut enforced, mut extra, audit)| {
+        if let Some(superset) = audit {
+            if superset {
+                extra.enforced |= enforced.enforced;
+                extra.rules.splice(0..0, enforced.rules.iter().cloned());
+            }
+            enforced.audit = Some(Box::new(extra));
+        }
+        enforced
     })
 }
 
@@ -191,7 +209,7 @@ proptest! {
             let req = Request { direction: c.direction, peer: c.peer, port: c.port, protocol: c.protocol, server_name: c.server_name };
             let headers = c.headers.as_ref().map(|h| h as &dyn Headers);
             let got = engine.decide(&req, headers);
-            let got = (got.allowed, got.reason, got.origin.map(|o| o.rule.clone()));
+            let got = (got.label(), got.reason, got.origin.map(|o| o.rule.clone()));
             prop_assert_eq!(got, reference::decide(&config, &req, headers), "{:?}", c);
         }
     }
@@ -208,10 +226,13 @@ fn generators_cover_every_reason() {
         let config = config().new_tree(&mut runner).unwrap().current();
         for c in proptest::collection::vec(case(), 24).new_tree(&mut runner).unwrap().current() {
             let req = Request { direction: c.direction, peer: c.peer, port: c.port, protocol: c.protocol, server_name: c.server_name };
-            seen.insert(reference::decide(&config, &req, c.headers.as_ref().map(|h| h as &dyn Headers)).1.code());
+            let (label, reason, _) = reference::decide(&config, &req, c.headers.as_ref().map(|h| h as &dyn Headers));
+            seen.insert(format!("{label} {}", reason.code()));
         }
     }
-    for code in ["policy-not-enforced", "allowed-l3-l4", "allowed-l7", "denied-by-deny-rule", "default-deny", "denied-l7-no-rule-matched"] {
+    let reasons = ["allowed policy-not-enforced", "allowed allowed-l3-l4", "allowed allowed-l7", "denied denied-by-deny-rule", "denied default-deny", "denied denied-l7-no-rule-matched"];
+    let audits = ["audit denied-by-deny-rule", "audit default-deny", "audit denied-l7-no-rule-matched"];
+    for code in reasons.into_iter().chain(audits) {
         assert!(seen.contains(code), "no generated case ends in {code}: {seen:?}");
     }
 }

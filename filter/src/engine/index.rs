@@ -2,13 +2,15 @@
 //! segments at every rule boundary, and each segment holds, for "any peer" and for each identity
 //! its rules name, the merged outcome of those rules: the first deny rule, the first L3/L4 allow
 //! rule, and the indexed HTTP elements of the allow rules with HTTP rules. A request finds its
-//! segment by binary search and its identity's entry by one hash lookup; only name-selected
-//! (toFQDNs) rules are evaluated per request.
+//! segment by binary search and its identity's entry by one hash lookup; name-selected (toFQDNs)
+//! rules are found through the segment's [`NameIndex`].
 
 use std::collections::HashMap;
 
 use super::l7set::{Element, L7Set};
+use super::names::NameIndex;
 use crate::config::{Action, Identity, Peers, PortRange, Protocol, Rule};
+use crate::fqdn::NameMatcher;
 
 /// The merged outcome of the rules that select one kind of peer in one segment. Rule indices are
 /// the lowest that qualify (attribution goes to the first rule in configuration order).
@@ -25,9 +27,8 @@ pub struct Segment {
     pub any: Side,
     /// Rules naming the identity (rules for any peer are not repeated here).
     pub by_identity: HashMap<Identity, Side>,
-    /// Rules whose peers are DNS names (toFQDNs), ascending: checked against the request's
-    /// server name.
-    pub by_name: Vec<u32>,
+    /// Rules whose peers are DNS names (toFQDNs), by the names they select.
+    pub by_name: NameIndex,
 }
 
 /// Rule indices of one segment while it is built, before they are merged into [`Side`]s.
@@ -56,15 +57,29 @@ impl Pending {
         Segment {
             any: side(&self.any, rules, elements),
             by_identity: self.by_identity.iter().map(|(id, list)| (*id, side(list, rules, elements))).collect(),
-            by_name: self.by_name,
+            by_name: names(&self.by_name, rules, elements),
         }
     }
 }
 
-/// The flat element list with, per rule, the range of its elements (`None`: no HTTP rules).
+/// The flat element list with, per rule, the range of its elements (`None`: no HTTP rules) and
+/// its compiled `toFQDNs` selectors.
 pub struct Elements<'a> {
     pub all: &'a [Element],
     pub of_rule: &'a [Option<std::ops::Range<u32>>],
+    pub names: &'a [Vec<NameMatcher>],
+}
+
+/// Indexes the name selectors of the rules `list` (ascending rule indices).
+fn names(list: &[u32], rules: &[Rule], elements: &Elements<'_>) -> NameIndex {
+    let mut index = NameIndex::default();
+    for &i in list {
+        let (Some(Peers::Fqdns(selectors)), Some(matchers)) = (rules.get(i as usize).map(|r| &r.peers), elements.names.get(i as usize)) else { continue };
+        for (selector, matcher) in selectors.iter().zip(matchers) {
+            index.add(i, selector, matcher);
+        }
+    }
+    index
 }
 
 /// Merges the rules `list` (ascending rule indices) into a [`Side`].

@@ -3,11 +3,14 @@
 //! segment lookup and a hash lookup that yield the merged deny / L3-L4 allow / HTTP outcome of
 //! every rule for that port and peer, then runs only the HTTP matchers whose path literal the
 //! request's path starts with. Attribution goes to the first qualifying rule in config order.
+//! A direction may carry an audit view (spec §8), compiled the same way and consulted only for
+//! requests the enforced rules allow: its denials become `audit` verdicts.
 
 mod http;
 mod index;
 mod ipcache;
 mod l7set;
+mod names;
 mod pattern;
 mod verdict;
 
@@ -15,7 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use crate::config::{Action, Config, EndpointRef, Identity, Origin, Peers, Protocol, Rule};
+use crate::config::{Action, Config, DirectionPolicy, EndpointRef, Identity, Origin, Peers, Protocol, Rule};
 use crate::fqdn::NameMatcher;
 
 pub use http::Headers;
@@ -44,7 +47,6 @@ pub struct Request<'a> {
 #[derive(Debug, Clone)]
 struct CompiledRule {
     origin: Origin,
-    names: Vec<NameMatcher>,
     /// Its HTTP elements in [`CompiledDirection::elements`]; `None`: no L7 restriction.
     http: Option<Range<u32>>,
 }
@@ -56,18 +58,13 @@ struct CompiledDirection {
     /// Every rule's HTTP elements, in configuration order.
     elements: Vec<Element>,
     index: DirectionIndex,
+    /// The audit view (spec §8), consulted for requests this view allows.
+    audit: Option<Box<CompiledDirection>>,
 }
 
 impl CompiledDirection {
     fn origin(&self, rule: u32) -> Option<&Origin> {
         self.rules.get(rule as usize).map(|r| &r.origin)
-    }
-
-    /// Name-selected (toFQDNs) rules of the segment that select the request's server name.
-    fn by_name<'a>(&'a self, ids: &'a [u32], name: Option<&'a str>) -> impl Iterator<Item = (u32, &'a CompiledRule)> + 'a {
-        ids.iter()
-            .filter_map(|i| self.rules.get(*i as usize).map(|r| (*i, r)))
-            .filter(move |(_, r)| name.is_some_and(|n| r.names.iter().any(|m| m.matches(n))))
     }
 }
 
@@ -104,8 +101,8 @@ impl Engine {
             endpoint: Some(config.endpoint.clone()),
             ipcache: IpCache::build(&config.ipcache)?,
             names: config.identities.iter().map(|i| (i.id, i.name.clone())).collect(),
-            ingress: Some(compile_direction("ingress", config.ingress.enforced, &config.ingress.rules)?),
-            egress: Some(compile_direction("egress", config.egress.enforced, &config.egress.rules)?),
+            ingress: Some(compile_direction("ingress", &config.ingress)?),
+            egress: Some(compile_direction("egress", &config.egress)?),
         })
     }
 
@@ -131,7 +128,9 @@ impl Engine {
 
     /// Decides a request (spec §4.4). `headers` is read only when an HTTP rule must be checked,
     /// and then only the fields the candidate rules name. Pass `None` for a connection that is
-    /// not HTTP (L3/L4 only): rules with HTTP rules then do not allow it.
+    /// not HTTP (L3/L4 only): rules with HTTP rules then do not allow it. With an audit view
+    /// (spec §8), a request the enforced rules allow but the audit view denies is let through
+    /// as [`Verdict::audited`]; the audit view is consulted only for requests already allowed.
     pub fn decide<'e>(&'e self, req: &Request<'_>, headers: Option<&dyn Headers>) -> Verdict<'e> {
         if let Some(reason) = &self.unconfigured {
             return Verdict::deny(Reason::Unconfigured(reason.clone()), None);
@@ -143,10 +142,28 @@ impl Engine {
         let Some(direction) = direction else {
             return Verdict::deny(Reason::Unconfigured("no rules compiled".into()), None);
         };
-        if !direction.enforced {
+        let verdict = direction.decide(req, headers);
+        match &direction.audit {
+            Some(audit) if verdict.allowed => {
+                let would = audit.decide(req, headers);
+                if would.allowed {
+                    verdict
+                } else {
+                    Verdict::audited(would)
+                }
+            }
+            _ => verdict,
+        }
+    }
+}
+
+impl CompiledDirection {
+    /// This view's verdict (spec §4.4), without its audit view.
+    fn decide<'e>(&'e self, req: &Request<'_>, headers: Option<&dyn Headers>) -> Verdict<'e> {
+        if !self.enforced {
             return Verdict::allow(Reason::NotEnforced, None);
         }
-        let Some(segment) = direction.index.lookup(req.protocol, req.port) else {
+        let Some(segment) = self.index.lookup(req.protocol, req.port) else {
             return Verdict::deny(Reason::NoAllowRule, None);
         };
         let sides = [Some(&segment.any), segment.by_identity.get(&req.peer)];
@@ -155,13 +172,15 @@ impl Engine {
 
         // spec §4.2: deny wins over any allow (toFQDNs rules are never deny rules).
         if let Some(deny) = sides.clone().filter_map(|s| s.deny).min() {
-            return Verdict::deny(Reason::DenyRule, direction.origin(deny));
+            return Verdict::deny(Reason::DenyRule, self.origin(deny));
         }
         // spec §4.3 items 2-4: any allowing rule without HTTP rules allows every request.
-        let named = || direction.by_name(&segment.by_name, req.server_name);
+        // Name-selected (toFQDNs) rules that select the request's server name, from the index.
+        let named = req.server_name.map(|n| segment.by_name.matching(n)).unwrap_or_default();
+        let named = || named.iter().filter_map(|i| self.rules.get(*i as usize).map(|r| (*i, r)));
         let allow_l4 = lowest(sides.clone().filter_map(|s| s.allow_l4).min(), named().find(|(_, r)| r.http.is_none()).map(|(i, _)| i));
         if let Some(allow) = allow_l4 {
-            return Verdict::allow(Reason::AllowedL3L4, direction.origin(allow));
+            return Verdict::allow(Reason::AllowedL3L4, self.origin(allow));
         }
         let l7_sets = sides.filter_map(|s: &&Side| s.l7.as_ref());
         let first_l7 = lowest(l7_sets.clone().map(|s| s.first_rule).min(), named().map(|(i, _)| i).next());
@@ -169,26 +188,37 @@ impl Engine {
             return Verdict::deny(Reason::NoAllowRule, None);
         };
         let Some(headers) = headers else {
-            return Verdict::deny(Reason::L7NotMatched, direction.origin(first_l7));
+            return Verdict::deny(Reason::L7NotMatched, self.origin(first_l7));
         };
         // spec §5.1: one matching element of any candidate rule allows.
         let line = RequestLine::new(headers);
         let mut best = None;
         for set in l7_sets {
-            set.best_match(&line, &direction.elements, &mut best);
+            set.best_match(&line, &self.elements, &mut best);
         }
         for (_, rule) in named() {
-            first_match(rule.http.clone().into_iter().flatten(), &line, &direction.elements, &mut best);
+            first_match(rule.http.clone().into_iter().flatten(), &line, &self.elements, &mut best);
         }
-        match best.and_then(|b| direction.elements.get(b as usize)) {
-            Some(e) => Verdict::allow(Reason::AllowedL7 { http_rule: e.index }, direction.origin(e.rule)),
-            None => Verdict::deny(Reason::L7NotMatched, direction.origin(first_l7)),
+        match best.and_then(|b| self.elements.get(b as usize)) {
+            Some(e) => Verdict::allow(Reason::AllowedL7 { http_rule: e.index }, self.origin(e.rule)),
+            None => Verdict::deny(Reason::L7NotMatched, self.origin(first_l7)),
         }
     }
 }
 
-fn compile_direction(name: &str, enforced: bool, rules: &[Rule]) -> Result<CompiledDirection, String> {
+/// Compiles a direction and its audit view, if any.
+fn compile_direction(name: &str, policy: &DirectionPolicy) -> Result<CompiledDirection, String> {
+    let audit = match &policy.audit {
+        Some(view) if view.audit.is_some() => return Err(format!("{name}: an audit view cannot have an audit view")),
+        Some(view) => Some(Box::new(compile_view(&format!("{name} audit view"), view.enforced, &view.rules, None)?)),
+        None => None,
+    };
+    compile_view(name, policy.enforced, &policy.rules, audit)
+}
+
+fn compile_view(name: &str, enforced: bool, rules: &[Rule], audit: Option<Box<CompiledDirection>>) -> Result<CompiledDirection, String> {
     let mut compiled = Vec::with_capacity(rules.len());
+    let mut names_of_rule = Vec::with_capacity(rules.len());
     let mut elements = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let context = |e: String| format!("{name} rule {i} ({} {}): {e}", rule.origin.policy, rule.origin.rule);
@@ -216,11 +246,12 @@ fn compile_direction(name: &str, enforced: bool, rules: &[Rule]) -> Result<Compi
                 Some(range(start)?..range(elements.len())?)
             }
         };
-        compiled.push(CompiledRule { origin: rule.origin.clone(), names, http });
+        compiled.push(CompiledRule { origin: rule.origin.clone(), http });
+        names_of_rule.push(names);
     }
     let of_rule: Vec<Option<Range<u32>>> = compiled.iter().map(|r| r.http.clone()).collect();
-    let index = DirectionIndex::build(rules, &Elements { all: &elements, of_rule: &of_rule });
-    Ok(CompiledDirection { enforced, rules: compiled, elements, index })
+    let index = DirectionIndex::build(rules, &Elements { all: &elements, of_rule: &of_rule, names: &names_of_rule });
+    Ok(CompiledDirection { enforced, rules: compiled, elements, index, audit })
 }
 
 #[cfg(test)]
@@ -229,3 +260,5 @@ mod reference;
 mod differential;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod audit_tests;

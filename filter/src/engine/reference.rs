@@ -1,21 +1,35 @@
 //! The reference evaluator (test only): spec §4.4 read literally, as a linear scan over the
 //! configuration's rules with every regex compiled on the spot. Slow and obviously correct; the
 //! differential test holds the indexed [`super::Engine`] to it. Attribution is the first
-//! qualifying rule (and HTTP element) in configuration order.
+//! qualifying rule (and HTTP element) in configuration order. Audit (spec §8): the enforced
+//! rules decide; a request they allow that the audit view denies is `audit`, with the audit
+//! view's reason and rule.
 
 use super::{Direction, Headers, Reason, Request};
-use crate::config::{Action, Config, HttpRule, Peers, Rule};
+use crate::config::{Action, Config, DirectionPolicy, HttpRule, Peers, Rule};
 use crate::engine::full_match_regex;
 use crate::fqdn::NameMatcher;
 
-/// The verdict as (allowed, reason, deciding rule's `origin.rule`).
-pub type Outcome = (bool, Reason, Option<String>);
+/// The verdict as (label: `allowed`/`denied`/`audit`, reason, deciding rule's `origin.rule`).
+pub type Outcome = (&'static str, Reason, Option<String>);
 
 pub fn decide(config: &Config, req: &Request<'_>, headers: Option<&dyn Headers>) -> Outcome {
     let policy = match req.direction {
         Direction::Ingress => &config.ingress,
         Direction::Egress => &config.egress,
     };
+    let (allowed, reason, rule) = view(policy, req, headers);
+    if !allowed {
+        return ("denied", reason, rule);
+    }
+    match policy.audit.as_deref().map(|audit| view(audit, req, headers)) {
+        Some((false, would, by)) => ("audit", would, by),
+        _ => ("allowed", reason, rule),
+    }
+}
+
+/// One view's verdict as (allowed, reason, rule).
+fn view(policy: &DirectionPolicy, req: &Request<'_>, headers: Option<&dyn Headers>) -> (bool, Reason, Option<String>) {
     // 1. A direction no policy speaks about allows everything.
     if !policy.enforced {
         return (true, Reason::NotEnforced, None);

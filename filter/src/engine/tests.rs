@@ -44,8 +44,8 @@ fn engine(ingress: Vec<Rule>) -> Engine {
             IpCacheEntry { cidr: "10.0.0.1/32".into(), identity: FRONTEND },
             IpCacheEntry { cidr: "10.0.0.2/32".into(), identity: BATCH },
         ],
-        ingress: DirectionPolicy { enforced: true, rules: ingress },
-        egress: DirectionPolicy { enforced: false, rules: vec![] },
+        ingress: DirectionPolicy { enforced: true, rules: ingress, audit: None },
+        egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
     };
     Engine::compile(&config).unwrap()
 }
@@ -152,8 +152,8 @@ fn fqdn_rules_match_names() {
         endpoint: EndpointRef { name: "frontend".into(), namespace: "default".into() },
         identities: vec![],
         ipcache: vec![],
-        ingress: DirectionPolicy { enforced: false, rules: vec![] },
-        egress: DirectionPolicy { enforced: true, rules: vec![] },
+        ingress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
+        egress: DirectionPolicy { enforced: true, rules: vec![], audit: None },
     };
     config.egress.rules.push(allow(
         "spec.egress[0]",
@@ -187,8 +187,8 @@ fn bad_configs_are_refused() {
         endpoint: EndpointRef { name: "x".into(), namespace: "default".into() },
         identities: vec![],
         ipcache: vec![],
-        ingress: DirectionPolicy { enforced: true, rules },
-        egress: DirectionPolicy { enforced: false, rules: vec![] },
+        ingress: DirectionPolicy { enforced: true, rules, audit: None },
+        egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
     };
     let e = Engine::compile(&config(vec![allow("spec.ingress[0]", Peers::Any, None, Some(bad_regex))])).unwrap_err();
     assert!(e.contains("spec.ingress[0]") && e.contains("invalid regex"), "{e}");

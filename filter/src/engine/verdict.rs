@@ -70,7 +70,11 @@ impl fmt::Display for Reason {
 /// The outcome of [`crate::engine::Engine::decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict<'e> {
+    /// Whether the request passes (true for an `audit` verdict too).
     pub allowed: bool,
+    /// A would-be denial let through (spec §8): the enforced policy allows, the audit view
+    /// denies; `reason` and `origin` are the audit view's denial.
+    pub audit: bool,
     pub reason: Reason,
     /// The deciding rule: the deny rule, the allowing rule, or for an L7 denial the first rule
     /// whose HTTP rules were tried. `None` for default deny and unenforced directions.
@@ -79,9 +83,22 @@ pub struct Verdict<'e> {
 
 impl<'e> Verdict<'e> {
     pub fn allow(reason: Reason, origin: Option<&'e Origin>) -> Self {
-        Verdict { allowed: true, reason, origin }
+        Verdict { allowed: true, audit: false, reason, origin }
     }
     pub fn deny(reason: Reason, origin: Option<&'e Origin>) -> Self {
-        Verdict { allowed: false, reason, origin }
+        Verdict { allowed: false, audit: false, reason, origin }
+    }
+    /// The audit view's denial `denied`, let through.
+    pub fn audited(denied: Verdict<'e>) -> Self {
+        Verdict { allowed: true, audit: true, ..denied }
+    }
+
+    /// `allowed`, `denied` or `audit`: the verdict as flow records, metrics and traces name it.
+    pub fn label(&self) -> &'static str {
+        match (self.allowed, self.audit) {
+            (_, true) => "audit",
+            (true, false) => "allowed",
+            (false, false) => "denied",
+        }
     }
 }

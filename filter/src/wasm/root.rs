@@ -87,6 +87,6 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
-        Some(Box::new(Tls::new(Rc::clone(&self.engine))))
+        Some(Box::new(Tls::new(Rc::clone(&self.engine), Rc::clone(&self.observer))))
     }
 }

@@ -103,6 +103,7 @@ impl Cluster {
             policies: manifests.join("policies"),
             endpoints: endpoints_file,
             wasm: tools.wasm.clone(),
+            egress: false,
         })?;
         let mut starting = Vec::new();
         for endpoint in &inventory.endpoints {

@@ -21,6 +21,8 @@ pub struct ServeSpec {
     pub endpoints: PathBuf,
     /// The filter module path handed to Envoy.
     pub wasm: PathBuf,
+    /// Also serve the egress filters (`serve --egress`).
+    pub egress: bool,
 }
 
 /// A running `l7gate serve`; killed when dropped.
@@ -55,6 +57,11 @@ impl ControlPlane {
     /// Where Envoys connect.
     pub fn xds(&self) -> SocketAddr {
         self.xds
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Where `GET /status` answers.
@@ -123,8 +130,12 @@ impl ControlPlane {
         let binary = binary()?;
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).map_err(|e| e.to_string())?;
-        let mut child = Command::new(&binary)
-            .arg("serve")
+        let mut command = Command::new(&binary);
+        command.arg("serve");
+        if self.spec.egress {
+            command.arg("--egress");
+        }
+        let mut child = command
             .arg("--policies")
             .arg(&self.spec.policies)
             .arg("--endpoints")

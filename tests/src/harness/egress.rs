@@ -1,13 +1,26 @@
-//! One egress Envoy (`envoy/egress.yaml`): a workload's outbound TLS and plain-HTTP listeners on
-//! its address, the l7gate egress filters configured from two ECDS files rendered from the same
-//! filter configuration (`l7gate::ecds::render_for`), and names resolved by the given DNS server.
+//! One egress Envoy: a workload's outbound TLS and plain-HTTP listeners on its address, names
+//! resolved by the given DNS server, and the l7gate egress filters configured from two ECDS files
+//! rendered from one filter configuration (`envoy/egress.yaml`, `l7gate::ecds::render_for`), or
+//! from `l7gate serve` over ADS (`envoy/egress-ads.yaml`), or, as the benchmark's baseline,
+//! absent (`envoy/egress.yaml` without the two filters).
 
 use std::net::{IpAddr, SocketAddr};
 
 use l7gate::ecds::{render_for, write_atomically, Role};
 
 use crate::harness::envoy::{sidecar_dir, Envoy, StartError};
-use crate::harness::tools::Tools;
+use crate::harness::tools::{repo_root, Tools};
+
+/// Where the egress filters get their configuration.
+#[derive(Debug, Clone)]
+pub enum Filters {
+    /// ECDS files rendered from the workload's filter configuration (JSON).
+    Files(String),
+    /// `l7gate serve` at this address, over ADS; the node id (`name`) selects the workload.
+    Ads(SocketAddr),
+    /// No l7gate filters at all: everything passes.
+    Absent,
+}
 
 /// An egress Envoy: the template's placeholders, filled.
 #[derive(Debug, Clone)]
@@ -21,8 +34,7 @@ pub struct EgressSpec {
     pub http_port: u16,
     /// The DNS server the forward proxies resolve names with.
     pub dns: SocketAddr,
-    /// The workload's filter configuration (JSON).
-    pub filter_config_json: String,
+    pub filters: Filters,
 }
 
 impl EgressSpec {
@@ -35,6 +47,35 @@ impl EgressSpec {
     }
 }
 
+/// `template` without the filter-list entry named `name` (its `- name:` line and the more
+/// deeply indented lines under it).
+fn without_entry(template: &str, name: &str) -> String {
+    let mut out = String::new();
+    let mut skipping: Option<usize> = None;
+    for line in template.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if skipping.is_some_and(|at| indent <= at && !line.trim().is_empty()) {
+            skipping = None;
+        }
+        if skipping.is_none() && line.trim_start() == format!("- name: {name}") {
+            skipping = Some(indent);
+        }
+        if skipping.is_none() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `envoy/egress.yaml`'s text without the two l7gate filters.
+fn unfiltered(template: &str) -> String {
+    without_entry(
+        &without_entry(template, "l7gate-egress-tls"),
+        "l7gate-egress-http",
+    )
+}
+
 /// Starts the egress Envoy and waits until it is ready (its TLS listener accepts).
 pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
     let harness = |e: String| StartError::Harness(format!("egress {}: {e}", spec.name));
@@ -45,34 +86,107 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
         ("DNS_ADDRESS", spec.dns.ip().to_string()),
         ("DNS_PORT", spec.dns.port().to_string()),
     ];
-    for (role, placeholder, file) in [
-        (
-            Role::EgressTls,
-            "TLS_FILTER_CONFIG_PATH",
-            "l7gate-egress-tls.json",
-        ),
-        (
-            Role::EgressHttp,
-            "HTTP_FILTER_CONFIG_PATH",
-            "l7gate-egress-http.json",
-        ),
-    ] {
-        let path = dir.path().join(file);
-        write_atomically(
-            &path,
-            &render_for(role, &spec.filter_config_json, &tools.wasm),
-        )
-        .map_err(|e| harness(format!("cannot write {}: {e}", path.display())))?;
-        values.push((placeholder, path.display().to_string()));
-    }
+    let template = match &spec.filters {
+        Filters::Files(config_json) => {
+            for (role, placeholder, file) in [
+                (
+                    Role::EgressTls,
+                    "TLS_FILTER_CONFIG_PATH",
+                    "l7gate-egress-tls.json",
+                ),
+                (
+                    Role::EgressHttp,
+                    "HTTP_FILTER_CONFIG_PATH",
+                    "l7gate-egress-http.json",
+                ),
+            ] {
+                let path = dir.path().join(file);
+                write_atomically(&path, &render_for(role, config_json, &tools.wasm))
+                    .map_err(|e| harness(format!("cannot write {}: {e}", path.display())))?;
+                values.push((placeholder, path.display().to_string()));
+            }
+            "egress.yaml".to_string()
+        }
+        Filters::Ads(xds) => {
+            values.push(("XDS_ADDRESS", xds.ip().to_string()));
+            values.push(("XDS_PORT", xds.port().to_string()));
+            "egress-ads.yaml".to_string()
+        }
+        Filters::Absent => {
+            let path = repo_root().join("envoy/egress.yaml");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| harness(format!("cannot read {}: {e}", path.display())))?;
+            let path = dir.path().join("egress-unfiltered.yaml");
+            std::fs::write(&path, unfiltered(&text)).map_err(|e| harness(e.to_string()))?;
+            // An absolute path replaces the `envoy/` directory the template is looked up in.
+            path.display().to_string()
+        }
+    };
     let mut envoy = Envoy::launch(
         tools,
         dir,
         &spec.name,
         spec.tls_listener(),
-        "egress.yaml",
+        &template,
         values,
     )?;
     envoy.wait_ready()?;
     Ok(envoy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `envoy/egress-ads.yaml` is `envoy/egress.yaml` with the filter configs from ADS: every
+    /// line of the file-based template's body, but the two config paths, is there in order.
+    #[test]
+    fn ads_template_follows_the_file_template() {
+        let read =
+            |name: &str| std::fs::read_to_string(repo_root().join("envoy").join(name)).unwrap();
+        let (files, ads) = (read("egress.yaml"), read("egress-ads.yaml"));
+        let body = |text: &str| -> Vec<String> {
+            text.lines()
+                .skip_while(|l| !l.starts_with("node:"))
+                .map(str::to_string)
+                .collect()
+        };
+        let ads = body(&ads);
+        let mut at = ads.iter();
+        for line in body(&files)
+            .iter()
+            .filter(|l| !l.contains("path_config_source"))
+        {
+            assert!(
+                at.any(|l| l == line),
+                "envoy/egress-ads.yaml lacks (or reorders) {line:?}"
+            );
+        }
+        assert_eq!(ads.iter().filter(|l| l.contains("ads: {}")).count(), 2);
+    }
+
+    /// The unfiltered template keeps every other filter and has no l7gate placeholder left.
+    #[test]
+    fn unfiltered_template() {
+        let text = std::fs::read_to_string(repo_root().join("envoy/egress.yaml")).unwrap();
+        let out = unfiltered(&text);
+        assert!(
+            !out.contains("config_discovery") && !out.contains("FILTER_CONFIG_PATH}"),
+            "{out}"
+        );
+        for kept in [
+            "tls_inspector",
+            "sni_dynamic_forward_proxy",
+            "tcp_proxy",
+            "dynamic_forward_proxy",
+            "http.router",
+            "http_connection_manager",
+        ] {
+            assert!(out.contains(kept), "{kept} lost");
+        }
+        assert_eq!(
+            text.lines().filter(|l| l.contains("- name:")).count(),
+            out.lines().filter(|l| l.contains("- name:")).count() + 2
+        );
+    }
 }

@@ -245,6 +245,11 @@ impl Envoy {
         &self.name
     }
 
+    /// The Envoy process id (e.g. to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The address the sidecar's listener accepts on (known once ready).
     pub fn listener(&self) -> SocketAddr {
         self.listener.unwrap_or(self.requested_listen)

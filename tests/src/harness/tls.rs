@@ -61,7 +61,7 @@ impl TestPki {
     }
 
     /// A client trusting only this CA; `sni: false` sends no server name at all.
-    fn client_config(&self, sni: bool) -> Result<rustls::ClientConfig, String> {
+    pub fn client_config(&self, sni: bool) -> Result<rustls::ClientConfig, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(self.ca.clone())

@@ -12,6 +12,29 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// A private copy of `manifests/` (`endpoints.yaml` and `policies/`) a test may edit.
+pub fn seed_copy() -> Result<tempfile::TempDir, String> {
+    let io = |e: std::io::Error| format!("copying manifests/: {e}");
+    let dir = tempfile::Builder::new()
+        .prefix("l7gate-manifests-")
+        .tempdir()
+        .map_err(io)?;
+    let from = repo_root().join("manifests");
+    std::fs::copy(
+        from.join("endpoints.yaml"),
+        dir.path().join("endpoints.yaml"),
+    )
+    .map_err(io)?;
+    std::fs::create_dir(dir.path().join("policies")).map_err(io)?;
+    for entry in std::fs::read_dir(from.join("policies")).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, dir.path().join("policies").join(name)).map_err(io)?;
+        }
+    }
+    Ok(dir)
+}
+
 /// The two artefacts every sidecar needs.
 #[derive(Debug, Clone)]
 pub struct Tools {
