@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::harness::client::{self, Protocol, Request, SendError};
+use crate::harness::client::{self, Header, Protocol, Request, SendError};
 use crate::harness::cluster::Cluster;
 use crate::harness::upstream::{Seen, Upstream};
 
@@ -172,53 +172,84 @@ impl Case {
 
 /// Sends one row's request to the cluster. `Err` means the harness could not run it at all.
 pub async fn run(cluster: &Cluster, case: &Case, protocol: Protocol) -> Result<Outcome, String> {
-    let from: IpAddr = match case.from {
-        Peer::Endpoint(name) => {
-            *cluster
+    let exchange = Exchange {
+        from: case.from,
+        to: case.to,
+        method: case.method,
+        path: case.path,
+        authority: None,
+        headers: &[],
+    };
+    exchange.run(cluster, protocol).await
+}
+
+/// One request to a sidecar of the cluster, with what a table row may add to it.
+pub struct Exchange<'a> {
+    pub from: Peer,
+    /// The endpoint whose sidecar receives the request.
+    pub to: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// `Host` / `:authority`; default `<to>:<listener port>`.
+    pub authority: Option<&'a str>,
+    /// Extra header lines (see [`client::send_with`]).
+    pub headers: &'a [Header<'a>],
+}
+
+impl Exchange<'_> {
+    /// Sends it and records which applications saw a request meanwhile.
+    pub async fn run(&self, cluster: &Cluster, protocol: Protocol) -> Result<Outcome, String> {
+        let from: IpAddr = match self.from {
+            Peer::Endpoint(name) => *cluster
                 .inventory
                 .endpoint(name)
                 .and_then(|e| e.ips.first())
-                .ok_or(format!("{name} is not in the inventory"))?
-        }
-        Peer::Address(ip) => ip.parse().map_err(|e| format!("{ip}: {e}"))?,
-    };
-    let target = cluster
-        .sidecar(case.to)
-        .ok_or(format!("{} has no sidecar in the cluster", case.to))?;
-    let to = target.envoy.listener();
-    let authority = format!("{}:{}", case.to, to.port());
-    let before: Vec<usize> = cluster
-        .sidecars
-        .iter()
-        .map(|s| s.upstream.count())
-        .collect();
-    let request = Request {
-        from,
-        to,
-        authority: &authority,
-        method: case.method,
-        path: case.path,
-    };
-    let response = client::send(protocol, &request).await.map_err(|e| match e {
-        SendError::Connect(e) => format!("connect {from} → {to}: {e}"),
-        other => other.to_string(),
-    });
-    let contacted = cluster
-        .sidecars
-        .iter()
-        .zip(before)
-        .flat_map(|(s, n)| {
-            s.upstream
-                .seen()
-                .into_iter()
-                .skip(n)
-                .map(|seen| (s.upstream.name().to_string(), seen))
+                .ok_or(format!("{name} is not in the inventory"))?,
+            Peer::Address(ip) => ip.parse().map_err(|e| format!("{ip}: {e}"))?,
+        };
+        let target = cluster
+            .sidecar(self.to)
+            .ok_or(format!("{} has no sidecar in the cluster", self.to))?;
+        let to = target.envoy.listener();
+        let authority = self
+            .authority
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}:{}", self.to, to.port()));
+        let before: Vec<usize> = cluster
+            .sidecars
+            .iter()
+            .map(|s| s.upstream.count())
+            .collect();
+        let request = Request {
+            from,
+            to,
+            authority: &authority,
+            method: self.method,
+            path: self.path,
+        };
+        let response = client::send_with(protocol, &request, self.headers)
+            .await
+            .map_err(|e| match e {
+                SendError::Connect(e) => format!("connect {from} → {to}: {e}"),
+                other => other.to_string(),
+            });
+        let contacted = cluster
+            .sidecars
+            .iter()
+            .zip(before)
+            .flat_map(|(s, n)| {
+                s.upstream
+                    .seen()
+                    .into_iter()
+                    .skip(n)
+                    .map(|seen| (s.upstream.name().to_string(), seen))
+            })
+            .collect();
+        Ok(Outcome {
+            response,
+            contacted,
         })
-        .collect();
-    Ok(Outcome {
-        response,
-        contacted,
-    })
+    }
 }
 
 /// Whether the outcome is what the row expects; `Err` says how it differs.

@@ -5,15 +5,14 @@
 //! allowed request exactly the target). Plus the filter's fail-closed path for an empty plugin
 //! configuration, on a standalone sidecar.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
-use l7gate_e2e::harness::client::{self, Header, Protocol, Request, SendError};
+use l7gate_e2e::harness::client::{self, Header, Protocol, Request};
 use l7gate_e2e::harness::cluster::Cluster;
 use l7gate_e2e::harness::envoy::{Envoy, SidecarSpec};
 use l7gate_e2e::harness::tools::{repo_root, Tools};
 use l7gate_e2e::harness::upstream::Upstream;
-use l7gate_e2e::scenario::{self, Case, Expect, Outcome, Peer};
+use l7gate_e2e::scenario::{self, Case, Exchange, Expect, Outcome, Peer};
 use l7gate_filter::config::{Config, DirectionPolicy, EndpointRef, SCHEMA_VERSION};
 
 const FRONTEND: Peer = Peer::Endpoint("frontend");
@@ -136,56 +135,18 @@ fn start(topic: &str) -> Cluster {
 
 /// Sends one row's request; `Outcome` as in the seed scenario.
 async fn send(cluster: &Cluster, row: &Row, protocol: Protocol) -> Outcome {
-    let from: IpAddr = match row.from {
-        Peer::Endpoint(name) => *cluster
-            .inventory
-            .endpoint(name)
-            .and_then(|e| e.ips.first())
-            .unwrap_or_else(|| panic!("{name} is not in the fixture inventory")),
-        Peer::Address(ip) => ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}")),
-    };
-    let target = cluster
-        .sidecar(row.to)
-        .unwrap_or_else(|| panic!("{} has no sidecar in the fixture", row.to));
-    let to = target.envoy.listener();
-    let authority = row
-        .authority
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{}:{}", row.to, to.port()));
-    let before: Vec<usize> = cluster
-        .sidecars
-        .iter()
-        .map(|s| s.upstream.count())
-        .collect();
-    let request = Request {
-        from,
-        to,
-        authority: &authority,
+    let exchange = Exchange {
+        from: row.from,
+        to: row.to,
         method: row.method,
         path: row.path,
+        authority: row.authority,
+        headers: row.headers,
     };
-    let response = client::send_with(protocol, &request, row.headers)
+    exchange
+        .run(cluster, protocol)
         .await
-        .map_err(|e| match e {
-            SendError::Connect(e) => format!("connect {from} → {to}: {e}"),
-            other => other.to_string(),
-        });
-    let contacted = cluster
-        .sidecars
-        .iter()
-        .zip(before)
-        .flat_map(|(s, n)| {
-            s.upstream
-                .seen()
-                .into_iter()
-                .skip(n)
-                .map(|seen| (s.upstream.name().to_string(), seen))
-        })
-        .collect();
-    Outcome {
-        response,
-        contacted,
-    }
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs every (row, protocol) and fails with the list of rows that differ.

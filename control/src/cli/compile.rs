@@ -29,10 +29,8 @@ enum Format {
 pub struct Args {
     #[command(flatten)]
     inputs: super::Inputs,
-    /// Put every policy in audit mode (spec §8): nothing is denied; would-be denials are let
-    /// through and reported with verdict `audit` (one policy: annotation `l7gate.io/audit-mode: "true"`).
-    #[arg(long)]
-    audit_mode: bool,
+    #[command(flatten)]
+    audit: super::AuditMode,
     /// The endpoint (`name` or `namespace/name`) whose sidecar gets the configuration.
     #[arg(long)]
     endpoint: String,
@@ -50,7 +48,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let cluster = super::load(&args.inputs)?.with_audit_mode(args.audit_mode);
+    let cluster = super::load(&args.inputs)?.with_audit_mode(args.audit.audit_mode);
     let config = cluster.compile(cluster.endpoint(&args.endpoint)?)?;
     let text = match args.format {
         Format::Config => serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?,

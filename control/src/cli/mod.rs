@@ -31,6 +31,15 @@ pub struct Inputs {
     pub endpoints: PathBuf,
 }
 
+/// The global audit switch of the commands that compile policies.
+#[derive(Debug, clap::Args)]
+pub struct AuditMode {
+    /// Put every policy in audit mode (spec §8): nothing is denied; would-be denials are let
+    /// through and reported with verdict `audit` (one policy: annotation `l7gate.io/audit-mode: "true"`).
+    #[arg(long)]
+    pub audit_mode: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check policies (and, with --endpoints, compile every endpoint); exit 1 on any error.

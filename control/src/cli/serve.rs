@@ -10,10 +10,8 @@ use crate::ecds::Role;
 pub struct Args {
     #[command(flatten)]
     inputs: super::Inputs,
-    /// Put every policy in audit mode (spec §8): nothing is denied; would-be denials are let
-    /// through and reported with verdict `audit` (one policy: annotation `l7gate.io/audit-mode: "true"`).
-    #[arg(long)]
-    audit_mode: bool,
+    #[command(flatten)]
+    audit: super::AuditMode,
     /// Also serve the egress filters' resources (`l7gate-egress-http`, `l7gate-egress-tls`) for
     /// egress Envoys (envoy/egress-ads.yaml). Off by default: each role repeats every config.
     #[arg(long)]
@@ -34,7 +32,7 @@ pub fn run(args: Args) -> Result<(), String> {
     // Envoy resolves a relative module path against its own cwd, not ours.
     let wasm = std::path::absolute(&args.wasm).map_err(|e| format!("--wasm {}: {e}", args.wasm.display()))?;
     let inputs = crate::watch::Inputs { policies: args.inputs.policies, endpoints: args.inputs.endpoints, wasm,
-        audit_mode: args.audit_mode,
+        audit_mode: args.audit.audit_mode,
         roles: if args.egress { Role::ALL.to_vec() } else { vec![Role::Ingress] },
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;

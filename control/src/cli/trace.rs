@@ -19,10 +19,8 @@ enum Proto {
 pub struct Args {
     #[command(flatten)]
     inputs: super::Inputs,
-    /// Put every policy in audit mode (spec §8): nothing is denied; would-be denials are let
-    /// through and reported with verdict `audit` (one policy: annotation `l7gate.io/audit-mode: "true"`).
-    #[arg(long)]
-    audit_mode: bool,
+    #[command(flatten)]
+    audit: super::AuditMode,
     /// Source: endpoint name (`name` or `namespace/name`) or IP address.
     #[arg(long)]
     from: String,
@@ -54,7 +52,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let cluster = super::load(&args.inputs)?.with_audit_mode(args.audit_mode);
+    let cluster = super::load(&args.inputs)?.with_audit_mode(args.audit.audit_mode);
     let headers = args
         .headers
         .iter()

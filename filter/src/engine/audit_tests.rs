@@ -2,25 +2,11 @@
 //! direction resolved with the audit-mode policies) denies passes as `audit`, attributed to the
 //! audit view's denial. Nothing an audit view says ever denies.
 
-use std::collections::HashMap;
-
+use super::fixtures::*;
 use super::*;
 use crate::config::*;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-const FRONTEND: Identity = 300;
-const BATCH: Identity = 301;
-
-struct Req(HashMap<&'static str, &'static str>);
-impl Headers for Req {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.get(name).map(|v| v.as_bytes().to_vec())
-    }
-}
-fn http(method: &'static str, path: &'static str) -> Req {
-    Req(HashMap::from([(":method", method), (":path", path), (":authority", "inventory:8080")]))
-}
 
 fn rule(action: Action, policy: &str, peer: Identity, http: Option<&str>) -> Rule {
     Rule {

@@ -259,6 +259,8 @@ mod reference;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod differential;
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod audit_tests;

@@ -1,24 +1,10 @@
 //! Engine semantics, one case per rule of spec §4, each naming the section it checks.
 
-use std::collections::HashMap;
-
+use super::fixtures::*;
 use super::*;
 use crate::config::*;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
-
-const FRONTEND: Identity = 300;
-const BATCH: Identity = 301;
-
-struct Req(HashMap<&'static str, &'static str>);
-impl Headers for Req {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.get(name).map(|v| v.as_bytes().to_vec())
-    }
-}
-fn http(method: &'static str, path: &'static str) -> Req {
-    Req(HashMap::from([(":method", method), (":path", path), (":authority", "inventory:8080")]))
-}
 
 fn origin(rule: &str) -> Origin {
     Origin { kind: "CiliumNetworkPolicy".into(), policy: "default/p".into(), rule: rule.into() }
