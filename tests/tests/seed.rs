@@ -6,11 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use l7gate_e2e::harness::client::{self, Protocol, Request, Response};
 use l7gate_e2e::harness::cluster::Cluster;
-use l7gate_e2e::harness::envoy::{Envoy, SidecarSpec};
+use l7gate_e2e::harness::envoy::{config_without_rules, Envoy, SidecarSpec};
 use l7gate_e2e::harness::tools::Tools;
 use l7gate_e2e::harness::upstream::Upstream;
 use l7gate_e2e::scenario::{self, SEED};
-use l7gate_filter::config::{Config, DirectionPolicy, EndpointRef, SCHEMA_VERSION};
 
 const FRONTEND: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
@@ -38,30 +37,6 @@ async fn seed_table_holds_against_real_envoys() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-/// A hand-written config in the filter's schema: `ingress` enforced or not, no rules at all.
-fn config_without_rules(name: &str, ingress_enforced: bool) -> String {
-    Config {
-        version: SCHEMA_VERSION,
-        endpoint: EndpointRef {
-            name: name.to_string(),
-            namespace: "default".to_string(),
-        },
-        identities: Vec::new(),
-        ipcache: Vec::new(),
-        ingress: DirectionPolicy {
-            enforced: ingress_enforced,
-            rules: Vec::new(),
-            audit: None,
-        },
-        egress: DirectionPolicy {
-            enforced: false,
-            rules: Vec::new(),
-            audit: None,
-        },
-    }
-    .to_json()
 }
 
 fn sidecar(name: &str, listen: &str, upstream: &Upstream, config_json: String) -> SidecarSpec {

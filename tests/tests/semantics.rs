@@ -9,11 +9,10 @@ use std::path::PathBuf;
 
 use l7gate_e2e::harness::client::{self, Header, Protocol, Request};
 use l7gate_e2e::harness::cluster::Cluster;
-use l7gate_e2e::harness::envoy::{Envoy, SidecarSpec};
+use l7gate_e2e::harness::envoy::{config_without_rules, Envoy, SidecarSpec};
 use l7gate_e2e::harness::tools::{repo_root, Tools};
 use l7gate_e2e::harness::upstream::Upstream;
 use l7gate_e2e::scenario::{self, Case, Exchange, Expect, Outcome, Peer};
-use l7gate_filter::config::{Config, DirectionPolicy, EndpointRef, SCHEMA_VERSION};
 
 const FRONTEND: Peer = Peer::Endpoint("frontend");
 const REPORTING: Peer = Peer::Endpoint("reporting");
@@ -429,29 +428,6 @@ async fn host_rules_match_the_authority_as_sent() {
 
 const ECDS: &str = "extension_config_discovery.http_filter.l7gate";
 
-fn open_config(name: &str) -> String {
-    Config {
-        version: SCHEMA_VERSION,
-        endpoint: EndpointRef {
-            name: name.to_string(),
-            namespace: "default".to_string(),
-        },
-        identities: Vec::new(),
-        ipcache: Vec::new(),
-        ingress: DirectionPolicy {
-            enforced: false,
-            rules: Vec::new(),
-            audit: None,
-        },
-        egress: DirectionPolicy {
-            enforced: false,
-            rules: Vec::new(),
-            audit: None,
-        },
-    }
-    .to_json()
-}
-
 #[tokio::test]
 async fn empty_plugin_configuration_denies_everything() {
     let tools = Tools::require();
@@ -485,7 +461,7 @@ async fn empty_plugin_configuration_denies_everything() {
                 method: "GET",
                 path: "/anything",
             };
-            let response = client::send_with(*protocol, &req, &[])
+            let response = client::send(*protocol, &req)
                 .await
                 .unwrap_or_else(|e| panic!("{configuration:?} {protocol}: {e}"));
             assert_eq!(
@@ -500,7 +476,7 @@ async fn empty_plugin_configuration_denies_everything() {
             "{configuration:?}: a request passed an unconfigured filter"
         );
 
-        envoy.write_filter_config(&open_config(&name)).unwrap();
+        envoy.write_filter_config(&config_without_rules(&name, false)).unwrap();
         assert_eq!(
             envoy.wait_for_stat(&format!("{ECDS}.update_success"), |n| n >= 2),
             Some(2)

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use l7gate_filter::config::{Config, DirectionPolicy, EndpointRef, SCHEMA_VERSION};
+
 use crate::harness::tools::{repo_root, Tools};
 
 /// Upper bound for Envoy to come up; only a guard against hanging forever, never an assertion.
@@ -448,4 +450,28 @@ fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, Stri
         .map_err(|e| format!("admin {addr}{path}: {e}"))?;
     let response = crate::harness::client::parse_response(&raw)?;
     Ok((response.status, response.body))
+}
+
+/// A hand-written config in the filter's schema: `ingress` enforced or not, no rules at all.
+pub fn config_without_rules(name: &str, ingress_enforced: bool) -> String {
+    Config {
+        version: SCHEMA_VERSION,
+        endpoint: EndpointRef {
+            name: name.to_string(),
+            namespace: "default".to_string(),
+        },
+        identities: Vec::new(),
+        ipcache: Vec::new(),
+        ingress: DirectionPolicy {
+            enforced: ingress_enforced,
+            rules: Vec::new(),
+            audit: None,
+        },
+        egress: DirectionPolicy {
+            enforced: false,
+            rules: Vec::new(),
+            audit: None,
+        },
+    }
+    .to_json()
 }
