@@ -7,10 +7,12 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use crate::cpu::Cpu;
 
 /// The port the policies name (the filter reads the listener's local port).
 pub const PORT: u16 = 8080;
@@ -63,14 +65,14 @@ impl Drop for Envoy {
 }
 
 impl Envoy {
-    /// Starts `envoy` with `bootstrap` (JSON) in `dir` and waits until admin says LIVE.
-    pub fn start(envoy: &Path, dir: &Path, name: &str, bootstrap: &Value) -> Result<Envoy, String> {
+    /// Starts `envoy` with `bootstrap` (JSON) in `dir` on `cpu` and waits until admin says LIVE.
+    pub fn start(envoy: &Path, dir: &Path, name: &str, bootstrap: &Value, cpu: Cpu) -> Result<Envoy, String> {
         let config = dir.join(format!("{name}.json"));
         let admin_file = dir.join(format!("{name}.admin"));
         let log = dir.join(format!("{name}.log"));
         let _ = std::fs::remove_file(&admin_file);
         std::fs::write(&config, format!("{bootstrap:#}")).map_err(|e| format!("{}: {e}", config.display()))?;
-        let child = Command::new(envoy)
+        let child = cpu.command(envoy)
             .arg("-c").arg(&config)
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
             .arg("--admin-address-path").arg(&admin_file)
@@ -133,7 +135,8 @@ fn hcm(name: &str, route: Value, filters: &[Value]) -> Value {
         "stat_prefix": name, "codec_type": "AUTO", "use_remote_address": true, "xff_num_trusted_hops": 0,
         "normalize_path": true, "merge_slashes": true, "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
         "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
-        "route_config": {"name": name, "virtual_hosts": [{"name": "app", "domains": ["*"], "routes": [route]}]},
+        "route_config": {"name": name, "request_headers_to_remove": [CONNECTION_HEADER],
+            "virtual_hosts": [{"name": "app", "domains": ["*"], "routes": [route]}]},
         "http_filters": http_filters}})
 }
 
@@ -159,7 +162,12 @@ pub fn upstream_bootstrap() -> Value {
 /// A variant's bootstrap with the given HTTP filters (before the router).
 pub fn bootstrap(variant: Variant, filters: &[Value]) -> Value {
     let proxied = json!({"match": {"prefix": "/"}, "route": {"cluster": "app"}});
-    json!({"node": {"id": variant.name(), "cluster": "bench"}, "admin": admin(),
+    // As envoy/sidecar.yaml: the node names the header the connection filter sets.
+    let metadata = match variant {
+        Variant::L7gate => json!({"l7gate.connection_header": CONNECTION_HEADER}),
+        _ => json!({}),
+    };
+    json!({"node": {"id": variant.name(), "cluster": "bench", "metadata": metadata}, "admin": admin(),
         "static_resources": {
             "listeners": [
                 listener("direct", &variant.address(true), direct_route(), filters),
@@ -170,11 +178,22 @@ pub fn bootstrap(variant: Variant, filters: &[Value]) -> Value {
                     {"endpoint": {"address": {"socket_address": {"address": UPSTREAM, "port_value": PORT}}}}]}]}}]}})
 }
 
-/// The l7gate filter, configured from the ECDS file at `path` (as `envoy/sidecar.yaml` does).
-pub fn l7gate_filter(path: &Path) -> Value {
-    json!({"name": "l7gate", "config_discovery": {
-        "config_source": {"path_config_source": {"path": path}, "resource_api_version": "V3"},
-        "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}})
+/// The header Envoy sets for the filter with the connection's addresses (envoy/sidecar.yaml).
+const CONNECTION_HEADER: &str = "x-l7gate-connection";
+
+/// The l7gate filter, configured from the ECDS file at `path`, behind the filter that sets its
+/// connection header (as `envoy/sidecar.yaml` has them).
+pub fn l7gate_filters(path: &Path) -> Vec<Value> {
+    vec![
+        json!({"name": "l7gate-connection", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"append": {
+                "header": {"key": CONNECTION_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}}),
+        json!({"name": "l7gate", "config_discovery": {
+            "config_source": {"path_config_source": {"path": path}, "resource_api_version": "V3"},
+            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}}),
+    ]
 }
 
 /// The filter's own configure timings from the Envoy log ("... rules in N us"), one per VM.

@@ -1,8 +1,9 @@
 //! Load generators: `wrk` (HTTP/1.1, 16 connections, one thread, latency percentiles) and
 //! `h2load` (cleartext HTTP/2 with prior knowledge, 16 connections × 10 streams), each for a fixed
-//! duration; their reports parsed into requests per second and latency.
+//! duration, on the helper CPU, every request with the same realistic [`HEADERS`]; their
+//! reports parsed into requests per second and latency.
 
-use std::process::Command;
+use crate::cpu::Cpu;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +21,29 @@ pub struct Sample {
     pub p99_ms: Option<f64>,
 }
 
+/// The headers every request carries besides the request line: what an API client behind a
+/// browser front end typically sends (about 450 bytes), so the filter reads a realistic header
+/// map rather than wrk's bare `Host`.
+pub const HEADERS: [&str; 8] = [
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "Accept: application/json, text/plain, */*",
+    "Accept-Language: en-US,en;q=0.9",
+    "Accept-Encoding: gzip, deflate, br",
+    "Cookie: session=abcdef0123456789abcdef0123456789; theme=dark",
+    "Referer: http://shop.example.com/cart",
+    "X-Request-Id: 7f3c9a2e-1b4d-4e8f-9a6b-2c5d8e1f0a3b",
+    "Cache-Control: no-cache",
+];
+
+fn header_args() -> impl Iterator<Item = &'static str> {
+    HEADERS.iter().flat_map(|h| ["-H", *h])
+}
+
 pub fn run(protocol: Protocol, url: &str, duration: Duration) -> Result<Sample, String> {
     let secs = duration.as_secs().max(1).to_string();
     let out = match protocol {
-        Protocol::H1 => Command::new("wrk").args(["-t1", "-c16", "-d", &format!("{secs}s"), "--latency", url]).output(),
-        Protocol::H2 => Command::new("h2load").args(["-t1", "-c16", "-m10", "-D", &secs, url]).output(),
+        Protocol::H1 => Cpu::Helper.command("wrk").args(["-t1", "-c16", "-d", &format!("{secs}s"), "--latency"]).args(header_args()).arg(url).output(),
+        Protocol::H2 => Cpu::Helper.command("h2load").args(["-t1", "-c16", "-m10", "-D", &secs]).args(header_args()).arg(url).output(),
     }
     .map_err(|e| format!("cannot run the load generator: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);

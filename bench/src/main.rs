@@ -10,6 +10,7 @@
 //!
 //! Needs `L7GATE_ENVOY` and `L7GATE_WASM` (absolute paths), `wrk`, `h2load` and `gnuplot`.
 
+mod cpu;
 mod envoy;
 mod load;
 mod policy;
@@ -22,6 +23,7 @@ mod xds_scale;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cpu::Cpu;
 use envoy::{Envoy, Variant};
 use load::{Protocol, Sample};
 use report::RuleCount;
@@ -86,7 +88,7 @@ fn run() -> Result<(), String> {
     let (envoy_bin, wasm) = (env_path("L7GATE_ENVOY")?, env_path("L7GATE_WASM")?);
     let wasm_bytes = std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
     let dir = scratch_dir("throughput")?;
-    let _upstream = Envoy::start(&envoy_bin, &dir, "upstream", &envoy::upstream_bootstrap())?;
+    let _upstream = Envoy::start(&envoy_bin, &dir, "upstream", &envoy::upstream_bootstrap(), Cpu::Helper)?;
     let mut counts = Vec::new();
     for &rules in &o.rules {
         eprintln!("== {rules} rules");
@@ -97,10 +99,12 @@ fn run() -> Result<(), String> {
     let (md_path, png) = (o.out.join(format!("{stamp}.md")), o.out.join(format!("{stamp}.png")));
     let header = format!(
         "# l7gate benchmark {stamp}\n\nCommand: `bench/run.sh {}`; {} round(s) of {} s per load and variant, interleaved; \
-         Envoy `--concurrency 1`; wrk `-t1 -c16`, h2load `-t1 -c16 -m10`; {} CPUs; load average at the end: {}\n",
+         Envoy `--concurrency 1` (pinned to CPU 0 when there are two or more; load generators and the upstream on CPU 1); \
+         wrk `-t1 -c16`, h2load `-t1 -c16 -m10`, {} request headers besides the request line; {} CPUs; load average at the end: {}\n",
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         o.rounds,
         o.seconds,
+        load::HEADERS.len(),
         cpus(),
         load_average(),
     );
@@ -156,12 +160,12 @@ fn measure(rules: usize, o: &Options, envoy_bin: &Path, wasm: &Path, dir: &Path)
         Ok(match v {
             Variant::NoFilter => vec![],
             Variant::Rbac => rbac::filters(&set.config)?,
-            Variant::L7gate => vec![envoy::l7gate_filter(&ecds)],
+            Variant::L7gate => envoy::l7gate_filters(&ecds),
         })
     };
     let mut envoys = Vec::new();
     for v in Variant::ALL {
-        envoys.push(Envoy::start(envoy_bin, dir, &format!("{}-{rules}", v.name()), &envoy::bootstrap(v, &filters(v)?))?);
+        envoys.push(Envoy::start(envoy_bin, dir, &format!("{}-{rules}", v.name()), &envoy::bootstrap(v, &filters(v)?), Cpu::UnderTest)?);
     }
     for v in Variant::ALL {
         sanity_check(v, &set)?;

@@ -89,9 +89,9 @@ fn party<'a>(cluster: &'a Cluster, spec: &str, role: &str) -> Result<Party<'a>, 
 pub(crate) struct QueryHeaders<'q>(pub(crate) &'q [(String, String)]);
 
 impl Headers for QueryHeaders<'_> {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
+    fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
         let values: Vec<&str> = self.0.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
-        (!values.is_empty()).then(|| values.join(",").into_bytes())
+        (!values.is_empty()).then(|| values.join(",").into_bytes().into())
     }
 }
 

@@ -140,8 +140,8 @@ const TCP_8080: &str = "toPorts: [{ports: [{port: '8080', protocol: TCP}]}]";
 struct RequestHeaders(HashMap<&'static str, &'static str>);
 
 impl Headers for RequestHeaders {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.get(name).map(|v| v.as_bytes().to_vec())
+    fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        self.0.get(name).map(|v| v.as_bytes().into())
     }
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod flowlog;
 pub mod fqdn;
+pub mod headermap;
 pub mod metrics;
 pub mod role;
 

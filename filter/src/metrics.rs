@@ -230,8 +230,13 @@ mod tests {
         let request = |peer, port| Request { direction: Direction::Ingress, peer, port, protocol: Protocol::Tcp, server_name: None };
         struct Method(&'static str);
         impl crate::engine::Headers for Method {
-            fn get(&self, name: &str) -> Option<Vec<u8>> {
-                (name == ":method").then(|| self.0.as_bytes().to_vec()).or_else(|| (name == ":path").then(|| b"/".to_vec()))
+            fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+                let value: &[u8] = match name {
+                    ":method" => self.0.as_bytes(),
+                    ":path" => b"/",
+                    _ => return None,
+                };
+                Some(value.into())
             }
         }
         let cases = [

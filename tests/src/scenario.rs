@@ -252,6 +252,9 @@ impl Exchange<'_> {
     }
 }
 
+/// The header the sidecar templates have Envoy set for the filter (`l7gate.connection_header`).
+pub const CONNECTION_HEADER: &str = "x-l7gate-connection";
+
 /// Whether the outcome is what the row expects; `Err` says how it differs.
 pub fn check(case: &Case, outcome: &Outcome) -> Result<(), String> {
     let response = outcome
@@ -273,7 +276,11 @@ pub fn check(case: &Case, outcome: &Outcome) -> Result<(), String> {
                         && seen.method == case.method
                         && seen.path == upstream_path =>
                 {
-                    Ok(())
+                    // The sidecar's connection header (envoy/sidecar.yaml) is removed upstream.
+                    match seen.header_names.iter().find(|n| *n == CONNECTION_HEADER) {
+                        Some(n) => Err(format!("{} received the sidecar's internal header {n}", case.to)),
+                        None => Ok(()),
+                    }
                 }
                 other => Err(format!(
                     "expected {} to get exactly {} {upstream_path}, apps got {other:?}",

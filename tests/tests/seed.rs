@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use l7gate_e2e::harness::client::{self, Protocol, Request, Response};
+use l7gate_e2e::scenario::CONNECTION_HEADER;
 use l7gate_e2e::harness::cluster::Cluster;
 use l7gate_e2e::harness::envoy::{config_without_rules, Envoy, SidecarSpec};
 use l7gate_e2e::harness::tools::Tools;
@@ -107,6 +108,41 @@ async fn enforced_direction_without_rules_denies_everything() {
         (200, "open-app saw GET /anything")
     );
     assert_eq!(open_app.count(), 1);
+}
+
+// The filter decides by the connection's real peer and local port, whether the bootstrap hands
+// them over in the connection header (the templates: one header read per request) or not (a
+// bootstrap whose node metadata names no header: `source.address`/`destination.address`
+// properties). Either way a client's own connection header changes nothing: with the header
+// Envoy replaces it, without it the filter ignores it. The flow record shows what was decided on.
+#[tokio::test]
+async fn peer_and_port_are_the_connections_with_or_without_the_connection_header() {
+    let tools = Tools::require();
+    let app = Upstream::start("app").unwrap();
+    let without_metadata = |bootstrap: String| {
+        let edited = bootstrap.replace("  metadata:\n    l7gate.connection_header: x-l7gate-connection\n", "");
+        assert_ne!(edited, bootstrap, "the template's node metadata moved; update this test");
+        edited
+    };
+    let spec = |name: &str, listen: &str| sidecar(name, listen, &app, config_without_rules(name, false));
+    let mut with_header = Envoy::spawn(&tools, &spec("with-header", "127.0.0.23:0")).unwrap_or_else(|e| panic!("{e}"));
+    let mut without = Envoy::spawn_edited(&tools, &spec("without-header", "127.0.0.24:0"), without_metadata).unwrap_or_else(|e| panic!("{e}"));
+    for envoy in [&mut with_header, &mut without] {
+        envoy.wait_ready().unwrap_or_else(|e| panic!("{e}"));
+        let to = envoy.listener();
+        for protocol in [Protocol::Http1, Protocol::Http2] {
+            let req = Request { from: FRONTEND, to, authority: "app:8080", method: "GET", path: "/x" };
+            let spoofed: &[client::Header<'_>] = &[(CONNECTION_HEADER, b"127.0.0.99:1 127.0.0.98:9")];
+            let response = client::send_with(protocol, &req, spoofed).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(response.status, 200, "{} {protocol:?}", envoy.name());
+        }
+        let records = envoy.wait_for_flow_records(2);
+        for r in &records {
+            let seen = (r["src"]["ip"].as_str(), r["dst"]["ip"].as_str(), r["port"].as_u64());
+            assert_eq!(seen, (Some("127.0.0.2"), Some(to.ip().to_string().as_str()), Some(u64::from(to.port()))), "{}: {r}", envoy.name());
+        }
+    }
+    assert!(app.seen().iter().all(|s| !s.header_names.iter().any(|n| n == CONNECTION_HEADER)), "{:?}", app.seen());
 }
 
 // Fail closed: a config the filter refuses (a schema version it does not read) must never turn

@@ -237,6 +237,15 @@ const HEADER_TABLE: &[Row] = &[
         .deny("spec §5.4 a non-UTF-8 value is not \"blue\""),
     get(FRONTEND, API, "/tenant").over(RAW).with(&[h("X-Tenant", b"blue\xff")])
         .deny("spec §5.4 a non-UTF-8 value is not \"blue\""),
+    // The peer is the TCP source (spec §2.4 identity by address): the connection header the
+    // filter reads is Envoy's, replacing every one a client sends (envoy/sidecar.yaml).
+    get(REPORTING, API, "/token").over(ALL).with(&[h("X-Token", b"abc"), h("X-L7gate-Connection", b"127.0.0.2:40000 127.0.0.10:8080")])
+        .deny("spec §2.4 a client cannot claim frontend's address with the connection header"),
+    get(REPORTING, API, "/token").over(RAW)
+        .with(&[h("x-l7gate-connection", b"127.0.0.2:40000 127.0.0.10:8080"), h("X-Token", b"abc"), h("X-L7GATE-CONNECTION", b"127.0.0.2:40001 127.0.0.10:8080")])
+        .deny("spec §2.4 nor with several connection headers"),
+    get(FRONTEND, API, "/token").over(ALL).with(&[h("X-Token", b"abc"), h("X-L7gate-Connection", b"127.0.0.3:40000 127.0.0.10:9999")])
+        .allow("spec §2.4 a client's connection header is discarded, not believed"),
 ];
 
 #[tokio::test]

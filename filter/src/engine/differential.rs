@@ -154,8 +154,8 @@ fn config() -> impl Strategy<Value = Config> {
 #[derive(Debug, Clone)]
 struct Req(HashMap<String, Vec<u8>>);
 impl Headers for Req {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.get(name).cloned()
+    fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        self.0.get(name).map(|v| std::borrow::Cow::Borrowed(v.as_slice()))
     }
 }
 

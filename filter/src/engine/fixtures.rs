@@ -1,5 +1,6 @@
 //! Shared fixtures of the engine's unit tests: two peer identities and a header map.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::config::Identity;
@@ -12,8 +13,8 @@ pub const BATCH: Identity = 301;
 pub struct Req(pub HashMap<&'static str, &'static str>);
 
 impl Headers for Req {
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.get(name).map(|v| v.as_bytes().to_vec())
+    fn get(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        self.0.get(name).map(|v| Cow::Borrowed(v.as_bytes()))
     }
 }
 

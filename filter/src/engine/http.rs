@@ -2,6 +2,7 @@
 //! value (RE2 full-match semantics, see [`Pattern`]); header conditions are presence or
 //! exact-value checks. Request fields are read lazily, each at most once per request.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use super::pattern::{Pattern, Value};
@@ -9,16 +10,17 @@ use crate::config::HttpRule;
 
 /// Read access to the request's headers; names are lower-case, pseudo-headers included
 /// (`:method`, `:path`, `:authority`). Values are raw bytes: nothing assumes UTF-8.
+/// A value borrows from the headers when it can (a repeated header joined is owned).
 pub trait Headers {
-    fn get(&self, name: &str) -> Option<Vec<u8>>;
+    fn get(&self, name: &str) -> Option<Cow<'_, [u8]>>;
 }
 
 /// The pseudo-headers HTTP rules look at, each read from the host on first use only.
 pub struct RequestLine<'h> {
     headers: &'h dyn Headers,
-    method: OnceCell<Option<Value>>,
-    path: OnceCell<Option<Value>>,
-    authority: OnceCell<Option<Value>>,
+    method: OnceCell<Option<Value<'h>>>,
+    path: OnceCell<Option<Value<'h>>>,
+    authority: OnceCell<Option<Value<'h>>>,
 }
 
 impl<'h> RequestLine<'h> {
@@ -26,19 +28,19 @@ impl<'h> RequestLine<'h> {
         RequestLine { headers, method: OnceCell::new(), path: OnceCell::new(), authority: OnceCell::new() }
     }
 
-    fn field<'a>(&self, cell: &'a OnceCell<Option<Value>>, name: &str) -> Option<&'a Value> {
+    fn field<'a>(&self, cell: &'a OnceCell<Option<Value<'h>>>, name: &str) -> Option<&'a Value<'h>> {
         cell.get_or_init(|| self.headers.get(name).map(Value::new)).as_ref()
     }
 
-    pub fn method(&self) -> Option<&Value> {
+    pub fn method(&self) -> Option<&Value<'h>> {
         self.field(&self.method, ":method")
     }
 
-    pub fn path(&self) -> Option<&Value> {
+    pub fn path(&self) -> Option<&Value<'h>> {
         self.field(&self.path, ":path")
     }
 
-    pub fn authority(&self) -> Option<&Value> {
+    pub fn authority(&self) -> Option<&Value<'h>> {
         self.field(&self.authority, ":authority")
     }
 }
@@ -81,14 +83,14 @@ impl HttpMatcher {
             && self.headers.iter().all(|(name, want)| match (line.headers.get(name), want) {
                 (None, _) => false,
                 (Some(_), None) => true,
-                (Some(got), Some(want)) => got == *want,
+                (Some(got), Some(want)) => *got == **want,
             })
     }
 }
 
 /// An absent pattern matches anything (without reading the field); a present one needs a
 /// present, matching value.
-fn field_matches<'a>(pattern: &Option<Pattern>, value: impl FnOnce() -> Option<&'a Value>) -> bool {
+fn field_matches<'a, 'h: 'a>(pattern: &Option<Pattern>, value: impl FnOnce() -> Option<&'a Value<'h>>) -> bool {
     match pattern {
         None => true,
         Some(p) => value().is_some_and(|v| p.matches(v)),
@@ -105,8 +107,8 @@ mod tests {
 
     struct Map(HashMap<&'static str, Vec<u8>>);
     impl Headers for Map {
-        fn get(&self, name: &str) -> Option<Vec<u8>> {
-            self.0.get(name).cloned()
+        fn get(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+            self.0.get(name).map(|v| Cow::Borrowed(v.as_slice()))
         }
     }
 

@@ -4,20 +4,29 @@
 //! other pattern keeps its literal prefix (used by the HTTP rule index and as a quick reject) and
 //! confirms with the regex.
 
+use std::borrow::Cow;
+
 use regex_lite::Regex;
 
 /// The request value a pattern looks at, read once per request. Regexes (and their fast paths)
 /// only ever match UTF-8 values.
-pub enum Value {
-    Text(String),
-    Binary(Vec<u8>),
+/// Borrowed from the host's header buffer when possible, so a request allocates nothing.
+pub enum Value<'a> {
+    Text(Cow<'a, str>),
+    Binary(Cow<'a, [u8]>),
 }
 
-impl Value {
-    pub fn new(bytes: Vec<u8>) -> Value {
-        match String::from_utf8(bytes) {
-            Ok(text) => Value::Text(text),
-            Err(e) => Value::Binary(e.into_bytes()),
+impl<'a> Value<'a> {
+    pub fn new(bytes: Cow<'a, [u8]>) -> Value<'a> {
+        match bytes {
+            Cow::Borrowed(b) => match std::str::from_utf8(b) {
+                Ok(text) => Value::Text(Cow::Borrowed(text)),
+                Err(_) => Value::Binary(Cow::Borrowed(b)),
+            },
+            Cow::Owned(v) => match String::from_utf8(v) {
+                Ok(text) => Value::Text(Cow::Owned(text)),
+                Err(e) => Value::Binary(Cow::Owned(e.into_bytes())),
+            },
         }
     }
 
@@ -78,7 +87,7 @@ impl Pattern {
         }
     }
 
-    pub fn matches(&self, value: &Value) -> bool {
+    pub fn matches(&self, value: &Value<'_>) -> bool {
         match self {
             Pattern::Tokens(tokens) => tokens.iter().any(|t| **t == *value.bytes()),
             Pattern::PrefixAny(prefix) => {
@@ -204,7 +213,7 @@ mod tests {
             let regex = full_match_regex(p).unwrap();
             for v in values {
                 let want = std::str::from_utf8(v).is_ok_and(|t| regex.is_match(t));
-                assert_eq!(compiled.matches(&Value::new(v.to_vec())), want, "{p} on {:?}", String::from_utf8_lossy(v));
+                assert_eq!(compiled.matches(&Value::new(Cow::Borrowed(v))), want, "{p} on {:?}", String::from_utf8_lossy(v));
             }
         }
     }

@@ -81,7 +81,7 @@ fn http_matches(rule: &HttpRule, headers: &dyn Headers) -> bool {
         None => true,
         Some(p) => headers
             .get(header)
-            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| String::from_utf8(v.into_owned()).ok())
             .is_some_and(|v| full_match_regex(p).is_ok_and(|re| re.is_match(&v))),
     };
     regex(&rule.method, ":method")
@@ -90,6 +90,6 @@ fn http_matches(rule: &HttpRule, headers: &dyn Headers) -> bool {
         && rule.headers.iter().all(|h| match (headers.get(&h.name.to_ascii_lowercase()), &h.value) {
             (None, _) => false,
             (Some(_), None) => true,
-            (Some(got), Some(want)) => got == want.as_bytes(),
+            (Some(got), Some(want)) => *got == *want.as_bytes(),
         })
 }

@@ -1,6 +1,6 @@
-//! Every hostcall the filter makes, in one place, none of which can panic. The SDK's wrappers
-//! panic on an unexpected host status (a panic kills the VM on that worker), so these call the
-//! proxy-wasm ABI directly and turn every failure into `None`/`Err`, which callers treat as deny.
+//! Every hostcall the filter makes, in one place, none of which can panic (a panic kills the VM
+//! on that worker): each calls the proxy-wasm ABI directly and turns every failure into
+//! `None`/`false`, which callers treat as deny.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ptr::null_mut;
@@ -21,7 +21,7 @@ const STREAM_DOWNSTREAM: u32 = 2;
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, value: *mut *mut u8, value_size: *mut usize) -> u32;
-    fn proxy_get_header_map_value(map_type: u32, key: *const u8, key_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
     fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
@@ -43,7 +43,13 @@ extern "C" {
     ) -> u32;
 }
 
-/// Takes ownership of a host-returned buffer (allocated by the SDK's exported allocator).
+/// Writes one line to Envoy's log (`level`: the ABI's 0 trace … 5 critical).
+pub fn log(level: u32, message: &str) {
+    // SAFETY: plain ABI call with a valid pointer to a live buffer.
+    unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// Takes ownership of a host-returned buffer (allocated by [`super::abi`]'s exported allocator).
 fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
     if status != STATUS_OK {
         return None;
@@ -52,62 +58,17 @@ fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     // SAFETY: the host wrote `size` bytes into a buffer it obtained from this module's allocator
-    // (proxy_on_memory_allocate / malloc), exactly as the SDK's own wrappers assume.
+    // (`proxy_on_memory_allocate`, a `Vec<u8>` of exactly `size` capacity).
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
-/// A request header (lower-case name, pseudo-headers included); `None` if absent or on error.
-pub fn request_header(name: &str) -> Option<Vec<u8>> {
-    let (mut data, mut size) = (null_mut(), 0usize);
-    // SAFETY: plain ABI call with valid pointers to locals.
-    let status = unsafe { proxy_get_header_map_value(MAP_HTTP_REQUEST_HEADERS, name.as_ptr(), name.len(), &mut data, &mut size) };
-    if status == STATUS_NOT_FOUND {
-        return None;
-    }
-    owned(status, data, size)
-}
-
-/// Every value of a request header (lower-case name), joined with "," as Cilium compares a
-/// repeated header (spec §5.4); `None` if absent. The single-value hostcall returns only the
-/// first value, so this reads the whole map: use it only for header conditions.
-pub fn request_header_joined(name: &str) -> Option<Vec<u8>> {
+/// Every request header (pseudo-headers included) in the ABI's map encoding, in one hostcall;
+/// read it with [`crate::headermap::HeaderMap`].
+pub fn request_headers() -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: plain ABI call with valid pointers to locals.
     let status = unsafe { proxy_get_header_map_pairs(MAP_HTTP_REQUEST_HEADERS, &mut data, &mut size) };
-    let map = owned(status, data, size)?;
-    let mut joined: Option<Vec<u8>> = None;
-    for (key, value) in deserialize_map(&map)? {
-        if key.eq_ignore_ascii_case(name.as_bytes()) {
-            match &mut joined {
-                Some(j) => {
-                    j.push(b',');
-                    j.extend_from_slice(value);
-                }
-                None => joined = Some(value.to_vec()),
-            }
-        }
-    }
-    joined
-}
-
-/// Decodes the ABI's map encoding; `None` if it is malformed.
-fn deserialize_map(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(b)).ok()
-    };
-    let count = u32_at(0)?;
-    let mut pairs = Vec::with_capacity(count.min(1024));
-    let mut data = 4usize.checked_add(count.checked_mul(8)?)?;
-    for i in 0..count {
-        let (key_len, value_len) = (u32_at(4 + i * 8)?, u32_at(8 + i * 8)?);
-        let key = bytes.get(data..data.checked_add(key_len)?)?;
-        data = data.checked_add(key_len + 1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?;
-        data = data.checked_add(value_len + 1)?;
-        pairs.push((key, value));
-    }
-    Some(pairs)
+    owned(status, data, size)
 }
 
 /// A property by its path in the ABI's encoding, segments joined by NUL (`"source\0address"`):
@@ -139,26 +100,27 @@ pub fn plugin_configuration() -> Result<Vec<u8>, String> {
 }
 
 /// The connection's peer address (`source.address`, "ip:port").
-pub fn source_ip() -> Option<IpAddr> {
-    ip_of(&property("source\0address")?)
+pub fn source_address() -> Option<SocketAddr> {
+    socket_address(&property("source\0address")?)
 }
 
-/// The connection's local address (`destination.address`, "ip:port").
-pub fn destination_ip() -> Option<IpAddr> {
-    ip_of(&property("destination\0address")?)
+/// The connection's local address (`destination.address`, "ip:port"): the port decides which
+/// rules apply.
+pub fn local_address() -> Option<SocketAddr> {
+    socket_address(&property("destination\0address")?)
 }
 
-/// The IP of an address property ("ip:port", or a bare IP).
-fn ip_of(raw: &[u8]) -> Option<IpAddr> {
+/// An address property: "ip:port", or a bare IP (port 0).
+fn socket_address(raw: &[u8]) -> Option<SocketAddr> {
     let text = std::str::from_utf8(raw).ok()?;
-    text.parse::<SocketAddr>().map(|a| a.ip()).ok().or_else(|| text.parse::<IpAddr>().ok())
+    text.parse::<SocketAddr>().ok().or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0)))
 }
 
-/// The local port the connection arrived on (`destination.port`, 8-byte little-endian).
-pub fn destination_port() -> Option<u16> {
-    let raw = property("destination\0port")?;
-    let bytes: [u8; 8] = raw.as_slice().try_into().ok()?;
-    u16::try_from(u64::from_le_bytes(bytes)).ok()
+/// A string of the Envoy node's metadata (`xds.node.metadata.<key>`, from the bootstrap's
+/// `node.metadata`); `None` when absent.
+pub fn node_metadata(key: &str) -> Option<String> {
+    let path = format!("xds\0node\0metadata\0{key}");
+    property(&path).and_then(|v| String::from_utf8(v).ok())
 }
 
 /// `PluginConfig.root_id` of the plugin this root context serves (`plugin_root_id`; empty when
@@ -221,30 +183,11 @@ pub fn record_metric(id: u32, value: u64) -> bool {
 }
 
 /// Sends a local reply. `details` shows up as Envoy's `%RESPONSE_CODE_DETAILS%`.
-pub fn send_local_response(status: u32, details: &str, headers: &[(&str, &str)], body: &[u8]) -> bool {
-    let headers = serialize_map(headers);
+pub fn send_local_response(status: u32, details: &str, headers: &[(&[u8], &[u8])], body: &[u8]) -> bool {
+    let headers = crate::headermap::serialize(headers);
     // SAFETY: plain ABI call with valid pointers to live buffers.
     let result = unsafe {
         proxy_send_local_response(status, details.as_ptr(), details.len(), body.as_ptr(), body.len(), headers.as_ptr(), headers.len(), -1)
     };
     result == STATUS_OK
-}
-
-/// The ABI's map encoding: count, then (key length, value length) pairs, then NUL-terminated
-/// keys and values.
-fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    out.extend_from_slice(&len(pairs.len()));
-    for (k, v) in pairs {
-        out.extend_from_slice(&len(k.len()));
-        out.extend_from_slice(&len(v.len()));
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
 }

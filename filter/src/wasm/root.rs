@@ -2,12 +2,10 @@
 //! canary and on every worker), shares it with request contexts, and fails closed: before a
 //! configuration arrives, and with an empty one, every request is denied. Its `root_id` says
 //! which filter it is ([`Role`]): the ingress or egress HTTP filter, or the egress TLS network
-//! filter, so it creates HTTP or stream contexts accordingly.
+//! filter. The Envoy node's metadata may name a connection header (see [`crate::headermap`])
+//! that the bootstrap has Envoy set on every request; only then is that header trusted.
 
 use std::rc::Rc;
-
-use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::ContextType;
 
 use super::observe::{Observer, Registry};
 use super::{host, http::Http, tls::Tls};
@@ -15,31 +13,48 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::role::Role;
 
+/// The node metadata key naming the connection header (`node.metadata` in envoy/sidecar.yaml).
+const CONNECTION_HEADER_KEY: &str = "l7gate.connection_header";
+
+/// What a stream needs of the configuration in force when it was created.
+pub struct Plugin {
+    pub engine: Engine,
+    /// Flow records and counters of this configuration.
+    pub observer: Observer,
+    pub role: Role,
+    /// The lower-case name of the header carrying the connection's addresses, if the
+    /// bootstrap sets one; else the filter reads them as properties.
+    pub connection_header: Option<String>,
+}
+
 pub struct Root {
-    engine: Rc<Engine>,
-    /// Flow records and counters of the configuration in force.
-    observer: Rc<Observer>,
+    plugin: Rc<Plugin>,
     registry: Registry,
-    role: Role,
 }
 
 impl Root {
     pub fn new() -> Root {
-        Root {
-            engine: Rc::new(Engine::unconfigured("the filter has not been configured yet")),
-            observer: Rc::new(Observer::default()),
-            registry: Registry::default(),
+        let plugin = Plugin {
+            engine: Engine::unconfigured("the filter has not been configured yet"),
+            observer: Observer::default(),
             role: Role::Ingress,
-        }
+            connection_header: None,
+        };
+        Root { plugin: Rc::new(plugin), registry: Registry::default() }
     }
-}
 
-impl Context for Root {}
+    /// A request context of this configuration, if it is an HTTP filter.
+    pub fn http(&self) -> Option<Http> {
+        self.plugin.role.is_http().then(|| Http::new(Rc::clone(&self.plugin)))
+    }
 
-impl RootContext for Root {
-    /// Returning false refuses the configuration: Envoy then rejects it (NACK over xDS, startup
-    /// error from a file) and keeps the last good one, if any.
-    fn on_configure(&mut self, _size: usize) -> bool {
+    /// A connection context of this configuration (the TLS network filter).
+    pub fn tls(&self) -> Tls {
+        Tls::new(Rc::clone(&self.plugin))
+    }
+
+    /// Reads and compiles the plugin configuration; `false` refuses it.
+    pub fn configure(&mut self) -> bool {
         let started = host::now_nanos();
         let root_id = host::plugin_root_id();
         let Some(role) = Role::from_root_id(&root_id) else {
@@ -47,7 +62,6 @@ impl RootContext for Root {
             log::error!("l7gate: unknown root_id {root_id:?} (known: {}); refusing the configuration", known.join(", "));
             return false;
         };
-        self.role = role;
         let bytes = match host::plugin_configuration() {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -55,10 +69,12 @@ impl RootContext for Root {
                 return false;
             }
         };
+        let connection_header = host::node_metadata(CONNECTION_HEADER_KEY).map(|h| h.to_ascii_lowercase()).filter(|h| !h.is_empty());
         if bytes.iter().all(u8::is_ascii_whitespace) {
             log::warn!("l7gate: no configuration given: every request will be denied");
-            self.engine = Rc::new(Engine::unconfigured("the plugin configuration is empty"));
-            self.observer = Rc::new(Observer::unconfigured(&mut self.registry));
+            let engine = Engine::unconfigured("the plugin configuration is empty");
+            let observer = Observer::unconfigured(&mut self.registry);
+            self.plugin = Rc::new(Plugin { engine, observer, role, connection_header });
             return true;
         }
         match Config::from_json(&bytes).and_then(|c| Engine::compile(&c).map(|e| (c, e))) {
@@ -66,9 +82,10 @@ impl RootContext for Root {
                 let (ingress, egress) = engine.rule_counts();
                 let who = engine.endpoint().map(|e| format!("{}/{}", e.namespace, e.name)).unwrap_or_default();
                 let micros = started.zip(host::now_nanos()).map(|(a, b)| b.saturating_sub(a) / 1000).unwrap_or_default();
-                log::info!("l7gate: {} configured for {who}: {ingress} ingress and {egress} egress rules in {micros} us", role.root_id());
-                self.engine = Rc::new(engine);
-                self.observer = Rc::new(Observer::configure(&config, &bytes, &mut self.registry));
+                let peer = connection_header.as_deref().map_or("source.address".to_string(), |h| format!("the {h} header"));
+                log::info!("l7gate: {} configured for {who} (peer from {peer}): {ingress} ingress and {egress} egress rules in {micros} us", role.root_id());
+                let observer = Observer::configure(&config, &bytes, &mut self.registry);
+                self.plugin = Rc::new(Plugin { engine, observer, role, connection_header });
                 true
             }
             Err(e) => {
@@ -76,17 +93,5 @@ impl RootContext for Root {
                 false
             }
         }
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(if self.role.is_http() { ContextType::HttpContext } else { ContextType::StreamContext })
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(Rc::clone(&self.engine), Rc::clone(&self.observer), self.role.direction())))
-    }
-
-    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
-        Some(Box::new(Tls::new(Rc::clone(&self.engine), Rc::clone(&self.observer))))
     }
 }

@@ -7,54 +7,73 @@
 
 use std::rc::Rc;
 
-use proxy_wasm::traits::{Context, StreamContext};
-use proxy_wasm::types::Action;
-
 use super::host;
-use super::observe::Observer;
+use super::root::Plugin;
 use crate::config::Protocol;
-use crate::engine::{Direction, Engine, Request};
+use crate::engine::{Direction, Request};
 use crate::flowlog::Decision;
 use crate::fqdn::Destination;
 
 pub struct Tls {
-    engine: Rc<Engine>,
-    observer: Rc<Observer>,
+    plugin: Rc<Plugin>,
     /// Set once the connection was denied: nothing it sends may pass on.
     denied: bool,
 }
 
 impl Tls {
-    pub fn new(engine: Rc<Engine>, observer: Rc<Observer>) -> Tls {
-        Tls { engine, observer, denied: false }
+    pub fn new(plugin: Rc<Plugin>) -> Tls {
+        Tls { plugin, denied: false }
+    }
+
+    pub fn denied(&self) -> bool {
+        self.denied
+    }
+
+    /// Closes the downstream connection (Envoy does it after the callback returns).
+    pub fn close(why: &str) {
+        log::debug!("{why}");
+        if !host::close_downstream() {
+            log::error!("l7gate: could not close a denied connection; holding it instead");
+        }
+    }
+
+    /// Decides the new connection; `false` after closing it.
+    pub fn on_new_connection(&mut self) -> bool {
+        if self.allowed() {
+            return true;
+        }
+        self.denied = true;
+        Tls::close("l7gate: closing a denied TLS connection");
+        false
     }
 
     /// The verdict for this connection, published, and logged when it is a denial.
     fn allowed(&self) -> bool {
-        let Some(port) = host::destination_port() else {
+        let (engine, observer) = (&self.plugin.engine, &self.plugin.observer);
+        let Some(port) = host::local_address().map(|a| a.port()) else {
             log::warn!("l7gate: denied: the connection's local port is unavailable");
-            self.observer.no_address(Direction::Egress);
+            observer.no_address(Direction::Egress);
             return false;
         };
         let sni = host::requested_server_name().and_then(|n| String::from_utf8(n).ok());
         let Some(destination) = sni.as_deref().and_then(Destination::of_server_name) else {
             log::debug!("l7gate: denied a TLS connection to port {port} without a server name");
-            self.observer.no_address(Direction::Egress);
+            observer.no_address(Direction::Egress);
             return false;
         };
         let request = Request {
             direction: Direction::Egress,
-            peer: destination.peer(|ip| self.engine.identity_of(ip)),
+            peer: destination.peer(|ip| engine.identity_of(ip)),
             port,
             protocol: Protocol::Tcp,
             server_name: destination.name(),
         };
-        let verdict = self.engine.decide(&request, None);
-        self.observer.publish(&Decision {
+        let verdict = engine.decide(&request, None);
+        observer.publish(&Decision {
             direction: Direction::Egress,
             verdict: &verdict,
             peer: Some(request.peer),
-            src_ip: host::source_ip(),
+            src_ip: host::source_address().map(|a| a.ip()),
             dst_ip: match &destination {
                 Destination::Ip(ip) => Some(*ip),
                 Destination::Name(_) => None,
@@ -71,28 +90,5 @@ impl Tls {
             log::debug!("l7gate: denied TLS to {destination:?} port {port}: {}{by}", verdict.reason);
         }
         verdict.allowed
-    }
-}
-
-impl Context for Tls {}
-
-impl StreamContext for Tls {
-    fn on_new_connection(&mut self) -> Action {
-        if self.allowed() {
-            return Action::Continue;
-        }
-        self.denied = true;
-        if !host::close_downstream() {
-            log::error!("l7gate: could not close a denied connection; holding it instead");
-        }
-        Action::Pause
-    }
-
-    fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
-        if self.denied {
-            Action::Pause
-        } else {
-            Action::Continue
-        }
     }
 }

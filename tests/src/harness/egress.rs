@@ -129,6 +129,7 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
         spec.tls_listener(),
         &template,
         values,
+        |bootstrap| bootstrap,
     )?;
     envoy.wait_ready()?;
     Ok(envoy)

@@ -100,6 +100,15 @@ impl Envoy {
 
     /// Spawns Envoy without waiting; call [`Envoy::wait_ready`] (several sidecars can boot at once).
     pub fn spawn(tools: &Tools, spec: &SidecarSpec) -> Result<Envoy, StartError> {
+        Envoy::spawn_edited(tools, spec, |bootstrap| bootstrap)
+    }
+
+    /// [`Envoy::spawn`] with `edit` applied to the rendered bootstrap (a user's variant of it).
+    pub fn spawn_edited(
+        tools: &Tools,
+        spec: &SidecarSpec,
+        edit: impl Fn(String) -> String,
+    ) -> Result<Envoy, StartError> {
         let harness = |e: String| StartError::Harness(format!("sidecar {}: {e}", spec.name));
         let dir = sidecar_dir(&spec.name).map_err(&harness)?;
         let filter_path = dir.path().join("l7gate-filter.yaml");
@@ -110,7 +119,7 @@ impl Envoy {
             ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
             ("UPSTREAM_PORT", spec.upstream.port().to_string()),
         ];
-        Envoy::launch(tools, dir, &spec.name, spec.listen, "sidecar.yaml", values)
+        Envoy::launch(tools, dir, &spec.name, spec.listen, "sidecar.yaml", values, edit)
     }
 
     /// Spawns an Envoy whose filter config comes from `l7gate serve` over ADS
@@ -133,6 +142,7 @@ impl Envoy {
             spec.listen,
             "sidecar-ads.yaml",
             values,
+            |bootstrap| bootstrap,
         )
     }
 
@@ -145,6 +155,7 @@ impl Envoy {
         listen: SocketAddr,
         template: &str,
         extra: Vec<(&str, String)>,
+        edit: impl Fn(String) -> String,
     ) -> Result<Envoy, StartError> {
         let harness = |e: String| StartError::Harness(format!("sidecar {name}: {e}"));
         let template_path = repo_root().join("envoy").join(template);
@@ -159,7 +170,7 @@ impl Envoy {
         ];
         values.extend(extra);
         let bootstrap =
-            render(&text, &values).map_err(|e| harness(format!("envoy/{template}: {e}")))?;
+            edit(render(&text, &values).map_err(|e| harness(format!("envoy/{template}: {e}")))?);
         let bootstrap_path = dir.path().join("envoy.yaml");
         std::fs::write(&bootstrap_path, bootstrap).map_err(|e| harness(e.to_string()))?;
         let log_path = dir.path().join("envoy.log");

@@ -25,6 +25,8 @@ pub struct Seen {
     pub path: String,
     /// `HTTP/1.1` or `HTTP/2.0`: the protocol Envoy used upstream.
     pub version: String,
+    /// The request's header names (lower-case), in order.
+    pub header_names: Vec<String>,
 }
 
 /// A running upstream; stops when dropped.
@@ -132,6 +134,7 @@ fn record(name: &str, seen: &Mutex<Vec<Seen>>, req: &Request<Incoming>) -> Respo
         method,
         path,
         version: format!("{:?}", req.version()),
+        header_names: req.headers().keys().map(|k| k.as_str().to_string()).collect(),
     });
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
