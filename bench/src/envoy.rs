@@ -127,22 +127,23 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn hcm(name: &str, route: Value, filters: &[Value]) -> Value {
+fn hcm(name: &str, route: Value, filters: &[Value], early: &[Value]) -> Value {
     let mut http_filters = filters.to_vec();
     http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
     json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": name, "codec_type": "AUTO", "use_remote_address": true, "xff_num_trusted_hops": 0,
         "normalize_path": true, "merge_slashes": true, "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+        "early_header_mutation_extensions": early,
         "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
         "route_config": {"name": name, "request_headers_to_remove": [CONNECTION_HEADER],
             "virtual_hosts": [{"name": "app", "domains": ["*"], "routes": [route]}]},
         "http_filters": http_filters}})
 }
 
-fn listener(name: &str, address: &str, route: Value, filters: &[Value]) -> Value {
+fn listener(name: &str, address: &str, route: Value, filters: &[Value], early: &[Value]) -> Value {
     json!({"name": name, "address": {"socket_address": {"address": address, "port_value": PORT}},
-           "filter_chains": [{"filters": [hcm(name, route, filters)]}]})
+           "filter_chains": [{"filters": [hcm(name, route, filters, early)]}]})
 }
 
 fn direct_route() -> Value {
@@ -156,22 +157,22 @@ fn admin() -> Value {
 /// The upstream every proxied listener forwards to: answers 200 directly.
 pub fn upstream_bootstrap() -> Value {
     json!({"node": {"id": "upstream", "cluster": "bench"}, "admin": admin(),
-           "static_resources": {"listeners": [listener("upstream", UPSTREAM, direct_route(), &[])]}})
+           "static_resources": {"listeners": [listener("upstream", UPSTREAM, direct_route(), &[], &[])]}})
 }
 
 /// A variant's bootstrap with the given HTTP filters (before the router).
 pub fn bootstrap(variant: Variant, filters: &[Value]) -> Value {
     let proxied = json!({"match": {"prefix": "/"}, "route": {"cluster": "app"}});
-    // As envoy/sidecar.yaml: the node names the header the connection filter sets.
-    let metadata = match variant {
-        Variant::L7gate => json!({"l7gate.connection_header": CONNECTION_HEADER}),
-        _ => json!({}),
+    // As envoy/sidecar.yaml: for l7gate, Envoy sets the connection header and the node names it.
+    let (metadata, early) = match variant {
+        Variant::L7gate => (json!({"l7gate.connection_header": CONNECTION_HEADER}), vec![connection_header()]),
+        _ => (json!({}), vec![]),
     };
     json!({"node": {"id": variant.name(), "cluster": "bench", "metadata": metadata}, "admin": admin(),
         "static_resources": {
             "listeners": [
-                listener("direct", &variant.address(true), direct_route(), filters),
-                listener("proxied", &variant.address(false), proxied, filters),
+                listener("direct", &variant.address(true), direct_route(), filters, &early),
+                listener("proxied", &variant.address(false), proxied, filters, &early),
             ],
             "clusters": [{"name": "app", "type": "STATIC", "connect_timeout": "2s",
                 "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [
@@ -181,19 +182,20 @@ pub fn bootstrap(variant: Variant, filters: &[Value]) -> Value {
 /// The header Envoy sets for the filter with the connection's addresses (envoy/sidecar.yaml).
 const CONNECTION_HEADER: &str = "x-l7gate-connection";
 
-/// The l7gate filter, configured from the ECDS file at `path`, behind the filter that sets its
-/// connection header (as `envoy/sidecar.yaml` has them).
-pub fn l7gate_filters(path: &Path) -> Vec<Value> {
-    vec![
-        json!({"name": "l7gate-connection", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"request_mutations": [{"append": {
-                "header": {"key": CONNECTION_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}}}),
-        json!({"name": "l7gate", "config_discovery": {
-            "config_source": {"path_config_source": {"path": path}, "resource_api_version": "V3"},
-            "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}}),
-    ]
+/// The HCM's early header mutation that sets the connection header (as in envoy/sidecar.yaml).
+fn connection_header() -> Value {
+    json!({"name": "envoy.http.early_header_mutation.header_mutation", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+        "mutations": [{"append": {
+            "header": {"key": CONNECTION_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%"},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}]}})
+}
+
+/// The l7gate filter, configured from the ECDS file at `path` (as `envoy/sidecar.yaml` does).
+pub fn l7gate_filter(path: &Path) -> Value {
+    json!({"name": "l7gate", "config_discovery": {
+        "config_source": {"path_config_source": {"path": path}, "resource_api_version": "V3"},
+        "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}})
 }
 
 /// The filter's own configure timings from the Envoy log ("... rules in N us"), one per VM.

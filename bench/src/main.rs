@@ -160,7 +160,7 @@ fn measure(rules: usize, o: &Options, envoy_bin: &Path, wasm: &Path, dir: &Path)
         Ok(match v {
             Variant::NoFilter => vec![],
             Variant::Rbac => rbac::filters(&set.config)?,
-            Variant::L7gate => envoy::l7gate_filters(&ecds),
+            Variant::L7gate => vec![envoy::l7gate_filter(&ecds)],
         })
     };
     let mut envoys = Vec::new();

@@ -88,8 +88,8 @@ impl FlowLog {
             out.push_str(&self.endpoint);
         }
         if let Some(o) = d.verdict.origin {
-            for (key, value) in [("policy", &o.policy), ("kind", &o.kind), ("rule", &o.rule)] {
-                let _ = write!(out, ",\"{key}\":");
+            for (key, value) in [(",\"policy\":", &o.policy), (",\"kind\":", &o.kind), (",\"rule\":", &o.rule)] {
+                out.push_str(key);
                 push_str(out, value.as_bytes());
             }
         }
@@ -98,28 +98,35 @@ impl FlowLog {
             Direction::Ingress => (peer, None),
             Direction::Egress => (None, peer),
         };
-        self.party(out, "src", d.src_ip, src);
-        self.party(out, "dst", d.dst_ip, dst);
+        self.party(out, ",\"src\":{", d.src_ip, src);
+        self.party(out, ",\"dst\":{", d.dst_ip, dst);
         let protocol = match d.protocol {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
             Protocol::Sctp => "SCTP",
         };
-        let _ = write!(out, ",\"port\":{},\"protocol\":\"{protocol}\"", d.port);
-        for (key, value) in [("method", d.method), ("path", d.path), ("host", d.host), ("sni", d.sni.map(str::as_bytes))] {
+        out.push_str(",\"port\":");
+        push_number(out, u64::from(d.port));
+        out.push_str(",\"protocol\":\"");
+        out.push_str(protocol);
+        out.push('"');
+        for (key, value) in [(",\"method\":", d.method), (",\"path\":", d.path), (",\"host\":", d.host), (",\"sni\":", d.sni.map(str::as_bytes))] {
             if let Some(v) = value {
-                let _ = write!(out, ",\"{key}\":");
+                out.push_str(key);
                 push_str(out, v);
             }
         }
     }
 
-    /// `,"src":{...}`: the peer's identity fields, or the endpoint's own for the local side.
-    fn party(&self, out: &mut String, key: &str, ip: Option<IpAddr>, peer: Option<(Identity, Option<&String>)>) {
-        let _ = write!(out, ",\"{key}\":{{");
+    /// `,"src":{...}` (`open` is `,"src":{`): the peer's identity fields, or the endpoint's own
+    /// for the local side.
+    fn party(&self, out: &mut String, open: &str, ip: Option<IpAddr>, peer: Option<(Identity, Option<&String>)>) {
+        out.push_str(open);
         let mut sep = "";
         if let Some(ip) = ip {
-            let _ = write!(out, "\"ip\":\"{ip}\"");
+            out.push_str("\"ip\":\"");
+            push_ip(out, ip);
+            out.push('"');
             sep = ",";
         }
         let fields = match peer {
@@ -159,9 +166,50 @@ fn party(info: &IdentityInfo) -> String {
     s
 }
 
+/// Appends a decimal number without the formatting machinery (this runs per request).
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    out.extend(digits.iter().skip(at).map(|d| char::from(*d)));
+}
+
+/// Appends an address as `Display` writes it; IPv4 without the formatting machinery.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_number(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
 /// Appends `bytes` as a JSON string (quoted; invalid UTF-8 replaced, control characters escaped).
 pub fn push_str(out: &mut String, bytes: &[u8]) {
     out.push('"');
+    // The common case, copied whole: valid UTF-8 with nothing to escape.
+    let plain = |s: &str| !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    if let Some(s) = std::str::from_utf8(bytes).ok().filter(|s| plain(s)) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in String::from_utf8_lossy(bytes).chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -238,6 +286,21 @@ mod tests {
                 "port": 8080, "protocol": "TCP", "method": "DELETE", "path": "/api/\"x\"\\\n\u{fffd}", "host": "inventory-api:8080"
             })
         );
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_display_writes_them() {
+        for n in [0u64, 7, 10, 255, 8080, 65535, u64::MAX] {
+            let mut s = String::new();
+            push_number(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+        for ip in ["0.0.0.0", "127.0.0.10", "255.255.255.255", "10.1.20.3", "::1", "fd00::5", "::ffff:10.0.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
     }
 
     #[test]
