@@ -8,6 +8,7 @@
 #   bench/run.sh propagation    # policy file → enforced verdict, p50/p99 at 10, 1,000, 10,000 rules
 #   bench/run.sh xds-scale      # l7gate serve CPU/RSS with 1,000 simulated ADS clients
 #   bench/run.sh tls-egress     # new TLS connections/s through the egress Envoy, 10 and 10,000 toFQDNs entries
+#   bench/run.sh soak           # Envoy and Wasm VM memory over 10 million requests
 #
 # Writes bench/results/<date>.md and .png. Installs gnuplot-nox when missing; builds the wasm
 # through scripts/bootstrap.sh unless L7GATE_WASM is given. Run it on a quiet machine: the

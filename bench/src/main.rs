@@ -7,6 +7,7 @@
 //!     l7gate-bench propagation [--changes N] [--rules 10,1000,10000] [--out DIR]   (docs/xds.md)
 //!     l7gate-bench xds-scale [--clients N] [--changes N] [--rules N] [--out DIR]     (docs/xds.md)
 //!     l7gate-bench tls-egress [--rounds N] [--seconds S] [--patterns 10,10000]      (docs/fqdn.md)
+//!     l7gate-bench soak [--requests 10000000] [--rules 1000] [--chunk-seconds 10]  (docs/performance.md)
 //!
 //! Needs `L7GATE_ENVOY` and `L7GATE_WASM` (absolute paths), `wrk`, `h2load` and `gnuplot`.
 
@@ -17,6 +18,7 @@ mod policy;
 mod propagation;
 mod rbac;
 mod report;
+mod soak;
 mod tls_egress;
 mod xds_scale;
 
@@ -82,6 +84,7 @@ fn run() -> Result<(), String> {
         Some("propagation") => return propagation::run(std::env::args().skip(2)),
         Some("xds-scale") => return xds_scale::run(std::env::args().skip(2)),
         Some("tls-egress") => return tls_egress::run(std::env::args().skip(2)),
+        Some("soak") => return soak::run(std::env::args().skip(2)),
         _ => {}
     }
     let o = options()?;

@@ -6,7 +6,8 @@
 //!   R is the rule's field path, or the added rule's name);
 //! * `l7gate.default_verdicts.direction=D.verdict=V.reason=C`: decisions no rule made
 //!   (`policy-not-enforced`, `default-deny`, `no-configuration`, `no-address`);
-//! * gauges `l7gate.config_hash`, `l7gate.config_generation`, `l7gate.rules.direction=D`.
+//! * gauges `l7gate.config_hash`, `l7gate.config_generation`, `l7gate.rules.direction=D`
+//!   (and `l7gate.vm_memory_bytes`, set by the glue).
 //!
 //! Every name is known at configure time (at most two per rule, counting the audit view's
 //! rules, plus a fixed set per direction): no request value (path, address) ever becomes part of a name. Ids are resolved

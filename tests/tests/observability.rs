@@ -242,6 +242,10 @@ async fn an_audit_mode_policy_lets_would_be_denials_through_and_reports_them() {
     assert_eq!(moved(&rule("default/inventory-api-lockdown", "spec.ingressDeny[0].toPorts[0]", "audit")), 3.0);
     assert_eq!(moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "allowed")), 0.0);
     assert_eq!(moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "denied")), 1.0);
+
+    // The VM's linear memory, in whole 64 KiB wasm pages (set at configure time already).
+    let memory = after.get(&("l7gate_vm_memory_bytes".to_string(), BTreeMap::new())).copied().unwrap_or_else(|| panic!("no l7gate_vm_memory_bytes"));
+    assert!(memory >= 1048576.0 && memory % 65536.0 == 0.0, "l7gate_vm_memory_bytes {memory}");
 }
 
 /// Names and labels a PromQL or LogQL expression uses: `(metrics, labels)`.

@@ -1,10 +1,11 @@
 //! Makes every decision visible: publishes its flow record as filter state (for the access log)
 //! and increments its counter. What depends only on the configuration — record parts, counter
 //! ids, the configuration gauges — is prepared in [`Observer::configure`]; a request appends
-//! its values to a reused buffer and makes two hostcalls. Failures are logged and never change
-//! a verdict.
+//! its values to a reused buffer and makes two hostcalls. Every [`MEMORY_EVERY`] decisions the
+//! VM's linear memory size goes to the `l7gate.vm_memory_bytes` gauge (Envoy has no stat for
+//! it). Failures are logged and never change a verdict.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use super::host;
@@ -13,6 +14,9 @@ use crate::engine::Direction;
 use crate::flowlog::{Decision, FlowLog, FILTER_STATE_KEY};
 use crate::metrics::{config_hash, Metrics};
 
+/// How many decisions pass between two updates of the VM memory gauge.
+const MEMORY_EVERY: u32 = 1024;
+
 /// The flow-record parts and counters of the configuration in force.
 #[derive(Default)]
 pub struct Observer {
@@ -20,6 +24,9 @@ pub struct Observer {
     metrics: Metrics,
     /// The record being built (one request at a time per VM).
     buffer: RefCell<String>,
+    /// The `l7gate.vm_memory_bytes` gauge, and decisions since it was last set.
+    memory_gauge: Option<u32>,
+    since_memory: Cell<u32>,
 }
 
 impl Observer {
@@ -38,7 +45,23 @@ impl Observer {
                 log::warn!("l7gate: could not set the gauge {name}");
             }
         }
-        Observer { flowlog: FlowLog::new(config), metrics, buffer: RefCell::new(String::with_capacity(512)) }
+        let observer = Observer {
+            flowlog: FlowLog::new(config),
+            metrics,
+            buffer: RefCell::new(String::with_capacity(1024)),
+            memory_gauge: registry.gauge("l7gate.vm_memory_bytes"),
+            since_memory: Cell::new(0),
+        };
+        observer.record_memory();
+        observer
+    }
+
+    /// Sets the VM memory gauge to the linear memory's current size (it never shrinks).
+    fn record_memory(&self) {
+        let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65536;
+        if let Some(id) = self.memory_gauge {
+            host::record_metric(id, bytes);
+        }
     }
 
     /// Without a configuration: only the counters of decisions without a rule.
@@ -49,6 +72,11 @@ impl Observer {
     /// Publishes one decision.
     pub fn publish(&self, d: &Decision<'_>) {
         self.count(self.metrics.counter(d.direction, d.verdict));
+        let since = self.since_memory.get() + 1;
+        self.since_memory.set(if since >= MEMORY_EVERY { 0 } else { since });
+        if since >= MEMORY_EVERY {
+            self.record_memory();
+        }
         let Ok(mut buffer) = self.buffer.try_borrow_mut() else {
             return log::warn!("l7gate: flow record buffer busy; record dropped");
         };
