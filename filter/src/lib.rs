@@ -15,3 +15,6 @@ pub mod role;
 // The glue needs Envoy's host imports, so it is left out of the (wasm32) unit-test build.
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod wasm;
+
+#[cfg(test)]
+mod allocation_tests;
