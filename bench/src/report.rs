@@ -103,7 +103,7 @@ pub fn plot(counts: &[RuleCount], png: &Path) -> Result<(), String> {
     std::fs::write(&dat, data).map_err(|e| e.to_string())?;
     // `gnuplot -e` takes one line: commands separated by semicolons.
     let script = format!(
-        "set terminal png size 900,540; set output '{png}'; set logscale x; set xlabel 'rules (HTTP rule elements)'; \
+        "set terminal pngcairo size 900,540; set output '{png}'; set logscale x; set xlabel 'rules (HTTP rule elements)'; \
          set ylabel 'throughput / no filter (HTTP/1.1, wrk)'; set yrange [0:1.2]; set key bottom left; set grid; \
          plot 1 title 'no filter' lw 2 lc rgb 'gray', \
          '{dat}' using 1:2 with linespoints title 'native RBAC, direct' lw 2 lc rgb 'blue', \

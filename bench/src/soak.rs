@@ -85,8 +85,8 @@ fn mib(bytes: u64) -> f64 {
 
 fn report(o: &Options, points: &[Point]) -> String {
     let mut md = format!(
-        "# l7gate soak\n\nCommand: `bench/run.sh soak {}`; {} rules; HTTP/1.1, wrk `-t1 -c16`, chunks of {} s alternating the allowed and the denied request; Envoy `--concurrency 1`.\n\n",
-        std::env::args().skip(2).collect::<Vec<_>>().join(" "),
+        "# l7gate soak\n\nCommand: `{}`; {} rules; HTTP/1.1, wrk `-t1 -c16`, chunks of {} s alternating the allowed and the denied request; Envoy `--concurrency 1`.\n\n",
+        std::iter::once("bench/run.sh soak".to_string()).chain(std::env::args().skip(2)).collect::<Vec<_>>().join(" "),
         o.rules,
         o.chunk.as_secs(),
     );

@@ -102,20 +102,26 @@ pub extern "C" fn proxy_on_configure(root_id: u32, _plugin_configuration_size: u
     u32::from(accepted == Some(true))
 }
 
+/// The ABI status of a decision: continue when allowed; pause when denied (the denial is sent
+/// or the connection closed) and, after `deny_unknown`, when the context is unknown.
+fn status(allowed: Option<Option<bool>>, deny_unknown: impl FnOnce()) -> u32 {
+    match allowed.flatten() {
+        Some(true) => CONTINUE,
+        Some(false) => PAUSE,
+        None => {
+            deny_unknown();
+            PAUSE
+        }
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _end_of_stream: u32) -> u32 {
     let allowed = with(|c| match c.streams.get(&context_id) {
         Some(Stream::Http(http)) => Some(http.on_request_headers()),
         _ => None,
     });
-    match allowed.flatten() {
-        Some(true) => CONTINUE,
-        Some(false) => PAUSE,
-        None => {
-            Http::deny_unknown_context();
-            PAUSE
-        }
-    }
+    status(allowed, Http::deny_unknown_context)
 }
 
 #[no_mangle]
@@ -124,14 +130,7 @@ pub extern "C" fn proxy_on_new_connection(context_id: u32) -> u32 {
         Some(Stream::Tls(tls)) => Some(tls.on_new_connection()),
         _ => None,
     });
-    match allowed.flatten() {
-        Some(true) => CONTINUE,
-        Some(false) => PAUSE,
-        None => {
-            Tls::close("l7gate: closing a connection of an unknown context");
-            PAUSE
-        }
-    }
+    status(allowed, || Tls::close("l7gate: closing a connection of an unknown context"))
 }
 
 /// Data of a denied TLS connection is held until Envoy closes it.

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use l7gate::ecds::{render_for, write_atomically, Role};
 
 use crate::harness::envoy::{sidecar_dir, Envoy, StartError};
-use crate::harness::tools::{repo_root, Tools};
+use crate::harness::tools::Tools;
 
 /// Where the egress filters get their configuration.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
         ("DNS_ADDRESS", spec.dns.ip().to_string()),
         ("DNS_PORT", spec.dns.port().to_string()),
     ];
-    let template = match &spec.filters {
+    let (template, edit): (&str, fn(String) -> String) = match &spec.filters {
         Filters::Files(config_json) => {
             for (role, placeholder, file) in [
                 (
@@ -105,31 +105,23 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
                     .map_err(|e| harness(format!("cannot write {}: {e}", path.display())))?;
                 values.push((placeholder, path.display().to_string()));
             }
-            "egress.yaml".to_string()
+            ("egress.yaml", |template| template)
         }
         Filters::Ads(xds) => {
             values.push(("XDS_ADDRESS", xds.ip().to_string()));
             values.push(("XDS_PORT", xds.port().to_string()));
-            "egress-ads.yaml".to_string()
+            ("egress-ads.yaml", |template| template)
         }
-        Filters::Absent => {
-            let path = repo_root().join("envoy/egress.yaml");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| harness(format!("cannot read {}: {e}", path.display())))?;
-            let path = dir.path().join("egress-unfiltered.yaml");
-            std::fs::write(&path, unfiltered(&text)).map_err(|e| harness(e.to_string()))?;
-            // An absolute path replaces the `envoy/` directory the template is looked up in.
-            path.display().to_string()
-        }
+        Filters::Absent => ("egress.yaml", |template| unfiltered(&template)),
     };
     let mut envoy = Envoy::launch(
         tools,
         dir,
         &spec.name,
         spec.tls_listener(),
-        &template,
+        template,
         values,
-        |bootstrap| bootstrap,
+        edit,
     )?;
     envoy.wait_ready()?;
     Ok(envoy)
@@ -137,6 +129,7 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::harness::tools::repo_root;
     use super::*;
 
     /// `envoy/egress-ads.yaml` is `envoy/egress.yaml` with the filter configs from ADS: every

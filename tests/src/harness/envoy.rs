@@ -103,7 +103,7 @@ impl Envoy {
         Envoy::spawn_edited(tools, spec, |bootstrap| bootstrap)
     }
 
-    /// [`Envoy::spawn`] with `edit` applied to the rendered bootstrap (a user's variant of it).
+    /// [`Envoy::spawn`] with `edit` applied to the template before rendering (a user's variant).
     pub fn spawn_edited(
         tools: &Tools,
         spec: &SidecarSpec,
@@ -146,8 +146,8 @@ impl Envoy {
         )
     }
 
-    /// Renders `envoy/<template>` in `dir` with the common placeholders plus `extra`, and runs
-    /// Envoy on it. `listen` is the listener readiness is checked on.
+    /// Renders `envoy/<template>`, changed by `edit`, in `dir` with the common placeholders plus
+    /// `extra`, and runs Envoy on it. `listen` is the listener readiness is checked on.
     pub(crate) fn launch(
         tools: &Tools,
         dir: tempfile::TempDir,
@@ -159,8 +159,10 @@ impl Envoy {
     ) -> Result<Envoy, StartError> {
         let harness = |e: String| StartError::Harness(format!("sidecar {name}: {e}"));
         let template_path = repo_root().join("envoy").join(template);
-        let text = std::fs::read_to_string(&template_path)
-            .map_err(|e| harness(format!("cannot read {}: {e}", template_path.display())))?;
+        let text = edit(
+            std::fs::read_to_string(&template_path)
+                .map_err(|e| harness(format!("cannot read {}: {e}", template_path.display())))?,
+        );
         let mut values = vec![
             ("NAME", name.to_string()),
             ("LISTEN_ADDRESS", listen.ip().to_string()),
@@ -170,7 +172,7 @@ impl Envoy {
         ];
         values.extend(extra);
         let bootstrap =
-            edit(render(&text, &values).map_err(|e| harness(format!("envoy/{template}: {e}")))?);
+            render(&text, &values).map_err(|e| harness(format!("envoy/{template}: {e}")))?;
         let bootstrap_path = dir.path().join("envoy.yaml");
         std::fs::write(&bootstrap_path, bootstrap).map_err(|e| harness(e.to_string()))?;
         let log_path = dir.path().join("envoy.log");
