@@ -254,7 +254,8 @@ fn compile_view(name: &str, enforced: bool, rules: &[Rule], audit: Option<Box<Co
     Ok(CompiledDirection { enforced, rules: compiled, elements, index, audit })
 }
 
-#[cfg(test)]
+// The reference evaluator serves the differential test, which runs natively only.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod reference;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod differential;
