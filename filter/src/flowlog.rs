@@ -5,7 +5,7 @@
 //! namespace and key labels) is escaped once at configure time; a request appends its own
 //! values to one reused buffer.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -44,14 +44,14 @@ pub struct FlowLog {
     /// The endpoint's own identity fields (`"identity":258,...`), as the local side.
     local: String,
     /// Per identity: `"identity":257,"name":"default/frontend","namespace":"default","labels":[...]`.
-    parties: HashMap<Identity, String>,
+    parties: FastMap<Identity, String>,
 }
 
 impl FlowLog {
     /// Precomputes the record parts of `config`. `local` is the endpoint's own identity, if the
     /// ipcache knows it.
     pub fn new(config: &Config) -> FlowLog {
-        let parties: HashMap<Identity, String> = config.identities.iter().map(|i| (i.id, party(i))).collect();
+        let parties: FastMap<Identity, String> = config.identities.iter().map(|i| (i.id, party(i))).collect();
         let own = format!("{}/{}", config.endpoint.namespace, config.endpoint.name);
         let local = config
             .identities

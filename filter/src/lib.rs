@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod cidr;
+pub mod fasthash;
 pub mod config;
 pub mod engine;
 pub mod flowlog;

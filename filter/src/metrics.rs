@@ -13,7 +13,7 @@
 //! rules, plus a fixed set per direction): no request value (path, address) ever becomes part of a name. Ids are resolved
 //! here once per configuration; a request only looks its counter up.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 
 use crate::config::{Action, Config, DirectionPolicy, Origin};
 use crate::engine::{Direction, Verdict};
@@ -38,9 +38,9 @@ type Ids = [Option<u32>; 3];
 #[derive(Debug, Default)]
 struct DirectionMetrics {
     /// policy → rule → ids.
-    rules: HashMap<String, HashMap<String, Ids>>,
+    rules: FastMap<String, FastMap<String, Ids>>,
     /// reason code → ids.
-    defaults: HashMap<&'static str, Ids>,
+    defaults: FastMap<&'static str, Ids>,
 }
 
 /// The counters of one configuration.

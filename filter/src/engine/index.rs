@@ -5,7 +5,7 @@
 //! segment by binary search and its identity's entry by one hash lookup; name-selected (toFQDNs)
 //! rules are found through the segment's [`NameIndex`].
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 
 use super::l7set::{Element, L7Set};
 use super::names::NameIndex;
@@ -26,7 +26,7 @@ pub struct Segment {
     /// Rules with `Peers::Any`.
     pub any: Side,
     /// Rules naming the identity (rules for any peer are not repeated here).
-    pub by_identity: HashMap<Identity, Side>,
+    pub by_identity: FastMap<Identity, Side>,
     /// Rules whose peers are DNS names (toFQDNs), by the names they select.
     pub by_name: NameIndex,
 }
@@ -35,7 +35,7 @@ pub struct Segment {
 #[derive(Default, Clone)]
 struct Pending {
     any: Vec<u32>,
-    by_identity: HashMap<Identity, Vec<u32>>,
+    by_identity: FastMap<Identity, Vec<u32>>,
     by_name: Vec<u32>,
 }
 

@@ -1,17 +1,17 @@
 //! Peer IP → identity (Cilium's ipcache): longest-prefix match over the control plane's table.
 //! One hash map per prefix length present, probed from the longest; an unknown address is world.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use crate::cidr::{mask, Cidr};
 use crate::config::{IpCacheEntry, Identity, WORLD};
+use crate::fasthash::FastMap;
 
 #[derive(Debug, Default)]
 pub struct IpCache {
     /// (prefix length, masked address → identity), longest prefix first; IPv4 and IPv6 apart.
-    v4: Vec<(u8, HashMap<IpAddr, Identity>)>,
-    v6: Vec<(u8, HashMap<IpAddr, Identity>)>,
+    v4: Vec<(u8, FastMap<IpAddr, Identity>)>,
+    v6: Vec<(u8, FastMap<IpAddr, Identity>)>,
 }
 
 impl IpCache {
@@ -23,7 +23,7 @@ impl IpCache {
             let slot = match table.iter().position(|(len, _)| *len == cidr.prefix_len()) {
                 Some(i) => i,
                 None => {
-                    table.push((cidr.prefix_len(), HashMap::new()));
+                    table.push((cidr.prefix_len(), FastMap::default()));
                     table.len() - 1
                 }
             };

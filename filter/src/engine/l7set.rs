@@ -3,7 +3,7 @@
 //! starts with (plus those without a usable literal). The answer is the lowest element ordinal
 //! that matches: the first rule, and the first element of it, in configuration order.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 
 use super::http::{HttpMatcher, RequestLine};
 
@@ -25,7 +25,7 @@ pub struct Element {
 pub struct L7Set {
     /// Element ordinals by the literal every path they match starts with (a token of a literal
     /// alternation counts as such a literal); each list ascending.
-    by_literal: HashMap<Box<[u8]>, Vec<u32>>,
+    by_literal: FastMap<Box<[u8]>, Vec<u32>>,
     /// The distinct literal lengths of `by_literal`, ascending.
     lengths: Vec<usize>,
     /// Ordinals of the elements that are not indexed, ascending.

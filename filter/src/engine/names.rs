@@ -5,7 +5,7 @@
 //! patterns always; only irregular patterns (a star anywhere else) are matched one by one.
 //! [`NameIndex::matching`] selects exactly the rules [`NameMatcher::matches`] would.
 
-use std::collections::HashMap;
+use crate::fasthash::FastMap;
 
 use crate::config::FqdnSelector;
 use crate::fqdn::{normalise, NameMatcher};
@@ -14,11 +14,11 @@ use crate::fqdn::{normalise, NameMatcher};
 #[derive(Debug, Clone, Default)]
 pub struct NameIndex {
     /// Normalised name → rules (`matchName`, or `matchPattern` without a star).
-    exact: HashMap<String, Vec<u32>>,
+    exact: FastMap<String, Vec<u32>>,
     /// `*.suffix`: suffix → rules.
-    one_label: HashMap<String, Vec<u32>>,
+    one_label: FastMap<String, Vec<u32>>,
     /// `**.suffix`: suffix → rules.
-    labels: HashMap<String, Vec<u32>>,
+    labels: FastMap<String, Vec<u32>>,
     /// All-star patterns: every name.
     any: Vec<u32>,
     irregular: Vec<(u32, NameMatcher)>,

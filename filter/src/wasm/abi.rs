@@ -8,34 +8,15 @@
 //! unknown context is denied.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::{http::Http, root::Root, tls::Tls};
+use crate::fasthash::FastMap;
 
 /// ABI values of `FilterHeadersStatus`/`FilterStatus`/`FilterDataStatus`.
 const CONTINUE: u32 = 0;
 const PAUSE: u32 = 1;
 
-/// A context id hashes to itself (ids are small sequential integers the host allocates).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u32(&mut self, id: u32) {
-        self.0 = u64::from(id);
-    }
-}
-
-type ById<T> = HashMap<u32, T, BuildHasherDefault<IdHasher>>;
+type ById<T> = FastMap<u32, T>;
 
 enum Stream {
     Http(Http),
