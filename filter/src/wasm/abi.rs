@@ -1,11 +1,11 @@
 //! The proxy-wasm ABI 0.2.1 entry points Envoy calls, exported here directly rather than through
 //! the SDK's dispatcher. Envoy skips every callback a module does not export, and the SDK exports
-//! them all, so with it each request entered the VM seven times (create, request and response
-//! headers, log, done, delete, …); this module exports only what l7gate uses: an HTTP request
-//! costs three entries (create, request headers, delete), a TLS connection four. The context
-//! table maps each stream to the plugin configuration in force when it was created, so
-//! in-flight streams keep their configuration when a new one arrives. Nothing here panics: an
-//! unknown context is denied.
+//! them all, so with it each request entered the VM six times or more (create, request and
+//! response headers, bodies, log, done, delete); this module exports only what l7gate uses: an
+//! HTTP request costs three entries (create, request headers, delete), a TLS connection four
+//! and one per data chunk. The context table maps each stream to the plugin configuration in
+//! force when it was created, so in-flight streams keep their configuration when a new one
+//! arrives. Nothing here panics: an unknown context is denied.
 
 use std::cell::RefCell;
 
