@@ -63,6 +63,9 @@ fn env_path(name: &str) -> Result<PathBuf, String> {
     std::env::var_os(name).map(PathBuf::from).ok_or_else(|| format!("{name} is not set (bench/run.sh sets it)"))
 }
 
+/// The pause after each load run.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// The loads of one round: (label, protocol, direct response?, allowed request?).
 const LOADS: [(&str, Protocol, bool, bool); 5] = [
     ("h1 direct allowed", Protocol::H1, true, true),
@@ -184,6 +187,9 @@ fn measure(rules: usize, o: &Options, envoy_bin: &Path, wasm: &Path, dir: &Path)
                 let path = if *allowed { &set.allowed_path } else { &set.denied_path };
                 let url = format!("http://{}:{}{path}", v.address(*direct), envoy::PORT);
                 samples[i] = load::run(*protocol, &url, Duration::from_secs(o.seconds))?;
+                // A saturated Envoy (RBAC at 10,000 rules) is still working off what it read
+                // when the load generator stops; let it drain before the next variant runs.
+                std::thread::sleep(SETTLE);
             }
             eprintln!("   round {round} {label}: {:.0} / {:.0} / {:.0} req/s (no-filter / rbac / l7gate)", samples[0].rps, samples[1].rps, samples[2].rps);
             rounds.push(samples);
