@@ -2,7 +2,7 @@
 # The l7gate benchmark, one command: Envoy without filter vs native RBAC vs the l7gate filter,
 # HTTP/1.1 (wrk) and HTTP/2 (h2load), direct response and proxied, 1 to 10,000 rules.
 #
-#   bench/run.sh            # full run: 4 rule counts, 3 interleaved rounds of 4 s (~12 min)
+#   bench/run.sh            # full run: 4 rule counts, 3 interleaved rounds of 4 s (~15 min)
 #   bench/run.sh --quick    # smoke run: 1 round of 2 s, 1 and 1,000 rules (~1 min)
 #   bench/run.sh --rounds 6 --seconds 5 --rules 100,10000
 #   bench/run.sh propagation    # policy file → enforced verdict, p50/p99 at 10, 1,000, 10,000 rules
