@@ -81,7 +81,7 @@ mod tests {
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(map.get(k), Some(&i));
         }
-        assert_eq!(map.get(&b"/api/svc-2000/".to_vec()), None);
+        assert_eq!(map.get(b"/api/svc-2000/".as_slice()), None);
         let ips: FastMap<std::net::IpAddr, u32> = [("10.0.0.1", 1), ("10.0.0.2", 2), ("::1", 3)].into_iter().map(|(a, i)| (a.parse().unwrap(), i)).collect();
         assert_eq!(ips.get(&"10.0.0.2".parse().unwrap()), Some(&2));
         assert_eq!(ips.get(&"10.0.0.3".parse().unwrap()), None);
