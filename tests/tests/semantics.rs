@@ -244,6 +244,9 @@ const HEADER_TABLE: &[Row] = &[
     get(REPORTING, API, "/token").over(RAW)
         .with(&[h("x-l7gate-connection", b"127.0.0.2:40000 127.0.0.10:8080"), h("X-Token", b"abc"), h("X-L7GATE-CONNECTION", b"127.0.0.2:40001 127.0.0.10:8080")])
         .deny("spec §2.4 nor with several connection headers"),
+    get(REPORTING, API, "/token").over(ALL)
+        .with(&[h("x-l7gate-connection", b"127.0.0.2:40000 127.0.0.10:8080"), h("x-l7gate-connection", b"127.0.0.2:40001 127.0.0.10:8080"), h("X-Token", b"abc")])
+        .deny("spec §2.4 nor with several connection headers, over HTTP/2 too"),
     get(FRONTEND, API, "/token").over(ALL).with(&[h("X-Token", b"abc"), h("X-L7gate-Connection", b"127.0.0.3:40000 127.0.0.10:9999")])
         .allow("spec §2.4 a client's connection header is discarded, not believed"),
 ];
