@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use l7gate_filter::headermap::{CONNECTION_HEADER, CONNECTION_HEADER_KEY};
+
 use crate::cpu::Cpu;
 
 /// The port the policies name (the filter reads the listener's local port).
@@ -165,7 +167,7 @@ pub fn bootstrap(variant: Variant, filters: &[Value]) -> Value {
     let proxied = json!({"match": {"prefix": "/"}, "route": {"cluster": "app"}});
     // As envoy/sidecar.yaml: for l7gate, Envoy sets the connection header and the node names it.
     let (metadata, early) = match variant {
-        Variant::L7gate => (json!({"l7gate.connection_header": CONNECTION_HEADER}), vec![connection_header()]),
+        Variant::L7gate => (json!({CONNECTION_HEADER_KEY: CONNECTION_HEADER}), vec![connection_header()]),
         _ => (json!({}), vec![]),
     };
     json!({"node": {"id": variant.name(), "cluster": "bench", "metadata": metadata}, "admin": admin(),
@@ -178,9 +180,6 @@ pub fn bootstrap(variant: Variant, filters: &[Value]) -> Value {
                 "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [
                     {"endpoint": {"address": {"socket_address": {"address": UPSTREAM, "port_value": PORT}}}}]}]}}]}})
 }
-
-/// The header Envoy sets for the filter with the connection's addresses (envoy/sidecar.yaml).
-const CONNECTION_HEADER: &str = "x-l7gate-connection";
 
 /// The HCM's early header mutation that sets the connection header (as in envoy/sidecar.yaml).
 fn connection_header() -> Value {

@@ -9,7 +9,7 @@ use std::cell::Cell;
 use crate::config::*;
 use crate::engine::{Direction, Engine, Request};
 use crate::flowlog::{Decision, FlowLog};
-use crate::headermap::{connection_addresses, serialize, HeaderMap};
+use crate::headermap::{connection_addresses, serialize, HeaderMap, CONNECTION_HEADER};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -86,7 +86,7 @@ fn deciding_and_recording_a_request_allocates_nothing() {
             (b":method", method.as_bytes()),
             (b"user-agent", b"curl/8.5.0"),
             (b"x-tenant", tenant.as_bytes()),
-            (b"x-l7gate-connection", b"10.0.0.1:40000 10.0.0.10:8080"),
+            (CONNECTION_HEADER.as_bytes(), b"10.0.0.1:40000 10.0.0.10:8080"),
         ])
     };
     let cases = [
@@ -100,7 +100,7 @@ fn deciding_and_recording_a_request_allocates_nothing() {
     for (round, (buffer, allowed)) in cases.iter().chain(&cases).enumerate() {
         let mut verdict_allowed = None;
         let n = allocations_in(|| {
-            let headers = HeaderMap::parse(buffer, Some("x-l7gate-connection")).unwrap();
+            let headers = HeaderMap::parse(buffer, Some(CONNECTION_HEADER)).unwrap();
             let (peer, local) = connection_addresses(headers.connection.unwrap()).unwrap();
             let req = Request { direction: Direction::Ingress, peer: engine.identity_of(peer.ip()), port: local.port(), protocol: Protocol::Tcp, server_name: None };
             let verdict = engine.decide(&req, Some(&headers));

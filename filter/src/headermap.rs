@@ -6,14 +6,20 @@
 //! as Cilium compares it, spec §5.4, is copied).
 //!
 //! The connection header is how a sidecar tells the filter who the peer is without a property
-//! read per request: Envoy's `header_mutation` filter, placed before l7gate, overwrites it with
-//! `%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%`, the same addresses the
-//! `source.address` and `destination.address` properties give (envoy/sidecar.yaml).
+//! read per request: the HCM's early header mutation overwrites it, before any filter runs,
+//! with `%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS%`, the same addresses the
+//! `source.address` and `destination.address` properties give, and the node metadata key
+//! [`CONNECTION_HEADER_KEY`] names it (envoy/sidecar.yaml).
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::engine::Headers;
+
+/// The node metadata key that names the connection header (`node.metadata` in the bootstraps).
+pub const CONNECTION_HEADER_KEY: &str = "l7gate.connection_header";
+/// The connection header the bootstraps in `envoy/` set.
+pub const CONNECTION_HEADER: &str = "x-l7gate-connection";
 
 /// Serialised request headers, validated, with the fields every request needs found.
 #[derive(Debug)]
@@ -34,6 +40,19 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(b)).ok()
 }
 
+/// Walks the (name, value) pairs: `None` for a pair that does not fit, NUL terminators included.
+fn pairs<'a>(data: &'a [u8], sizes: &'a [u8]) -> impl Iterator<Item = Option<(&'a [u8], &'a [u8])>> {
+    let mut at = 0usize;
+    let mut field = move |len: usize| -> Option<&'a [u8]> {
+        let end = at.checked_add(len)?;
+        data.get(end)?; // its NUL
+        let field = data.get(at..end)?;
+        at = end + 1;
+        Some(field)
+    };
+    sizes.chunks_exact(8).map(move |pair| Some((field(u32_at(pair, 0)?)?, field(u32_at(pair, 4)?)?)))
+}
+
 impl<'a> HeaderMap<'a> {
     /// Validates `bytes` and finds the request line and `connection_header` (lower-case);
     /// `None` if the encoding is malformed (the caller denies).
@@ -42,13 +61,8 @@ impl<'a> HeaderMap<'a> {
         let sizes = bytes.get(4..4usize.checked_add(count.checked_mul(8)?)?)?;
         let data = bytes.get(4 + sizes.len()..)?;
         let mut map = HeaderMap { data, sizes, method: None, path: None, authority: None, connection: None };
-        let mut at = 0usize;
-        for i in 0..count {
-            let (name_len, value_len) = (u32_at(sizes, i * 8)?, u32_at(sizes, i * 8 + 4)?);
-            let name = data.get(at..at.checked_add(name_len)?)?;
-            at = at.checked_add(name_len + 1)?;
-            let value = data.get(at..at.checked_add(value_len)?)?;
-            at = at.checked_add(value_len + 1)?;
+        for pair in pairs(data, sizes) {
+            let (name, value) = pair?;
             let slot = match name {
                 b":method" => &mut map.method,
                 b":path" => &mut map.path,
@@ -58,21 +72,12 @@ impl<'a> HeaderMap<'a> {
             };
             slot.get_or_insert(value);
         }
-        (at <= data.len()).then_some(map)
+        Some(map)
     }
 
-    /// Every (name, value) in the host's order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
-        let (data, sizes) = (self.data, self.sizes);
-        let mut at = 0usize;
-        sizes.chunks_exact(8).map_while(move |pair| {
-            let (name_len, value_len) = (u32_at(pair, 0)?, u32_at(pair, 4)?);
-            let name = data.get(at..at + name_len)?;
-            at += name_len + 1;
-            let value = data.get(at..at + value_len)?;
-            at += value_len + 1;
-            Some((name, value))
-        })
+    /// Every (name, value) in the host's order (all of them: [`HeaderMap::parse`] checked).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        pairs(self.data, self.sizes).map_while(|pair| pair)
     }
 }
 
@@ -133,7 +138,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    const PEER: &str = "x-l7gate-peer";
+    const PEER: &str = CONNECTION_HEADER;
 
     fn map(pairs: &[(&str, &[u8])]) -> Vec<u8> {
         serialize(&pairs.iter().map(|(k, v)| (k.as_bytes(), *v)).collect::<Vec<_>>())

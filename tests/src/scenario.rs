@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use crate::harness::client::{self, Header, Protocol, Request, SendError};
 use crate::harness::cluster::Cluster;
 use crate::harness::upstream::{Seen, Upstream};
+use l7gate_filter::headermap::CONNECTION_HEADER;
 
 /// Who sends the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,9 +252,6 @@ impl Exchange<'_> {
         })
     }
 }
-
-/// The header the sidecar templates have Envoy set for the filter (`l7gate.connection_header`).
-pub const CONNECTION_HEADER: &str = "x-l7gate-connection";
 
 /// Whether the outcome is what the row expects; `Err` says how it differs.
 pub fn check(case: &Case, outcome: &Outcome) -> Result<(), String> {

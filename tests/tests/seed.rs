@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use l7gate_e2e::harness::client::{self, Protocol, Request, Response};
-use l7gate_e2e::scenario::CONNECTION_HEADER;
+use l7gate_filter::headermap::{CONNECTION_HEADER, CONNECTION_HEADER_KEY};
 use l7gate_e2e::harness::cluster::Cluster;
 use l7gate_e2e::harness::envoy::{config_without_rules, Envoy, SidecarSpec};
 use l7gate_e2e::harness::tools::Tools;
@@ -120,7 +120,7 @@ async fn peer_and_port_are_the_connections_with_or_without_the_connection_header
     let tools = Tools::require();
     let app = Upstream::start("app").unwrap();
     let without_metadata = |bootstrap: String| {
-        let edited = bootstrap.replace("  metadata:\n    l7gate.connection_header: x-l7gate-connection\n", "");
+        let edited = bootstrap.replace(&format!("  metadata:\n    {CONNECTION_HEADER_KEY}: {CONNECTION_HEADER}\n"), "");
         assert_ne!(edited, bootstrap, "the template's node metadata moved; update this test");
         edited
     };

@@ -59,8 +59,8 @@ impl Observer {
     /// Sets the VM memory gauge to the linear memory's current size (it never shrinks).
     fn record_memory(&self) {
         let bytes = core::arch::wasm32::memory_size::<0>() as u64 * 65536;
-        if let Some(id) = self.memory_gauge {
-            host::record_metric(id, bytes);
+        if !self.memory_gauge.is_some_and(|id| host::record_metric(id, bytes)) {
+            log::debug!("l7gate: could not set the VM memory gauge");
         }
     }
 

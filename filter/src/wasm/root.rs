@@ -11,10 +11,8 @@ use super::observe::{Observer, Registry};
 use super::{host, http::Http, tls::Tls};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::headermap::CONNECTION_HEADER_KEY;
 use crate::role::Role;
-
-/// The node metadata key naming the connection header (`node.metadata` in envoy/sidecar.yaml).
-const CONNECTION_HEADER_KEY: &str = "l7gate.connection_header";
 
 /// What a stream needs of the configuration in force when it was created.
 pub struct Plugin {
