@@ -656,6 +656,7 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
         endpoints: manifests.path().join("endpoints.yaml"),
         wasm: tools.wasm.clone(),
         egress: false,
+        serve_wasm: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let app = Upstream::start("ghost-app").unwrap();
@@ -664,6 +665,7 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
         listen: "127.0.0.28:0".parse().unwrap(),
         upstream: app.addr(),
         xds: cp.xds(),
+        control_http: cp.status_addr(),
     };
     // Ready only after the initial fetch timeout: the listener was warming until then.
     let envoy = Envoy::spawn_ads(&tools, &spec)

@@ -10,40 +10,90 @@ pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch as signal_watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use crate::watch::{self, Inputs};
+use crate::watch::{self, Inputs, ModuleSource};
 use cache::Cache;
-use status::Reloads;
+use status::{Reloads, ServedModules};
 
-/// Runs the control plane until an unrecoverable error: initial load (an invalid state is
-/// reported and served as nothing, so a later fix is picked up), watcher, ADS and status servers.
+/// How long a shutdown waits for the ADS streams and HTTP requests to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the control plane until SIGTERM or SIGINT (then closes every ADS stream, so Envoys
+/// reconnect at once to a successor and keep their configs meanwhile, and returns `Ok`) or an
+/// unrecoverable error: initial load (an invalid state is reported and served as nothing, so a
+/// later fix is picked up), watcher, ADS and HTTP servers.
 pub async fn serve(inputs: Inputs, listen: SocketAddr, status_listen: SocketAddr) -> Result<(), String> {
-    if !inputs.wasm.is_file() {
-        warn!(wasm = %inputs.wasm.display(), "the filter module does not exist here; Envoys that cannot load it will reject every config");
+    // First of all: as a container's PID 1 an unhandled SIGTERM is ignored, not fatal.
+    let stop_signal = shutdown_signal()?;
+    if let ModuleSource::Path(path) = &inputs.module {
+        if !path.is_file() {
+            warn!(wasm = %path.display(), "the filter module does not exist here; Envoys that cannot load it will reject every config");
+        }
     }
     let cache = Arc::new(Cache::new());
     let reloads = Reloads::default();
-    watch::reload(&inputs, &cache, &reloads);
+    let served = ServedModules::default();
+    watch::reload(&inputs, &cache, &reloads, &served);
 
     let xds = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let status_listener =
         tokio::net::TcpListener::bind(status_listen).await.map_err(|e| format!("cannot listen on {status_listen}: {e}"))?;
     let xds_addr = xds.local_addr().map_err(|e| e.to_string())?;
     let status_addr = status_listener.local_addr().map_err(|e| e.to_string())?;
-    info!(xds = %xds_addr, status = %status_addr, policies = %inputs.policies.display(),
-        endpoints = %inputs.endpoints.display(), wasm = %inputs.wasm.display(), "serving");
+    let module = match &inputs.module {
+        ModuleSource::Path(p) => format!("file {}", p.display()),
+        ModuleSource::Served(p) => format!("served from {} at http://{status_addr}/wasm/<sha256>.wasm", p.display()),
+    };
+    info!(xds = %xds_addr, http = %status_addr, policies = %inputs.policies.display(),
+        endpoints = %inputs.endpoints.display(), module = %module, "serving");
 
+    let (stop, stopping) = signal_watch::channel(false);
+    let stopped = |mut rx: signal_watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let ads = tonic::transport::Server::builder()
         // Detect dead Envoys (and let them detect us) without waiting for TCP timeouts.
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
-        .add_service(server::Ads::new(Arc::clone(&cache)).into_service())
-        .serve_with_incoming(TcpListenerStream::new(xds));
-    tokio::select! {
-        r = ads => r.map_err(|e| format!("ADS server: {e}")),
-        r = status::serve(status_listener, Arc::clone(&cache), Arc::clone(&reloads)) => r.map_err(|e| format!("status server: {e}")),
-        r = watch::run(inputs, cache, reloads) => r,
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(server::Ads::new(Arc::clone(&cache), stopping.clone()).into_service())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped(stopping.clone()));
+    let http = status::serve(status_listener, Arc::clone(&cache), Arc::clone(&reloads), served.clone(), stopped(stopping));
+    let mut servers = tokio::spawn(async move {
+        tokio::try_join!(
+            async { ads.await.map_err(|e| format!("ADS server: {e}")) },
+            async { http.await.map_err(|e| format!("HTTP server: {e}")) },
+        )
+        .map(|_| ())
+    });
+    let joined = |r: Result<Result<(), String>, tokio::task::JoinError>| r.map_err(|e| format!("server task: {e}")).and_then(|r| r);
+    let signal = tokio::select! {
+        r = &mut servers => return joined(r).and(Err("the servers stopped".into())),
+        r = watch::run(inputs, cache, reloads, served) => return r,
+        signal = stop_signal => signal,
+    };
+    info!(signal, "shutting down: closing ADS streams and HTTP connections");
+    let _ = stop.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, servers).await {
+        Ok(r) => joined(r)?,
+        Err(_) => warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting anyway"),
     }
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves with the name of the first SIGTERM or SIGINT; the handlers are installed at once.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>, String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
 }

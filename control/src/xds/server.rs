@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::value::Kind;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -41,11 +41,13 @@ const STREAM_BUFFER: usize = 16;
 /// The ADS service over a cache.
 pub struct Ads {
     cache: Arc<Cache>,
+    /// Turns true when the server shuts down: every stream then ends (grpc-status OK).
+    stopping: watch::Receiver<bool>,
 }
 
 impl Ads {
-    pub fn new(cache: Arc<Cache>) -> Ads {
-        Ads { cache }
+    pub fn new(cache: Arc<Cache>, stopping: watch::Receiver<bool>) -> Ads {
+        Ads { cache, stopping }
     }
 
     /// The tonic service to mount.
@@ -69,7 +71,7 @@ impl AggregatedDiscoveryService for Ads {
         let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let cache = Arc::clone(&self.cache);
-        tokio::spawn(run_stream(cache, request.into_inner(), tx, peer));
+        tokio::spawn(run_stream(cache, request.into_inner(), tx, peer, self.stopping.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -119,6 +121,7 @@ async fn run_stream(
     mut requests: Streaming<DiscoveryRequest>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     peer: String,
+    mut stopping: watch::Receiver<bool>,
 ) {
     // The node is only guaranteed on the first request.
     let first = match requests.next().await {
@@ -151,6 +154,7 @@ async fn run_stream(
             }
         }
         tokio::select! {
+            _ = stop_requested(&mut stopping) => break "control plane shutting down".to_string(),
             request = requests.next() => match request {
                 Some(Ok(r)) => next = Some(r),
                 Some(Err(e)) => break e.to_string(),
@@ -172,6 +176,13 @@ async fn run_stream(
     };
     cache.disconnected(&node.id);
     info!(node = %node.id, endpoint = %key, reason = %reason, "stream disconnected");
+}
+
+/// Resolves once `stopping` turns true; never if its sender is gone without that.
+async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl StreamState {
@@ -278,7 +289,7 @@ mod tests {
     const T: &str = crate::ecds::TYPED_EXTENSION_CONFIG_TYPE;
 
     fn snapshots(configs: &[(&str, &str)]) -> BTreeMap<String, Arc<crate::xds::cache::Snapshot>> {
-        configs.iter().map(|(k, c)| (k.to_string(), Arc::new(snapshot_of(c, Path::new("/w.wasm"), &[crate::ecds::Role::Ingress])))).collect()
+        configs.iter().map(|(k, c)| (k.to_string(), Arc::new(snapshot_of(c, &crate::ecds::Module::file(Path::new("/w.wasm")), &[crate::ecds::Role::Ingress])))).collect()
     }
 
     struct Client {
@@ -290,7 +301,7 @@ mod tests {
         async fn connect(cache: &Arc<Cache>, node: &str) -> Client {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let service = Ads::new(Arc::clone(cache)).into_service();
+            let service = Ads::new(Arc::clone(cache), watch::channel(false).1).into_service();
             tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(service)

@@ -1,9 +1,16 @@
-//! What `l7gate serve` reports about itself: the JSON document of `GET /status` (also parsed back
-//! by `l7gate status`), the reload state the watcher records, and the small HTTP server that
-//! serves it.
+//! `l7gate serve`'s HTTP side: the JSON document of `GET /status` (also parsed back by
+//! `l7gate status`) and the reload state the watcher records; `GET /healthz` (liveness) and
+//! `GET /readyz` (ready once the inputs were valid); and the filter module that Envoys fetch
+//! pinned to its SHA-256 (`GET /wasm/<sha256>.wasm`, with `serve --serve-wasm`).
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use sha2::{Digest, Sha256};
 
 use serde::{Deserialize, Serialize};
 
@@ -76,16 +83,91 @@ pub fn report(cache: &Cache, reloads: &Reloads) -> StatusReport {
     StatusReport { reload, nodes: cache.status() }
 }
 
-/// Serves `GET /status` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, cache: Arc<Cache>, reloads: Reloads) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/status",
-        axum::routing::get(move || {
-            let report = report(&cache, &reloads);
-            async move { axum::Json(report) }
-        }),
-    );
-    axum::serve(listener, app).await
+/// Modules kept for Envoys to fetch: a module stays available for a while after a newer one
+/// replaced it, so Envoys that received the previous config can still fetch what it names.
+const MODULES_KEPT: usize = 3;
+
+/// The filter modules `l7gate serve --serve-wasm` offers, newest last, by SHA-256 (hex).
+#[derive(Debug, Clone, Default)]
+pub struct ServedModules(Arc<RwLock<VecDeque<(String, axum::body::Bytes)>>>);
+
+impl ServedModules {
+    /// Offers `bytes` (if not offered already) and returns its SHA-256.
+    pub fn offer(&self, bytes: Vec<u8>) -> String {
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let mut modules = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if !modules.iter().any(|(s, _)| *s == sha256) {
+            modules.push_back((sha256.clone(), bytes.into()));
+            while modules.len() > MODULES_KEPT {
+                modules.pop_front();
+            }
+        }
+        sha256
+    }
+
+    fn get(&self, sha256: &str) -> Option<axum::body::Bytes> {
+        let modules = self.0.read().unwrap_or_else(|e| e.into_inner());
+        modules.iter().find(|(s, _)| s == sha256).map(|(_, b)| b.clone())
+    }
+}
+
+/// Where Envoys fetch the module with this SHA-256 (through their bootstrap cluster
+/// `crate::ecds::MODULE_CLUSTER`, which decides the address; the host names it for logs).
+pub fn module_uri(sha256: &str) -> String {
+    format!("http://l7gate-serve/wasm/{sha256}.wasm")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serves the HTTP side on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cache: Arc<Cache>,
+    reloads: Reloads,
+    modules: ServedModules,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ready = Arc::clone(&reloads);
+    let app = axum::Router::new()
+        .route(
+            "/status",
+            axum::routing::get(move || {
+                let report = report(&cache, &reloads);
+                async move { axum::Json(report) }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let status = ready.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                async move { readiness(&status) }
+            }),
+        )
+        .route(
+            "/wasm/{file}",
+            axum::routing::get(move |axum::extract::Path(file): axum::extract::Path<String>| {
+                let module = file.strip_suffix(".wasm").and_then(|sha| modules.get(sha));
+                async move {
+                    match module {
+                        Some(bytes) => ([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response(),
+                        None => (StatusCode::NOT_FOUND, "no such module\n").into_response(),
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// `GET /readyz`: 200 once an input state was accepted (Envoys get configs), else 503 and why.
+fn readiness(status: &ReloadStatus) -> (StatusCode, String) {
+    match (status.generation, &status.error) {
+        (0, Some(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the inputs were never valid:\n{e}\n")),
+        (0, None) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the inputs are not loaded yet\n".into()),
+        (g, _) => (StatusCode::OK, format!("ready: generation {g}\n")),
+    }
 }
 
 /// Fetches the report from a running server (`l7gate status`): a plain HTTP/1.1 GET.

@@ -23,6 +23,9 @@ pub struct ServeSpec {
     pub wasm: PathBuf,
     /// Also serve the egress filters (`serve --egress`).
     pub egress: bool,
+    /// Serve `wasm` over HTTP for the Envoys to fetch (`serve --serve-wasm`) instead of naming
+    /// its path.
+    pub serve_wasm: bool,
 }
 
 /// A running `l7gate serve`; killed when dropped.
@@ -107,7 +110,7 @@ impl ControlPlane {
         self.launch()
     }
 
-    /// Its log (stderr) across all starts.
+    /// Its log (stdout and stderr) across all starts.
     pub fn log(&self) -> String {
         (1..=self.starts)
             .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
@@ -140,14 +143,14 @@ impl ControlPlane {
             .arg(&self.spec.policies)
             .arg("--endpoints")
             .arg(&self.spec.endpoints)
-            .arg("--wasm")
+            .arg(if self.spec.serve_wasm { "--serve-wasm" } else { "--wasm" })
             .arg(&self.spec.wasm)
             .arg("--listen")
             .arg(self.xds.to_string())
             .arg("--status-listen")
             .arg(self.status.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
@@ -208,7 +211,7 @@ pub fn binary() -> Result<PathBuf, String> {
 }
 
 /// A port nobody listens on right now (bind port 0, read it, release it).
-fn free_port() -> Result<SocketAddr, String> {
+pub(crate) fn free_port() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     listener.local_addr().map_err(|e| e.to_string())
 }

@@ -43,6 +43,8 @@ pub struct AdsSidecarSpec {
     pub upstream: SocketAddr,
     /// `l7gate serve --listen`.
     pub xds: SocketAddr,
+    /// `l7gate serve --status-listen` (module fetches with `--serve-wasm`).
+    pub control_http: SocketAddr,
 }
 
 /// How a start went wrong.
@@ -132,6 +134,7 @@ impl Envoy {
         let values = vec![
             ("XDS_ADDRESS", spec.xds.ip().to_string()),
             ("XDS_PORT", spec.xds.port().to_string()),
+            ("CONTROL_HTTP_PORT", spec.control_http.port().to_string()),
             ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
             ("UPSTREAM_PORT", spec.upstream.port().to_string()),
         ];
@@ -167,8 +170,12 @@ impl Envoy {
             ("NAME", name.to_string()),
             ("LISTEN_ADDRESS", listen.ip().to_string()),
             ("LISTEN_PORT", listen.port().to_string()),
-            // Port 0: Envoy picks one and writes it to --admin-address-path.
-            ("ADMIN_PORT", "0".to_string()),
+            // A free port, not 0: the ADS templates' metrics listener routes to it. Envoy also
+            // writes it to --admin-address-path.
+            ("ADMIN_PORT", crate::harness::control::free_port().map_err(&harness)?.port().to_string()),
+            // The ADS templates' metrics listener (found by name: Envoy::metrics_get).
+            ("METRICS_ADDRESS", "127.0.0.1".to_string()),
+            ("METRICS_PORT", "0".to_string()),
         ];
         values.extend(extra);
         let bootstrap =
@@ -386,7 +393,7 @@ impl Envoy {
         // Port 0: ask Envoy which port it bound.
         let (_, body) = self.admin_get("/listeners?format=json").ok()?;
         let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        json["listener_statuses"].as_array()?.iter().find_map(|l| {
+        json["listener_statuses"].as_array()?.iter().filter(|l| l["name"] != "metrics").find_map(|l| {
             let sock = &l["local_address"]["socket_address"];
             let ip: std::net::IpAddr = sock["address"].as_str()?.parse().ok()?;
             let port = u16::try_from(sock["port_value"].as_u64()?).ok()?;
