@@ -30,13 +30,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use envoy_types::pb::envoy::config::core::v3::{
-    async_data_source, data_source, http_uri, AsyncDataSource, DataSource, HttpUri, RemoteDataSource, RetryPolicy,
-    TypedExtensionConfig,
+    async_data_source, data_source, AsyncDataSource, DataSource, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm as HttpWasm;
 use envoy_types::pb::envoy::extensions::filters::network::wasm::v3::Wasm as NetworkWasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
-use envoy_types::pb::google::protobuf::{Duration, StringValue, UInt32Value};
+use envoy_types::pb::google::protobuf::StringValue;
 use envoy_types::util::pack_any;
 pub use l7gate_filter::role::Role;
 use prost::Message;
@@ -87,83 +86,25 @@ pub const FAILURE_POLICY: FailurePolicy = FailurePolicy::FailReload;
 /// `VmConfig.runtime`: V8, the runtime Envoy's release builds ship.
 pub const RUNTIME: &str = "envoy.wasm.runtime.v8";
 
-/// The bootstrap cluster through which Envoys fetch a [`Module::Fetched`] module: `l7gate serve`'s
-/// HTTP listener (`envoy/sidecar-ads.yaml`, `envoy/egress-ads.yaml`).
-pub const MODULE_CLUSTER: &str = "l7gate_control";
-/// How long one fetch of the module may take.
-const MODULE_FETCH_TIMEOUT_S: i64 = 10;
-/// Fetch attempts after the first failed one (Envoy backs off between them).
-const MODULE_FETCH_RETRIES: u32 = 5;
-
-/// Where Envoy gets the filter module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Module {
-    /// A file on the Envoy's own file system (baked into its image, or a shared volume). Should
-    /// be absolute: Envoy resolves it against its own cwd.
-    File(PathBuf),
-    /// Fetched over HTTP through the bootstrap cluster [`MODULE_CLUSTER`] and used only if its
-    /// SHA-256 is `sha256` (lower-case hex). With `nack_on_code_cache_miss` Envoy rejects (NACKs)
-    /// a config whose module it does not hold yet and fetches it in the background, so a module
-    /// that never arrives or does not match leaves the last good filter in force (or none: fail
-    /// closed); without it, observed on Envoy 1.40, a mismatch left the listener without the
-    /// filter and requests reached the app.
-    Fetched { uri: String, sha256: String },
-}
-
-impl Module {
-    /// The module at `path` on the Envoy's file system.
-    pub fn file(path: &Path) -> Module {
-        Module::File(path.to_path_buf())
-    }
-
-    fn data_source(&self) -> AsyncDataSource {
-        let specifier = match self {
-            Module::File(path) => async_data_source::Specifier::Local(DataSource {
-                specifier: Some(data_source::Specifier::Filename(path.to_string_lossy().into_owned())),
-                ..Default::default()
-            }),
-            Module::Fetched { uri, sha256 } => async_data_source::Specifier::Remote(RemoteDataSource {
-                http_uri: Some(HttpUri {
-                    uri: uri.clone(),
-                    timeout: Some(Duration { seconds: MODULE_FETCH_TIMEOUT_S, nanos: 0 }),
-                    http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(MODULE_CLUSTER.to_string())),
-                }),
-                sha256: sha256.clone(),
-                retry_policy: Some(RetryPolicy {
-                    num_retries: Some(UInt32Value { value: MODULE_FETCH_RETRIES }),
-                    ..Default::default()
-                }),
-            }),
-        };
-        AsyncDataSource { specifier: Some(specifier) }
-    }
-
-    /// The proto3 JSON mapping of [`Module::data_source`].
-    fn json(&self) -> serde_json::Value {
-        match self {
-            Module::File(path) => serde_json::json!({ "local": { "filename": path.to_string_lossy() } }),
-            Module::Fetched { uri, sha256 } => serde_json::json!({ "remote": {
-                "http_uri": { "uri": uri, "cluster": MODULE_CLUSTER, "timeout": format!("{MODULE_FETCH_TIMEOUT_S}s") },
-                "sha256": sha256,
-                "retry_policy": { "num_retries": MODULE_FETCH_RETRIES },
-            } }),
-        }
-    }
-}
-
-/// The l7gate plugin as Envoy runs it in the filter `role`: `module` with `config_json` as its
-/// plugin configuration (delivered to `on_configure` byte for byte). The one place where the
-/// plugin's names, root id, runtime and failure policy are chosen; the ECDS file ([`render_for`])
-/// and the ADS server ([`resource`]) both use it.
-pub fn plugin_config(role: Role, config_json: &str, module: &Module) -> PluginConfig {
+/// The l7gate plugin as Envoy runs it in the filter `role`: the module at `wasm_path` (should be
+/// absolute: Envoy resolves it against its own cwd) with `config_json` as its plugin
+/// configuration (delivered to `on_configure` byte for byte). The one place where the plugin's
+/// names, root id, runtime and failure policy are chosen; the ECDS file ([`render_for`]) and the
+/// ADS server ([`resource`]) both use it.
+pub fn plugin_config(role: Role, config_json: &str, wasm_path: &Path) -> PluginConfig {
+    let code = AsyncDataSource {
+        specifier: Some(async_data_source::Specifier::Local(DataSource {
+            specifier: Some(data_source::Specifier::Filename(wasm_path.to_string_lossy().into_owned())),
+            ..Default::default()
+        })),
+    };
     PluginConfig {
         name: PLUGIN_NAME.to_string(),
         root_id: role.root_id().to_string(),
         vm: Some(plugin_config::Vm::VmConfig(VmConfig {
             vm_id: VM_ID.to_string(),
             runtime: RUNTIME.to_string(),
-            code: Some(module.data_source()),
-            nack_on_code_cache_miss: matches!(module, Module::Fetched { .. }),
+            code: Some(code),
             ..Default::default()
         })),
         configuration: Some(pack_any(StringValue { value: config_json.to_string() })),
@@ -173,14 +114,14 @@ pub fn plugin_config(role: Role, config_json: &str, module: &Module) -> PluginCo
 }
 
 /// The ingress filter's ECDS resource (what `envoy/sidecar*.yaml` subscribe to).
-pub fn resource(config_json: &str, module: &Module) -> TypedExtensionConfig {
-    resource_for(Role::Ingress, config_json, module)
+pub fn resource(config_json: &str, wasm_path: &Path) -> TypedExtensionConfig {
+    resource_for(Role::Ingress, config_json, wasm_path)
 }
 
 /// The ECDS resource of the filter `role`: a `TypedExtensionConfig` named [`filter_name`]
 /// wrapping the HTTP or network Wasm filter with [`plugin_config`].
-pub fn resource_for(role: Role, config_json: &str, module: &Module) -> TypedExtensionConfig {
-    let config = Some(plugin_config(role, config_json, module));
+pub fn resource_for(role: Role, config_json: &str, wasm_path: &Path) -> TypedExtensionConfig {
+    let config = Some(plugin_config(role, config_json, wasm_path));
     let typed_config = if role.is_http() { pack_any(HttpWasm { config }) } else { pack_any(NetworkWasm { config }) };
     TypedExtensionConfig { name: filter_name(role).to_string(), typed_config: Some(typed_config) }
 }
@@ -199,13 +140,13 @@ pub fn version(resource_bytes: &[u8]) -> String {
 
 /// Renders the ingress filter's ECDS file (see [`render_for`]).
 pub fn render(config_json: &str, wasm_path: &Path) -> String {
-    render_for(Role::Ingress, config_json, &Module::file(wasm_path))
+    render_for(Role::Ingress, config_json, wasm_path)
 }
 
 /// Renders the ECDS file content for the filter `role`: a `DiscoveryResponse` (pretty JSON, the
 /// proto3 JSON mapping of [`resource_for`]) for Envoy's file-based config source.
-pub fn render_for(role: Role, config_json: &str, module: &Module) -> String {
-    let resource = resource_for(role, config_json, module);
+pub fn render_for(role: Role, config_json: &str, wasm_path: &Path) -> String {
+    let resource = resource_for(role, config_json, wasm_path);
     let doc = serde_json::json!({
         "version_info": version(&resource.encode_to_vec()),
         "resources": [{
@@ -213,7 +154,7 @@ pub fn render_for(role: Role, config_json: &str, module: &Module) -> String {
             "name": resource.name,
             "typed_config": {
                 "@type": type_url(role),
-                "config": plugin_json(&plugin_config(role, config_json, module), module),
+                "config": plugin_json(&plugin_config(role, config_json, wasm_path)),
             },
         }],
     });
@@ -221,10 +162,16 @@ pub fn render_for(role: Role, config_json: &str, module: &Module) -> String {
 }
 
 /// The proto3 JSON mapping of the fields [`plugin_config`] sets.
-fn plugin_json(plugin: &PluginConfig, module: &Module) -> serde_json::Value {
+fn plugin_json(plugin: &PluginConfig) -> serde_json::Value {
     let vm = match &plugin.vm {
         Some(plugin_config::Vm::VmConfig(vm)) => vm.clone(),
         None => VmConfig::default(),
+    };
+    let filename = match vm.code.and_then(|c| c.specifier) {
+        Some(async_data_source::Specifier::Local(DataSource {
+            specifier: Some(data_source::Specifier::Filename(f)), ..
+        })) => f,
+        _ => String::new(),
     };
     let configuration = plugin.configuration.clone().unwrap_or_default();
     let value = StringValue::decode(configuration.value.as_slice()).unwrap_or_default().value;
@@ -236,8 +183,7 @@ fn plugin_json(plugin: &PluginConfig, module: &Module) -> serde_json::Value {
         "vm_config": {
             "vm_id": vm.vm_id,
             "runtime": vm.runtime,
-            "code": module.json(),
-            "nack_on_code_cache_miss": vm.nack_on_code_cache_miss,
+            "code": { "local": { "filename": filename } },
         },
         "configuration": { "@type": configuration.type_url, "value": value },
         "failure_policy": failure_policy,
@@ -317,11 +263,11 @@ mod tests {
             (Role::EgressHttp, "l7gate-egress-http", "egress_http", HTTP_WASM_TYPE),
             (Role::EgressTls, "l7gate-egress-tls", "egress_tls", NETWORK_WASM_TYPE),
         ] {
-            let doc: Value = serde_json::from_str(&render_for(role, "{}", &Module::file(wasm))).expect("json");
+            let doc: Value = serde_json::from_str(&render_for(role, "{}", wasm)).expect("json");
             let r = &doc["resources"][0];
             assert_eq!((r["name"].as_str(), r["typed_config"]["@type"].as_str()), (Some(name), Some(type_url)));
             assert_eq!(r["typed_config"]["config"]["root_id"], root_id);
-            let resource = resource_for(role, "{}", &Module::file(wasm));
+            let resource = resource_for(role, "{}", wasm);
             assert_eq!(resource.name, name);
             assert_eq!(resource.typed_config.as_ref().map(|a| a.type_url.as_str()), Some(type_url));
             for (file, template) in [("egress.yaml", include_str!("../../envoy/egress.yaml")), ("egress-ads.yaml", include_str!("../../envoy/egress-ads.yaml"))] {

@@ -13,10 +13,9 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::ecds::Module;
 use crate::xds::cache::Cache;
 use crate::xds::snapshot;
-use crate::xds::status::{Reloads, ServedModules};
+use crate::xds::status::Reloads;
 
 /// Quiet time after the last file event before reloading: one editor save or `cp -r` of several
 /// files is one reload.
@@ -29,48 +28,20 @@ pub struct Inputs {
     pub policies: PathBuf,
     /// The endpoint inventory.
     pub endpoints: PathBuf,
-    /// Where the Envoys get the filter module.
-    pub module: ModuleSource,
+    /// The filter module path, as the Envoys see it.
+    pub wasm: PathBuf,
     /// Every policy in audit mode (`l7gate serve --audit-mode`).
     pub audit_mode: bool,
     /// The filter roles served (`l7gate serve --egress` adds the egress filters).
     pub roles: Vec<crate::ecds::Role>,
 }
 
-/// Where the Envoys get the filter module from.
-#[derive(Debug, Clone)]
-pub enum ModuleSource {
-    /// They read this path on their own file system (`l7gate serve --wasm`).
-    Path(PathBuf),
-    /// `l7gate serve` reads this file at every reload and serves it over HTTP; the Envoys fetch
-    /// it pinned to its SHA-256 (`l7gate serve --serve-wasm`).
-    Served(PathBuf),
-}
-
-impl ModuleSource {
-    /// The module of this reload; a served file is read now and offered by `served`.
-    fn module(&self, served: &ServedModules) -> Result<Module, String> {
-        match self {
-            ModuleSource::Path(path) => Ok(Module::File(path.clone())),
-            ModuleSource::Served(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("--serve-wasm {}: {e}", path.display()))?;
-                let sha256 = served.offer(bytes);
-                Ok(Module::Fetched { uri: crate::xds::status::module_uri(&sha256), sha256 })
-            }
-        }
-    }
-}
-
 /// Loads, validates and compiles the inputs and publishes the result; on error records it and
 /// leaves the cache alone.
-pub fn reload(inputs: &Inputs, cache: &Cache, reloads: &Reloads, served: &ServedModules) {
+pub fn reload(inputs: &Inputs, cache: &Cache, reloads: &Reloads) {
     let built = crate::load(&inputs.policies, &inputs.endpoints)
         .map_err(|e| e.to_string())
-        .and_then(|loaded| {
-            let module = inputs.module.module(served)?;
-            snapshot::build(&loaded.cluster.with_audit_mode(inputs.audit_mode), &module, &inputs.roles)
-                .map(|s| (s, loaded.warnings))
-        });
+        .and_then(|loaded| snapshot::build(&loaded.cluster.with_audit_mode(inputs.audit_mode), &inputs.wasm, &inputs.roles).map(|s| (s, loaded.warnings)));
     let mut status = reloads.lock().unwrap_or_else(|e| e.into_inner());
     match built {
         Ok((snapshots, warnings)) => {
@@ -92,7 +63,7 @@ pub fn reload(inputs: &Inputs, cache: &Cache, reloads: &Reloads, served: &Served
 }
 
 /// Watches the inputs until the process ends, reloading after each debounced burst of changes.
-pub async fn run(inputs: Inputs, cache: Arc<Cache>, reloads: Reloads, served: ServedModules) -> Result<(), String> {
+pub async fn run(inputs: Inputs, cache: Arc<Cache>, reloads: Reloads) -> Result<(), String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let relevant = Relevance::new(&inputs);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -110,8 +81,8 @@ pub async fn run(inputs: Inputs, cache: Arc<Cache>, reloads: Reloads, served: Se
             return Err("file watcher stopped".into());
         }
         while wait_for_change(&mut rx, &relevant, Some(DEBOUNCE)).await {}
-        let (inputs, cache, reloads, served) = (inputs.clone(), Arc::clone(&cache), Arc::clone(&reloads), served.clone());
-        tokio::task::spawn_blocking(move || reload(&inputs, &cache, &reloads, &served))
+        let (inputs, cache, reloads) = (inputs.clone(), Arc::clone(&cache), Arc::clone(&reloads));
+        tokio::task::spawn_blocking(move || reload(&inputs, &cache, &reloads))
             .await
             .map_err(|e| format!("reload task failed: {e}"))?;
     }
@@ -197,7 +168,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
-        let inputs = Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml"), module: ModuleSource::Path("/w".into()), audit_mode: false, roles: vec![crate::ecds::Role::Ingress] };
+        let inputs = Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml"), wasm: "/w".into(), audit_mode: false, roles: vec![crate::ecds::Role::Ingress] };
         let r = Relevance::new(&inputs);
         assert_eq!(r.dirs(), vec![dir.path().to_path_buf(), policies.clone()]);
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));

@@ -194,3 +194,42 @@ fn observe_filters_flow_records_and_prints_a_table_or_json() {
     assert!(lines[0].starts_with("TIME") && lines[0].contains("DECIDED BY"), "{stdout}");
     assert!(lines[2].contains("default/reporting") && lines[2].contains("GET inventory-api:8080/api/x") && lines[2].contains("denied"), "{stdout}");
 }
+
+/// `serve --log-format json` logs one JSON object per line on stdout, and SIGINT/SIGTERM stop it
+/// with exit 0 (what `docker stop` and Kubernetes send).
+#[test]
+fn serve_logs_json_lines_and_stops_cleanly_on_signals() {
+    use std::io::{BufRead, BufReader};
+    for signal in ["-TERM", "-INT"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_l7gate"))
+            .args(["serve", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--wasm", "/nonexistent.wasm"])
+            .args(["--listen", "127.0.0.1:0", "--status-listen", "127.0.0.1:0", "--log-format", "json"])
+            .current_dir(repo())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run l7gate serve");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut messages = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.expect("utf-8 log line");
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(event["timestamp"].is_string() && event["level"].is_string(), "{line}");
+            let message = event["message"].as_str().unwrap_or_default().to_string();
+            let serving = message == "serving";
+            if serving {
+                assert_eq!(event["policies"], "manifests/policies", "{line}");
+            }
+            messages.push(message);
+            if serving {
+                break;
+            }
+        }
+        assert_eq!(messages.first().map(String::as_str), Some("the filter module does not exist here; Envoys that cannot load it will reject every config"), "{messages:?}");
+        let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+        assert!(sent.success());
+        let rest: Vec<String> = lines.map(|l| l.expect("line")).collect();
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "{signal}: exit {status}; log: {rest:?}");
+        assert!(rest.last().is_some_and(|l| l.contains("\"message\":\"stopped\"")), "{signal}: {rest:?}");
+    }
+}

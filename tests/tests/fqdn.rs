@@ -538,7 +538,6 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
         endpoints: manifests.path().join("endpoints.yaml"),
         wasm: tools.wasm.clone(),
         egress: true,
-        serve_wasm: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let pki = TestPki::new(&names).unwrap();
@@ -550,7 +549,7 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
         tls_port: 443,
         http_port: 80,
         dns: dns.addr(),
-        filters: Filters::Ads { xds: cp.xds(), control_http: cp.status_addr() },
+        filters: Filters::Ads(cp.xds()),
     };
     let _envoy = egress::start(&tools, &spec).unwrap_or_else(|e| panic!("{e}"));
     // Each name's outcome, once both match `allowed` (the new config may take a moment to arrive).

@@ -18,7 +18,7 @@ use l7gate_e2e::harness::client::{self, Protocol, Request};
 use l7gate_e2e::harness::cluster::{Cluster, ECDS_UPDATE_SUCCESS};
 use l7gate_e2e::harness::control::{ControlPlane, ServeSpec};
 use l7gate_e2e::harness::envoy::{AdsSidecarSpec, Envoy};
-use l7gate_e2e::harness::tools::{self, Tools};
+use l7gate_e2e::harness::tools::{self, eventually, Tools};
 use l7gate_e2e::harness::upstream::Upstream;
 use l7gate_e2e::scenario::{self, SEED};
 
@@ -76,22 +76,6 @@ async fn status_of(cluster: &Cluster, to: &str, method: &str, path: &str) -> u16
         .await
         .unwrap_or_else(|e| panic!("{method} {to}{path}: {e}"))
         .status
-}
-
-/// Polls `check` until it returns `Some`, within a generous bound that only guards
-/// against hanging; `None` at the end is a failure the caller reports.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gave up waiting: {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// Every row of the seed table holds on this cluster.
@@ -656,7 +640,6 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
         endpoints: manifests.path().join("endpoints.yaml"),
         wasm: tools.wasm.clone(),
         egress: false,
-        serve_wasm: false,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let app = Upstream::start("ghost-app").unwrap();
@@ -665,7 +648,6 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
         listen: "127.0.0.28:0".parse().unwrap(),
         upstream: app.addr(),
         xds: cp.xds(),
-        control_http: cp.status_addr(),
     };
     // Ready only after the initial fetch timeout: the listener was warming until then.
     let envoy = Envoy::spawn_ads(&tools, &spec)

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 Filter::EgressHttp => Role::EgressHttp,
                 Filter::EgressTls => Role::EgressTls,
             };
-            crate::ecds::render_for(role, &config.to_json(), &crate::ecds::Module::file(wasm))
+            crate::ecds::render_for(role, &config.to_json(), wasm)
         }
     };
     match &args.output {

@@ -17,9 +17,9 @@ use tokio::sync::watch as signal_watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use crate::watch::{self, Inputs, ModuleSource};
+use crate::watch::{self, Inputs};
 use cache::Cache;
-use status::{Reloads, ServedModules};
+use status::Reloads;
 
 /// How long a shutdown waits for the ADS streams and HTTP requests to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -31,27 +31,20 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub async fn serve(inputs: Inputs, listen: SocketAddr, status_listen: SocketAddr) -> Result<(), String> {
     // First of all: as a container's PID 1 an unhandled SIGTERM is ignored, not fatal.
     let stop_signal = shutdown_signal()?;
-    if let ModuleSource::Path(path) = &inputs.module {
-        if !path.is_file() {
-            warn!(wasm = %path.display(), "the filter module does not exist here; Envoys that cannot load it will reject every config");
-        }
+    if !inputs.wasm.is_file() {
+        warn!(wasm = %inputs.wasm.display(), "the filter module does not exist here; Envoys that cannot load it will reject every config");
     }
     let cache = Arc::new(Cache::new());
     let reloads = Reloads::default();
-    let served = ServedModules::default();
-    watch::reload(&inputs, &cache, &reloads, &served);
+    watch::reload(&inputs, &cache, &reloads);
 
     let xds = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let status_listener =
         tokio::net::TcpListener::bind(status_listen).await.map_err(|e| format!("cannot listen on {status_listen}: {e}"))?;
     let xds_addr = xds.local_addr().map_err(|e| e.to_string())?;
     let status_addr = status_listener.local_addr().map_err(|e| e.to_string())?;
-    let module = match &inputs.module {
-        ModuleSource::Path(p) => format!("file {}", p.display()),
-        ModuleSource::Served(p) => format!("served from {} at http://{status_addr}/wasm/<sha256>.wasm", p.display()),
-    };
     info!(xds = %xds_addr, http = %status_addr, policies = %inputs.policies.display(),
-        endpoints = %inputs.endpoints.display(), module = %module, "serving");
+        endpoints = %inputs.endpoints.display(), wasm = %inputs.wasm.display(), "serving");
 
     let (stop, stopping) = signal_watch::channel(false);
     let stopped = |mut rx: signal_watch::Receiver<bool>| async move {
@@ -62,7 +55,7 @@ pub async fn serve(inputs: Inputs, listen: SocketAddr, status_listen: SocketAddr
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(server::Ads::new(Arc::clone(&cache), stopping.clone()).into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped(stopping.clone()));
-    let http = status::serve(status_listener, Arc::clone(&cache), Arc::clone(&reloads), served.clone(), stopped(stopping));
+    let http = status::serve(status_listener, Arc::clone(&cache), Arc::clone(&reloads), stopped(stopping));
     let mut servers = tokio::spawn(async move {
         tokio::try_join!(
             async { ads.await.map_err(|e| format!("ADS server: {e}")) },
@@ -73,7 +66,7 @@ pub async fn serve(inputs: Inputs, listen: SocketAddr, status_listen: SocketAddr
     let joined = |r: Result<Result<(), String>, tokio::task::JoinError>| r.map_err(|e| format!("server task: {e}")).and_then(|r| r);
     let signal = tokio::select! {
         r = &mut servers => return joined(r).and(Err("the servers stopped".into())),
-        r = watch::run(inputs, cache, reloads, served) => return r,
+        r = watch::run(inputs, cache, reloads) => return r,
         signal = stop_signal => signal,
     };
     info!(signal, "shutting down: closing ADS streams and HTTP connections");

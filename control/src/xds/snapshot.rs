@@ -5,6 +5,7 @@
 //! one endpoint that does not compile rejects the whole new state.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
@@ -12,7 +13,7 @@ use prost::Message;
 
 use super::cache::{Resource, Snapshot};
 use crate::compile::Cluster;
-use crate::ecds::{self, Module, Role};
+use crate::ecds::{self, Role};
 use crate::identity::qualified;
 use crate::inventory::Endpoint;
 
@@ -24,13 +25,13 @@ use crate::inventory::Endpoint;
 /// all CPUs, in contiguous shares, and the first error in inventory order is the one reported.
 /// `roles` are the filter roles served: the ingress filter always, the egress filters only for
 /// fleets with egress Envoys (`l7gate serve --egress`), since each role repeats the whole config.
-pub fn build(cluster: &Cluster, module: &Module, roles: &[Role]) -> Result<BTreeMap<String, Arc<Snapshot>>, String> {
+pub fn build(cluster: &Cluster, wasm: &Path, roles: &[Role]) -> Result<BTreeMap<String, Arc<Snapshot>>, String> {
     let endpoints = &cluster.inventory.endpoints;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let share = endpoints.len().div_ceil(workers).max(1);
     let compile = |endpoint: &Endpoint| -> Result<Arc<Snapshot>, String> {
         let config = cluster.compile(endpoint).map_err(|e| format!("endpoint {}: {e}", qualified(endpoint)))?;
-        Ok(Arc::new(snapshot_of(&config.to_json(), module, roles)))
+        Ok(Arc::new(snapshot_of(&config.to_json(), wasm, roles)))
     };
     let snapshots: Vec<Result<Arc<Snapshot>, String>> = std::thread::scope(|scope| {
         let workers: Vec<_> = endpoints
@@ -55,11 +56,11 @@ pub fn build(cluster: &Cluster, module: &Module, roles: &[Role]) -> Result<BTree
 }
 
 /// The snapshot that carries one filter config, as the resource of each of `roles`.
-pub fn snapshot_of(config_json: &str, module: &Module, roles: &[Role]) -> Snapshot {
+pub fn snapshot_of(config_json: &str, wasm: &Path, roles: &[Role]) -> Snapshot {
     let of_type = roles
         .iter()
         .map(|&role| {
-            let resource = ecds::resource_for(role, config_json, module);
+            let resource = ecds::resource_for(role, config_json, wasm);
             let value = resource.encode_to_vec();
             let resource = Resource {
                 name: resource.name,
@@ -76,7 +77,6 @@ pub fn snapshot_of(config_json: &str, module: &Module, roles: &[Role]) -> Snapsh
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
-    use std::path::Path;
 
     fn seed() -> Cluster {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn every_endpoint_gets_its_compiled_config_under_both_names() {
         let cluster = seed();
-        let wasm = &Module::file(Path::new("/opt/l7gate.wasm"));
+        let wasm = Path::new("/opt/l7gate.wasm");
         let snapshots = build(&cluster, wasm, &[Role::Ingress]).expect("seed compiles");
         let api = &snapshots["default/inventory-api"];
         assert!(Arc::ptr_eq(api, &snapshots["inventory-api"]));
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn with_egress_every_endpoint_gets_its_egress_resources_too() {
         let cluster = seed();
-        let wasm = &Module::file(Path::new("/opt/l7gate.wasm"));
+        let wasm = Path::new("/opt/l7gate.wasm");
         let snapshots = build(&cluster, wasm, &Role::ALL).expect("seed compiles");
         let config = cluster.compile(cluster.endpoint("frontend").expect("known")).expect("compiles").to_json();
         let of_type = &snapshots["frontend"].resources[ecds::TYPED_EXTENSION_CONFIG_TYPE];
@@ -119,15 +119,10 @@ mod tests {
     }
 
     #[test]
-    fn versions_are_stable_across_builds_and_track_the_module() {
+    fn versions_are_stable_across_builds_and_track_the_wasm_path() {
         let cluster = seed();
-        let file = |p: &str| Module::file(Path::new(p));
-        let a = build(&cluster, &file("/a.wasm"), &Role::ALL).expect("a");
-        assert_eq!(a, build(&cluster, &file("/a.wasm"), &Role::ALL).expect("a again"));
-        assert_ne!(a["catalog"], build(&cluster, &file("/b.wasm"), &Role::ALL).expect("b")["catalog"]);
-        let fetched = |sha: &str| Module::Fetched { uri: format!("http://l7gate/wasm/{sha}.wasm"), sha256: sha.to_string() };
-        let c = build(&cluster, &fetched("c"), &Role::ALL).expect("c");
-        assert_ne!(a["catalog"], c["catalog"]);
-        assert_ne!(c["catalog"], build(&cluster, &fetched("d"), &Role::ALL).expect("d")["catalog"], "a new module is a new version");
+        let a = build(&cluster, Path::new("/a.wasm"), &Role::ALL).expect("a");
+        assert_eq!(a, build(&cluster, Path::new("/a.wasm"), &Role::ALL).expect("a again"));
+        assert_ne!(a["catalog"], build(&cluster, Path::new("/b.wasm"), &Role::ALL).expect("b")["catalog"]);
     }
 }

@@ -1,16 +1,12 @@
 //! `l7gate serve`'s HTTP side: the JSON document of `GET /status` (also parsed back by
 //! `l7gate status`) and the reload state the watcher records; `GET /healthz` (liveness) and
-//! `GET /readyz` (ready once the inputs were valid); and the filter module that Envoys fetch
-//! pinned to its SHA-256 (`GET /wasm/<sha256>.wasm`, with `serve --serve-wasm`).
+//! `GET /readyz` (ready once the inputs were valid: Envoys get configs).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use sha2::{Digest, Sha256};
+use axum::http::StatusCode;
 
 use serde::{Deserialize, Serialize};
 
@@ -83,50 +79,11 @@ pub fn report(cache: &Cache, reloads: &Reloads) -> StatusReport {
     StatusReport { reload, nodes: cache.status() }
 }
 
-/// Modules kept for Envoys to fetch: a module stays available for a while after a newer one
-/// replaced it, so Envoys that received the previous config can still fetch what it names.
-const MODULES_KEPT: usize = 3;
-
-/// The filter modules `l7gate serve --serve-wasm` offers, newest last, by SHA-256 (hex).
-#[derive(Debug, Clone, Default)]
-pub struct ServedModules(Arc<RwLock<VecDeque<(String, axum::body::Bytes)>>>);
-
-impl ServedModules {
-    /// Offers `bytes` (if not offered already) and returns its SHA-256.
-    pub fn offer(&self, bytes: Vec<u8>) -> String {
-        let sha256 = hex(&Sha256::digest(&bytes));
-        let mut modules = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if !modules.iter().any(|(s, _)| *s == sha256) {
-            modules.push_back((sha256.clone(), bytes.into()));
-            while modules.len() > MODULES_KEPT {
-                modules.pop_front();
-            }
-        }
-        sha256
-    }
-
-    fn get(&self, sha256: &str) -> Option<axum::body::Bytes> {
-        let modules = self.0.read().unwrap_or_else(|e| e.into_inner());
-        modules.iter().find(|(s, _)| s == sha256).map(|(_, b)| b.clone())
-    }
-}
-
-/// Where Envoys fetch the module with this SHA-256 (through their bootstrap cluster
-/// `crate::ecds::MODULE_CLUSTER`, which decides the address; the host names it for logs).
-pub fn module_uri(sha256: &str) -> String {
-    format!("http://l7gate-serve/wasm/{sha256}.wasm")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Serves the HTTP side on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cache: Arc<Cache>,
     reloads: Reloads,
-    modules: ServedModules,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let ready = Arc::clone(&reloads);
@@ -144,18 +101,6 @@ pub async fn serve(
             axum::routing::get(move || {
                 let status = ready.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 async move { readiness(&status) }
-            }),
-        )
-        .route(
-            "/wasm/{file}",
-            axum::routing::get(move |axum::extract::Path(file): axum::extract::Path<String>| {
-                let module = file.strip_suffix(".wasm").and_then(|sha| modules.get(sha));
-                async move {
-                    match module {
-                        Some(bytes) => ([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response(),
-                        None => (StatusCode::NOT_FOUND, "no such module\n").into_response(),
-                    }
-                }
             }),
         );
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await

@@ -104,7 +104,6 @@ impl Cluster {
             endpoints: endpoints_file,
             wasm: tools.wasm.clone(),
             egress: false,
-            serve_wasm: false,
         })?;
         let mut starting = Vec::new();
         for endpoint in &inventory.endpoints {
@@ -118,7 +117,6 @@ impl Cluster {
                 listen: SocketAddr::new(*ip, *port),
                 upstream: upstream.addr(),
                 xds: control.xds(),
-                control_http: control.status_addr(),
             };
             let envoy = Envoy::spawn_ads(&tools, &spec).map_err(|e| e.to_string())?;
             starting.push(Sidecar {

@@ -23,9 +23,6 @@ pub struct ServeSpec {
     pub wasm: PathBuf,
     /// Also serve the egress filters (`serve --egress`).
     pub egress: bool,
-    /// Serve `wasm` over HTTP for the Envoys to fetch (`serve --serve-wasm`) instead of naming
-    /// its path.
-    pub serve_wasm: bool,
 }
 
 /// A running `l7gate serve`; killed when dropped.
@@ -101,6 +98,28 @@ impl ControlPlane {
         }
     }
 
+    /// Sends SIGTERM and waits for the exit (SIGKILL after `START_DEADLINE`, reported as an error).
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus, String> {
+        let mut child = self.child.take().ok_or("l7gate serve is not running")?;
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        if !sent.as_ref().is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+            return Err(format!("could not send SIGTERM: {sent:?}"));
+        }
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("l7gate serve ignored SIGTERM for {START_DEADLINE:?}"));
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
     /// Starts it again on the same addresses, with `wasm` if given.
     pub fn restart(&mut self, wasm: Option<&Path>) -> Result<(), String> {
         self.kill();
@@ -143,7 +162,7 @@ impl ControlPlane {
             .arg(&self.spec.policies)
             .arg("--endpoints")
             .arg(&self.spec.endpoints)
-            .arg(if self.spec.serve_wasm { "--serve-wasm" } else { "--wasm" })
+            .arg("--wasm")
             .arg(&self.spec.wasm)
             .arg("--listen")
             .arg(self.xds.to_string())

@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use l7gate::ecds::{render_for, write_atomically, Module, Role};
+use l7gate::ecds::{render_for, write_atomically, Role};
 
 use crate::harness::envoy::{sidecar_dir, Envoy, StartError};
 use crate::harness::tools::Tools;
@@ -16,9 +16,8 @@ use crate::harness::tools::Tools;
 pub enum Filters {
     /// ECDS files rendered from the workload's filter configuration (JSON).
     Files(String),
-    /// `l7gate serve` over ADS at `xds` (its HTTP side at `control_http`); the node id (`name`)
-    /// selects the workload.
-    Ads { xds: SocketAddr, control_http: SocketAddr },
+    /// `l7gate serve` at this address, over ADS; the node id (`name`) selects the workload.
+    Ads(SocketAddr),
     /// No l7gate filters at all: everything passes.
     Absent,
 }
@@ -102,16 +101,15 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
                 ),
             ] {
                 let path = dir.path().join(file);
-                write_atomically(&path, &render_for(role, config_json, &Module::file(&tools.wasm)))
+                write_atomically(&path, &render_for(role, config_json, &tools.wasm))
                     .map_err(|e| harness(format!("cannot write {}: {e}", path.display())))?;
                 values.push((placeholder, path.display().to_string()));
             }
             ("egress.yaml", |template| template)
         }
-        Filters::Ads { xds, control_http } => {
+        Filters::Ads(xds) => {
             values.push(("XDS_ADDRESS", xds.ip().to_string()));
             values.push(("XDS_PORT", xds.port().to_string()));
-            values.push(("CONTROL_HTTP_PORT", control_http.port().to_string()));
             ("egress-ads.yaml", |template| template)
         }
         Filters::Absent => ("egress.yaml", |template| unfiltered(&template)),

@@ -43,8 +43,6 @@ pub struct AdsSidecarSpec {
     pub upstream: SocketAddr,
     /// `l7gate serve --listen`.
     pub xds: SocketAddr,
-    /// `l7gate serve --status-listen` (module fetches with `--serve-wasm`).
-    pub control_http: SocketAddr,
 }
 
 /// How a start went wrong.
@@ -134,7 +132,6 @@ impl Envoy {
         let values = vec![
             ("XDS_ADDRESS", spec.xds.ip().to_string()),
             ("XDS_PORT", spec.xds.port().to_string()),
-            ("CONTROL_HTTP_PORT", spec.control_http.port().to_string()),
             ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
             ("UPSTREAM_PORT", spec.upstream.port().to_string()),
         ];
@@ -331,6 +328,27 @@ impl Envoy {
         })
     }
 
+    /// The metrics listener of the ADS templates (the listener named `metrics`).
+    pub fn metrics_listener(&self) -> Option<SocketAddr> {
+        self.bound_listeners().into_iter().find_map(|(name, addr)| (name == "metrics").then_some(addr))
+    }
+
+    /// Every listener Envoy bound: (name, address).
+    fn bound_listeners(&self) -> Vec<(String, SocketAddr)> {
+        let parsed = || -> Option<Vec<(String, SocketAddr)>> {
+            let (_, body) = self.admin_get("/listeners?format=json").ok()?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let listeners = json["listener_statuses"].as_array()?.iter().filter_map(|l| {
+                let sock = &l["local_address"]["socket_address"];
+                let ip: std::net::IpAddr = sock["address"].as_str()?.parse().ok()?;
+                let port = u16::try_from(sock["port_value"].as_u64()?).ok()?;
+                Some((l["name"].as_str()?.to_string(), SocketAddr::new(ip, port)))
+            });
+            Some(listeners.collect())
+        };
+        parsed().unwrap_or_default()
+    }
+
     /// Asks Envoy to exit (admin `/quitquitquit`) so it flushes its logs, and waits for it; kills
     /// it if it does not exit in time.
     pub fn stop_gracefully(&mut self) {
@@ -391,14 +409,9 @@ impl Envoy {
             return Some(self.requested_listen);
         }
         // Port 0: ask Envoy which port it bound.
-        let (_, body) = self.admin_get("/listeners?format=json").ok()?;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        json["listener_statuses"].as_array()?.iter().filter(|l| l["name"] != "metrics").find_map(|l| {
-            let sock = &l["local_address"]["socket_address"];
-            let ip: std::net::IpAddr = sock["address"].as_str()?.parse().ok()?;
-            let port = u16::try_from(sock["port_value"].as_u64()?).ok()?;
-            (ip == self.requested_listen.ip()).then_some(SocketAddr::new(ip, port))
-        })
+        self.bound_listeners()
+            .into_iter()
+            .find_map(|(name, addr)| (name != "metrics" && addr.ip() == self.requested_listen.ip()).then_some(addr))
     }
 }
 
@@ -453,8 +466,8 @@ fn write_filter_config(path: &Path, config_json: &str, wasm: &Path) -> Result<()
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// A minimal blocking HTTP/1.1 request without body, for the admin interface.
-fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+/// A minimal blocking HTTP/1.1 request without body (admin interface, metrics listener).
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

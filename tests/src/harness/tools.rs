@@ -112,6 +112,22 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Polls `check` until it returns `Some`, within a generous bound that only guards
+/// against hanging; `None` at the end is a failure the caller reports.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_env_file;
@@ -130,3 +146,4 @@ mod tests {
         );
     }
 }
+
