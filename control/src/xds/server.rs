@@ -289,7 +289,7 @@ mod tests {
     const T: &str = crate::ecds::TYPED_EXTENSION_CONFIG_TYPE;
 
     fn snapshots(configs: &[(&str, &str)]) -> BTreeMap<String, Arc<crate::xds::cache::Snapshot>> {
-        configs.iter().map(|(k, c)| (k.to_string(), Arc::new(snapshot_of(c, &crate::ecds::Module::file(Path::new("/w.wasm")), &[crate::ecds::Role::Ingress])))).collect()
+        configs.iter().map(|(k, c)| (k.to_string(), Arc::new(snapshot_of(c, Path::new("/w.wasm"), &[crate::ecds::Role::Ingress])))).collect()
     }
 
     struct Client {
