@@ -4,7 +4,10 @@
 #   1. every native test of the workspace: engine and parser unit tests, the l7gate CLI tests,
 #      and the end-to-end tests that run the wasm inside real Envoys against real upstreams;
 #   2. the filter's unit tests compiled to wasm32 and run under Node (the code Envoy runs);
-#   3. clippy with warnings as errors.
+#   3. the compose deployment end to end (scripts/compose.sh --local-bases test: Docker installed
+#      and started if need be, images built from bases made on this machine, the retail example
+#      brought up, checked from inside its client containers, taken down);
+#   4. clippy with warnings as errors.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +19,9 @@ cargo test --workspace --all-targets
 
 echo "test: filter unit tests on wasm32 (Node)"
 scripts/wasm-test.sh
+
+echo "test: the compose deployment (images, docker-compose, Prometheus)"
+scripts/compose.sh --local-bases test
 
 echo "test: clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -60,22 +60,30 @@ impl TestPki {
         .map_err(|e| format!("TLS server config: {e}"))
     }
 
+    /// The CA certificate (DER), for clients elsewhere ([`client_config_trusting`]).
+    pub fn ca_der(&self) -> &[u8] {
+        self.ca.as_ref()
+    }
+
     /// A client trusting only this CA; `sni: false` sends no server name at all.
     pub fn client_config(&self, sni: bool) -> Result<rustls::ClientConfig, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(self.ca.clone())
-            .map_err(|e| format!("test CA: {e}"))?;
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS client config: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.enable_sni = sni;
-        Ok(config)
+        client_config_trusting(self.ca.clone(), sni)
     }
+}
+
+/// A client trusting only the CA certificate `ca`; `sni: false` sends no server name at all.
+pub fn client_config_trusting(ca: CertificateDer<'static>, sni: bool) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).map_err(|e| format!("test CA: {e}"))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS client config: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.enable_sni = sni;
+    Ok(config)
 }
 
 /// One connection as the upstream saw it: the SNI it got and the line the client sent.
@@ -192,7 +200,19 @@ pub async fn exchange(
     verify_as: &str,
     line: &str,
 ) -> Result<TlsOutcome, String> {
-    let connector = TlsConnector::from(Arc::new(pki.client_config(sni.is_some())?));
+    exchange_with(pki.client_config(sni.is_some())?, from, to, sni, verify_as, line).await
+}
+
+/// [`exchange`] with a given client configuration (its `enable_sni` must match `sni`).
+pub async fn exchange_with(
+    config: rustls::ClientConfig,
+    from: IpAddr,
+    to: SocketAddr,
+    sni: Option<&str>,
+    verify_as: &str,
+    line: &str,
+) -> Result<TlsOutcome, String> {
+    let connector = TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from(sni.unwrap_or(verify_as).to_string())
         .map_err(|e| format!("server name: {e}"))?;
     let tcp = crate::harness::client::connect(from, to)
