@@ -105,7 +105,7 @@ fn measure(tools: &Tools, rules: usize, changes: usize) -> Result<Vec<f64>, Stri
     std::fs::write(policies.join("bench.yaml"), &sources.policies).map_err(|e| e.to_string())?;
     let flip = Flip { dir: policies, loadgen: sources.loadgen };
     flip.write(false)?;
-    let control = ControlPlane::start(ServeSpec { policies: dir.join("policies"), endpoints: dir.join("endpoints.yaml"), wasm: tools.wasm.clone(), egress: false })?;
+    let control = ControlPlane::start(ServeSpec { policies: dir.join("policies"), endpoints: dir.join("endpoints.yaml"), wasm: tools.wasm.clone(), egress: false, kubeconfig: None })?;
     let upstream = Upstream::start(ENDPOINT).map_err(|e| e.to_string())?;
     let spec = AdsSidecarSpec { name: ENDPOINT.into(), listen: SocketAddr::from(LISTEN), upstream: upstream.addr(), xds: control.xds() };
     let mut envoy = Envoy::spawn_ads(tools, &spec).map_err(|e| e.to_string())?;

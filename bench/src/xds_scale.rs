@@ -78,7 +78,7 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
     std::fs::write(dir.join("endpoints.yaml"), inventory).map_err(|e| e.to_string())?;
     std::fs::write(policies.join("bench.yaml"), &sources.policies).map_err(|e| e.to_string())?;
     write_fleet(&policies, 0)?;
-    let control = ControlPlane::start(ServeSpec { policies: policies.clone(), endpoints: dir.join("endpoints.yaml"), wasm: tools.wasm, egress: false })?;
+    let control = ControlPlane::start(ServeSpec { policies: policies.clone(), endpoints: dir.join("endpoints.yaml"), wasm: tools.wasm, egress: false, kubeconfig: None })?;
     let pid = control.pid().ok_or("l7gate serve is not running")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     let report = runtime.block_on(measure(&o, control.xds(), pid, &policies));

@@ -3,7 +3,7 @@
 //! `identity` → `resolve` → `compile` → `ecds` (delivery to Envoy); `trace` explains verdicts
 //! with the filter's own engine; `flow` reads the flow log; `diff` compares two policy sets and
 //! replays recorded flows through both; `xds` serves the configs to Envoys over ADS, following
-//! file changes (`watch`); `cli` is the `l7gate` command.
+//! file changes (`watch`) or the Kubernetes API (`kubernetes`); `cli` is the `l7gate` command.
 
 pub mod cilium;
 pub mod cli;
@@ -14,6 +14,7 @@ pub mod ecds;
 pub mod flow;
 pub mod identity;
 pub mod inventory;
+pub mod kubernetes;
 pub mod resolve;
 pub mod trace;
 pub mod watch;
@@ -55,8 +56,15 @@ pub struct Loaded {
 /// Loads and validates policies (a file or a directory) and the inventory. Errors of both are
 /// reported together; nothing is returned unless everything is valid.
 pub fn load(policies: &Path, endpoints: &Path) -> Result<Loaded, Error> {
-    let policies = cilium::parse::load_path(policies);
-    let inventory = inventory::load(endpoints);
+    assemble(cilium::parse::load_path(policies), inventory::load(endpoints))
+}
+
+/// Puts parsed policies and an inventory together (from files, or from the Kubernetes API);
+/// errors of both are reported together.
+pub fn assemble(
+    policies: Result<cilium::parse::Loaded, Diagnostics>,
+    inventory: Result<inventory::Inventory, Diagnostics>,
+) -> Result<Loaded, Error> {
     match (policies, inventory) {
         (Ok(p), Ok(i)) => Ok(Loaded { cluster: Cluster::new(p.policies, i), warnings: p.warnings }),
         (p, i) => {

@@ -21,13 +21,18 @@ use crate::xds::status::Reloads;
 /// files is one reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(40);
 
-/// What the served state is made from.
+/// The files the served state is made from.
 #[derive(Debug, Clone)]
 pub struct Inputs {
     /// A policy file or a directory of `*.yaml`/`*.yml` policies.
     pub policies: PathBuf,
     /// The endpoint inventory.
     pub endpoints: PathBuf,
+}
+
+/// How every served state is compiled, wherever its inputs come from.
+#[derive(Debug, Clone)]
+pub struct Settings {
     /// The filter module path, as the Envoys see it.
     pub wasm: PathBuf,
     /// Every policy in audit mode (`l7gate serve --audit-mode`).
@@ -36,12 +41,17 @@ pub struct Inputs {
     pub roles: Vec<crate::ecds::Role>,
 }
 
-/// Loads, validates and compiles the inputs and publishes the result; on error records it and
-/// leaves the cache alone.
-pub fn reload(inputs: &Inputs, cache: &Cache, reloads: &Reloads) {
-    let built = crate::load(&inputs.policies, &inputs.endpoints)
+/// Loads, validates and compiles the input files and publishes the result ([`publish`]).
+pub fn reload(inputs: &Inputs, settings: &Settings, cache: &Cache, reloads: &Reloads) {
+    publish(crate::load(&inputs.policies, &inputs.endpoints), settings, cache, reloads);
+}
+
+/// Compiles loaded inputs and publishes the result; on error records it and leaves the cache
+/// alone. Returns whether the state was accepted.
+pub fn publish(loaded: Result<crate::Loaded, crate::Error>, settings: &Settings, cache: &Cache, reloads: &Reloads) -> bool {
+    let built = loaded
         .map_err(|e| e.to_string())
-        .and_then(|loaded| snapshot::build(&loaded.cluster.with_audit_mode(inputs.audit_mode), &inputs.wasm, &inputs.roles).map(|s| (s, loaded.warnings)));
+        .and_then(|loaded| snapshot::build(&loaded.cluster.with_audit_mode(settings.audit_mode), &settings.wasm, &settings.roles).map(|s| (s, loaded.warnings)));
     let mut status = reloads.lock().unwrap_or_else(|e| e.into_inner());
     match built {
         Ok((snapshots, warnings)) => {
@@ -54,16 +64,18 @@ pub fn reload(inputs: &Inputs, cache: &Cache, reloads: &Reloads) {
             status.error = None;
             info!(generation = status.generation, endpoints, changed = %changed.join(","), "reload ok");
             status.last_changed = changed;
+            true
         }
         Err(e) => {
             error!(error = ?e, "reload failed: inputs rejected, the last good state stays in force");
             status.error = Some(e);
+            false
         }
     }
 }
 
 /// Watches the inputs until the process ends, reloading after each debounced burst of changes.
-pub async fn run(inputs: Inputs, cache: Arc<Cache>, reloads: Reloads) -> Result<(), String> {
+pub async fn run(inputs: Inputs, settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Result<(), String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let relevant = Relevance::new(&inputs);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -81,8 +93,8 @@ pub async fn run(inputs: Inputs, cache: Arc<Cache>, reloads: Reloads) -> Result<
             return Err("file watcher stopped".into());
         }
         while wait_for_change(&mut rx, &relevant, Some(DEBOUNCE)).await {}
-        let (inputs, cache, reloads) = (inputs.clone(), Arc::clone(&cache), Arc::clone(&reloads));
-        tokio::task::spawn_blocking(move || reload(&inputs, &cache, &reloads))
+        let (inputs, settings, cache, reloads) = (inputs.clone(), settings.clone(), Arc::clone(&cache), Arc::clone(&reloads));
+        tokio::task::spawn_blocking(move || reload(&inputs, &settings, &cache, &reloads))
             .await
             .map_err(|e| format!("reload task failed: {e}"))?;
     }
@@ -168,7 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
-        let inputs = Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml"), wasm: "/w".into(), audit_mode: false, roles: vec![crate::ecds::Role::Ingress] };
+        let inputs = Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml") };
         let r = Relevance::new(&inputs);
         assert_eq!(r.dirs(), vec![dir.path().to_path_buf(), policies.clone()]);
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));

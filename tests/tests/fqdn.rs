@@ -538,6 +538,7 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
         endpoints: manifests.path().join("endpoints.yaml"),
         wasm: tools.wasm.clone(),
         egress: true,
+        kubeconfig: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let pki = TestPki::new(&names).unwrap();

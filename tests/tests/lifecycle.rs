@@ -48,6 +48,7 @@ async fn readyz_waits_for_valid_inputs_and_healthz_answers_meanwhile() {
         endpoints: manifests.path().join("endpoints.yaml"),
         wasm: tools.wasm.clone(),
         egress: false,
+        kubeconfig: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let get = |path: &str| http_request(cp.status_addr(), "GET", path).unwrap();

@@ -640,6 +640,7 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
         endpoints: manifests.path().join("endpoints.yaml"),
         wasm: tools.wasm.clone(),
         egress: false,
+        kubeconfig: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let app = Upstream::start("ghost-app").unwrap();

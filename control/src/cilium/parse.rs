@@ -34,6 +34,16 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Loaded, Diagnostics> {
     load.finish()
 }
 
+/// Parse several named texts as one policy set (e.g. objects from the Kubernetes API, each named
+/// by its kind and `namespace/name`): errors of all at once, duplicates across them included.
+pub fn parse_sources(sources: &[(PathBuf, String)]) -> Result<Loaded, Diagnostics> {
+    let mut load = Load::default();
+    for (file, text) in sources {
+        load.add_file(file, text);
+    }
+    load.finish()
+}
+
 /// Load every `*.yaml` / `*.yml` file directly in `path` (sorted by name), or the single file
 /// `path`. Errors of all files at once; if any file has an error, no policy is returned.
 /// A (kind, namespace, name) defined twice is an error.

@@ -7,11 +7,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::ecds::Role;
+use crate::xds::Source;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    inputs: super::Inputs,
+    /// A policy file or a directory of *.yaml/*.yml policy files (watched).
+    #[arg(long, value_name = "PATH", required_unless_present = "kubernetes")]
+    policies: Option<PathBuf>,
+    /// The endpoint inventory (endpoints.yaml or `kubectl get pods -A -o yaml` output; watched).
+    #[arg(long, value_name = "FILE", required_unless_present = "kubernetes")]
+    endpoints: Option<PathBuf>,
+    /// Read policies (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy) and the inventory
+    /// (Pods, Namespaces, Nodes) from the Kubernetes API server instead, with watches, and write
+    /// each policy's `Valid` condition to its status. The cluster comes from $KUBECONFIG,
+    /// ~/.kube/config, or the pod's service account.
+    #[arg(long, conflicts_with_all = ["policies", "endpoints"])]
+    kubernetes: bool,
     #[command(flatten)]
     audit: super::AuditMode,
     /// Also serve the egress filters' resources (`l7gate-egress-http`, `l7gate-egress-tls`) for
@@ -48,10 +59,16 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     // Envoy resolves a relative module path against its own cwd, not ours.
     let wasm = std::path::absolute(&args.wasm).map_err(|e| format!("--wasm {}: {e}", args.wasm.display()))?;
-    let inputs = crate::watch::Inputs { policies: args.inputs.policies, endpoints: args.inputs.endpoints, wasm,
+    let settings = crate::watch::Settings {
+        wasm,
         audit_mode: args.audit.audit_mode,
         roles: if args.egress { Role::ALL.to_vec() } else { vec![Role::Ingress] },
     };
+    let source = match (args.policies, args.endpoints) {
+        (Some(policies), Some(endpoints)) => Source::Files(crate::watch::Inputs { policies, endpoints }),
+        _ if args.kubernetes => Source::Kubernetes,
+        _ => return Err("give --policies and --endpoints, or --kubernetes".into()),
+    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(crate::xds::serve(inputs, args.listen, args.status_listen))
+    runtime.block_on(crate::xds::serve(source, settings, args.listen, args.status_listen))
 }

@@ -17,34 +17,49 @@ use tokio::sync::watch as signal_watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use crate::watch::{self, Inputs};
+use crate::watch::{self, Inputs, Settings};
 use cache::Cache;
 use status::Reloads;
 
 /// How long a shutdown waits for the ADS streams and HTTP requests to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Where the policies and the inventory come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Files, watched (`crate::watch`).
+    Files(Inputs),
+    /// The Kubernetes API server, watched (`crate::kubernetes`).
+    Kubernetes,
+}
+
 /// Runs the control plane until SIGTERM or SIGINT (then closes every ADS stream, so Envoys
 /// reconnect at once to a successor and keep their configs meanwhile, and returns `Ok`) or an
 /// unrecoverable error: initial load (an invalid state is reported and served as nothing, so a
 /// later fix is picked up), watcher, ADS and HTTP servers.
-pub async fn serve(inputs: Inputs, listen: SocketAddr, status_listen: SocketAddr) -> Result<(), String> {
+pub async fn serve(source: Source, settings: Settings, listen: SocketAddr, status_listen: SocketAddr) -> Result<(), String> {
     // First of all: as a container's PID 1 an unhandled SIGTERM is ignored, not fatal.
     let stop_signal = shutdown_signal()?;
-    if !inputs.wasm.is_file() {
-        warn!(wasm = %inputs.wasm.display(), "the filter module does not exist here; Envoys that cannot load it will reject every config");
+    if !settings.wasm.is_file() {
+        warn!(wasm = %settings.wasm.display(), "the filter module does not exist here; Envoys that cannot load it will reject every config");
     }
     let cache = Arc::new(Cache::new());
     let reloads = Reloads::default();
-    watch::reload(&inputs, &cache, &reloads);
+    if let Source::Files(inputs) = &source {
+        // From the API server, nothing is published before every watch has listed once.
+        watch::reload(inputs, &settings, &cache, &reloads);
+    }
 
     let xds = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let status_listener =
         tokio::net::TcpListener::bind(status_listen).await.map_err(|e| format!("cannot listen on {status_listen}: {e}"))?;
     let xds_addr = xds.local_addr().map_err(|e| e.to_string())?;
     let status_addr = status_listener.local_addr().map_err(|e| e.to_string())?;
-    info!(xds = %xds_addr, http = %status_addr, policies = %inputs.policies.display(),
-        endpoints = %inputs.endpoints.display(), wasm = %inputs.wasm.display(), "serving");
+    let from = match &source {
+        Source::Files(inputs) => format!("policies {}, inventory {}", inputs.policies.display(), inputs.endpoints.display()),
+        Source::Kubernetes => "the Kubernetes API server".to_string(),
+    };
+    info!(xds = %xds_addr, http = %status_addr, from = %from, wasm = %settings.wasm.display(), "serving");
 
     let (stop, stopping) = signal_watch::channel(false);
     let stopped = |mut rx: signal_watch::Receiver<bool>| async move {
@@ -66,7 +81,7 @@ pub async fn serve(inputs: Inputs, listen: SocketAddr, status_listen: SocketAddr
     let joined = |r: Result<Result<(), String>, tokio::task::JoinError>| r.map_err(|e| format!("server task: {e}")).and_then(|r| r);
     let signal = tokio::select! {
         r = &mut servers => return joined(r).and(Err("the servers stopped".into())),
-        r = watch::run(inputs, cache, reloads) => return r,
+        r = follow(source, settings, cache, reloads) => return r,
         signal = stop_signal => signal,
     };
     info!(signal, "shutting down: closing ADS streams and HTTP connections");
@@ -77,6 +92,14 @@ pub async fn serve(inputs: Inputs, listen: SocketAddr, status_listen: SocketAddr
     }
     info!("stopped");
     Ok(())
+}
+
+/// Keeps the served state in step with the source until an unrecoverable error.
+async fn follow(source: Source, settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Result<(), String> {
+    match source {
+        Source::Files(inputs) => watch::run(inputs, settings, cache, reloads).await,
+        Source::Kubernetes => crate::kubernetes::run(settings, cache, reloads).await,
+    }
 }
 
 /// Resolves with the name of the first SIGTERM or SIGINT; the handlers are installed at once.

@@ -104,6 +104,7 @@ impl Cluster {
             endpoints: endpoints_file,
             wasm: tools.wasm.clone(),
             egress: false,
+            kubeconfig: None,
         })?;
         let mut starting = Vec::new();
         for endpoint in &inventory.endpoints {

@@ -23,6 +23,9 @@ pub struct ServeSpec {
     pub wasm: PathBuf,
     /// Also serve the egress filters (`serve --egress`).
     pub egress: bool,
+    /// Read policies and inventory from the Kubernetes API server this kubeconfig names
+    /// (`serve --kubernetes`, `$KUBECONFIG`) instead of `policies` and `endpoints`.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// A running `l7gate serve`; killed when dropped.
@@ -157,11 +160,11 @@ impl ControlPlane {
         if self.spec.egress {
             command.arg("--egress");
         }
+        match &self.spec.kubeconfig {
+            Some(kubeconfig) => command.arg("--kubernetes").env("KUBECONFIG", kubeconfig),
+            None => command.arg("--policies").arg(&self.spec.policies).arg("--endpoints").arg(&self.spec.endpoints),
+        };
         let mut child = command
-            .arg("--policies")
-            .arg(&self.spec.policies)
-            .arg("--endpoints")
-            .arg(&self.spec.endpoints)
             .arg("--wasm")
             .arg(&self.spec.wasm)
             .arg("--listen")

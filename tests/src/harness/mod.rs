@@ -9,6 +9,7 @@ pub mod control;
 pub mod dns;
 pub mod egress;
 pub mod envoy;
+pub mod kube_api;
 pub mod tls;
 pub mod tools;
 pub mod upstream;
