@@ -55,4 +55,6 @@ if grep -n '\${' "$out" >&2; then
     echo "l7gate-envoy: $template has a placeholder this entrypoint does not fill (above)" >&2
     exit 64
 fi
-exec envoy -c "$out" --service-node "$L7GATE_NAME" --service-cluster "l7gate-$role" "$@"
+# No hot restart: a container is replaced, not hot-restarted, and two Envoys in one pod or
+# network namespace would otherwise contend for its domain socket.
+exec envoy -c "$out" --service-node "$L7GATE_NAME" --service-cluster "l7gate-$role" --disable-hot-restart "$@"

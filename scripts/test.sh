@@ -7,7 +7,8 @@
 #   3. the compose deployment end to end (scripts/compose.sh --local-bases test: Docker installed
 #      and started if need be, images built from bases made on this machine, the retail example
 #      brought up, checked from inside its client containers, taken down);
-#   4. clippy with warnings as errors.
+#   4. the Kubernetes manifests rendered and validated offline (scripts/k8s-validate.sh);
+#   5. clippy with warnings as errors.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +23,9 @@ scripts/wasm-test.sh
 
 echo "test: the compose deployment (images, docker-compose, Prometheus)"
 scripts/compose.sh --local-bases test
+
+echo "test: the Kubernetes manifests (offline schema validation)"
+scripts/k8s-validate.sh
 
 echo "test: clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
