@@ -533,13 +533,7 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
     let tools = Tools::require();
     let manifests = tools::seed_copy().unwrap_or_else(|e| panic!("{e}"));
     let policy = manifests.path().join("policies/egress-example-com.yaml");
-    let cp = ControlPlane::start(ServeSpec {
-        policies: manifests.path().join("policies"),
-        endpoints: manifests.path().join("endpoints.yaml"),
-        wasm: tools.wasm.clone(),
-        egress: true,
-        kubeconfig: None,
-    })
+    let cp = ControlPlane::start(ServeSpec { egress: true, ..ServeSpec::files(manifests.path(), &tools.wasm) })
     .unwrap_or_else(|e| panic!("{e}"));
     let pki = TestPki::new(&names).unwrap();
     let upstream = TlsUpstream::start("api", SocketAddr::new(UPSTREAM.into(), 443), &pki).unwrap();

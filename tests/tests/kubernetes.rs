@@ -88,13 +88,7 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
-    let cp = ControlPlane::start(ServeSpec {
-        policies: "/nonexistent".into(),
-        endpoints: "/nonexistent".into(),
-        wasm: tools.wasm.clone(),
-        egress: false,
-        kubeconfig: Some(kubeconfig),
-    })
+    let cp = ControlPlane::start(ServeSpec { kubeconfig: Some(kubeconfig), ..ServeSpec::files(dir.path(), &tools.wasm) })
     .unwrap_or_else(|e| panic!("{e}"));
     let ready = || http_request(cp.status_addr(), "GET", "/readyz").map(|(code, _)| code).unwrap_or(0);
     eventually("ready after the first lists", async || (ready() == 200).then_some(())).await;

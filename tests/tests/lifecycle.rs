@@ -43,13 +43,7 @@ async fn readyz_waits_for_valid_inputs_and_healthz_answers_meanwhile() {
     let policy = manifests.path().join("policies").join("inventory-api.yaml");
     let good = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(&policy, good.replace("endpointSelector", "endpointSelektor")).unwrap();
-    let cp = ControlPlane::start(ServeSpec {
-        policies: manifests.path().join("policies"),
-        endpoints: manifests.path().join("endpoints.yaml"),
-        wasm: tools.wasm.clone(),
-        egress: false,
-        kubeconfig: None,
-    })
+    let cp = ControlPlane::start(ServeSpec::files(manifests.path(), &tools.wasm))
     .unwrap_or_else(|e| panic!("{e}"));
     let get = |path: &str| http_request(cp.status_addr(), "GET", path).unwrap();
     assert_eq!(get("/healthz"), (200, "ok\n".to_string()));

@@ -635,13 +635,7 @@ async fn a_config_envoy_rejects_is_reported_and_the_last_good_one_keeps_enforcin
 async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
     let tools = Tools::require();
     let manifests = seed_copy();
-    let cp = ControlPlane::start(ServeSpec {
-        policies: manifests.path().join("policies"),
-        endpoints: manifests.path().join("endpoints.yaml"),
-        wasm: tools.wasm.clone(),
-        egress: false,
-        kubeconfig: None,
-    })
+    let cp = ControlPlane::start(ServeSpec::files(manifests.path(), &tools.wasm))
     .unwrap_or_else(|e| panic!("{e}"));
     let app = Upstream::start("ghost-app").unwrap();
     let spec = AdsSidecarSpec {

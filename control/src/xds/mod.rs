@@ -55,11 +55,12 @@ pub async fn serve(source: Source, settings: Settings, listen: SocketAddr, statu
         tokio::net::TcpListener::bind(status_listen).await.map_err(|e| format!("cannot listen on {status_listen}: {e}"))?;
     let xds_addr = xds.local_addr().map_err(|e| e.to_string())?;
     let status_addr = status_listener.local_addr().map_err(|e| e.to_string())?;
-    let from = match &source {
-        Source::Files(inputs) => format!("policies {}, inventory {}", inputs.policies.display(), inputs.endpoints.display()),
-        Source::Kubernetes => "the Kubernetes API server".to_string(),
-    };
-    info!(xds = %xds_addr, http = %status_addr, from = %from, wasm = %settings.wasm.display(), "serving");
+    match &source {
+        Source::Files(inputs) => info!(xds = %xds_addr, http = %status_addr, policies = %inputs.policies.display(),
+            endpoints = %inputs.endpoints.display(), wasm = %settings.wasm.display(), "serving"),
+        Source::Kubernetes => info!(xds = %xds_addr, http = %status_addr, source = "kubernetes",
+            wasm = %settings.wasm.display(), "serving"),
+    }
 
     let (stop, stopping) = signal_watch::channel(false);
     let stopped = |mut rx: signal_watch::Receiver<bool>| async move {

@@ -28,6 +28,19 @@ pub struct ServeSpec {
     pub kubeconfig: Option<PathBuf>,
 }
 
+impl ServeSpec {
+    /// `<manifests>/policies` and `<manifests>/endpoints.yaml`, ingress filters only.
+    pub fn files(manifests: &Path, wasm: &Path) -> ServeSpec {
+        ServeSpec {
+            policies: manifests.join("policies"),
+            endpoints: manifests.join("endpoints.yaml"),
+            wasm: wasm.to_path_buf(),
+            egress: false,
+            kubeconfig: None,
+        }
+    }
+}
+
 /// A running `l7gate serve`; killed when dropped.
 pub struct ControlPlane {
     spec: ServeSpec,
