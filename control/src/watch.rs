@@ -46,9 +46,9 @@ pub fn reload(inputs: &Inputs, settings: &Settings, cache: &Cache, reloads: &Rel
     publish(crate::load(&inputs.policies, &inputs.endpoints), settings, cache, reloads);
 }
 
-/// Compiles loaded inputs and publishes the result; on error records it and leaves the cache
-/// alone. Returns whether the state was accepted.
-pub fn publish(loaded: Result<crate::Loaded, crate::Error>, settings: &Settings, cache: &Cache, reloads: &Reloads) -> bool {
+/// Compiles loaded inputs (from files, or from the Kubernetes API) and publishes the result; on
+/// error records it and leaves the cache alone.
+pub fn publish(loaded: Result<crate::Loaded, crate::Error>, settings: &Settings, cache: &Cache, reloads: &Reloads) {
     let built = loaded
         .map_err(|e| e.to_string())
         .and_then(|loaded| snapshot::build(&loaded.cluster.with_audit_mode(settings.audit_mode), &settings.wasm, &settings.roles).map(|s| (s, loaded.warnings)));
@@ -64,12 +64,10 @@ pub fn publish(loaded: Result<crate::Loaded, crate::Error>, settings: &Settings,
             status.error = None;
             info!(generation = status.generation, endpoints, changed = %changed.join(","), "reload ok");
             status.last_changed = changed;
-            true
         }
         Err(e) => {
             error!(error = ?e, "reload failed: inputs rejected, the last good state stays in force");
             status.error = Some(e);
-            false
         }
     }
 }
