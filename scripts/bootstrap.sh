@@ -43,26 +43,10 @@ WASM="$TARGET_DIR/$WASM_TARGET/release/l7gate_filter.wasm"
 say() { printf 'bootstrap: %s\n' "$*"; }
 die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
 
-SUDO=()
-if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || die "not root and no sudo: cannot install apt packages"
-    SUDO=(sudo)
-fi
-
 # --- 1. apt packages ----------------------------------------------------------------------------
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-    # (no `| grep -q`: with pipefail, grep's early exit can SIGPIPE the writer and fail the test)
-    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    say "apt: installing ${missing[*]}"
-    "${SUDO[@]}" apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
-else
-    say "apt: ok (${APT_PACKAGES[*]})"
-fi
+# shellcheck source=apt.sh
+source scripts/apt.sh
+apt_ensure bootstrap "${APT_PACKAGES[@]}" || die "cannot install the apt packages"
 [[ -x $DEBIAN_RUSTC ]] || die "$DEBIAN_RUSTC missing although rustc-web is installed"
 command -v wasm-ld-19 >/dev/null || die "wasm-ld-19 missing although lld-19 is installed"
 command -v cargo >/dev/null || die "cargo not found on PATH (install a Rust toolchain, e.g. rustup)"

@@ -5,17 +5,12 @@
 set -euo pipefail
 want=(docker.io docker-compose)
 [[ ${1:-} == --local-bases ]] && want+=(mmdebstrap prometheus)
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=apt.sh
+source scripts/apt.sh
+apt_ensure docker "${want[@]}"
 SUDO=()
 [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
-missing=()
-for p in "${want[@]}"; do
-    [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "docker: apt: installing ${missing[*]}"
-    "${SUDO[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
 if ! docker info >/dev/null 2>&1; then
     echo "docker: starting dockerd"
     "${SUDO[@]}" bash -c 'nohup dockerd >>/var/log/l7gate-dockerd.log 2>&1 &'

@@ -92,11 +92,10 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     .unwrap_or_else(|e| panic!("{e}"));
     let ready = || http_request(cp.status_addr(), "GET", "/readyz").map(|(code, _)| code).unwrap_or(0);
     eventually("ready after the first lists", async || (ready() == 200).then_some(())).await;
-    let requests = api.requests();
     for collection in [PODS, NAMESPACES, NODES, CNPS, CCNPS] {
-        assert!(requests.iter().any(|r| r.starts_with(&format!("GET {collection}?")) && !r.contains("watch=true")), "no list of {collection}: {requests:?}");
+        assert!(lists(&api, collection) > 0, "no list of {collection}: {:?}", api.requests());
         let watch = format!("GET {collection}?");
-        eventually(&format!("a watch of {collection}"), async || requests_now(&api).iter().any(|r| r.starts_with(&watch) && r.contains("watch=true") && r.contains("allowWatchBookmarks=true")).then_some(())).await;
+        eventually(&format!("a watch of {collection}"), async || api.requests().iter().any(|r| r.starts_with(&watch) && r.contains("watch=true") && r.contains("allowWatchBookmarks=true")).then_some(())).await;
     }
 
     // A real sidecar for the pod; its node id is the pod's namespace/name.
@@ -133,12 +132,12 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
 
     // 410 Gone: every watch must relist. Meanwhile the bad policy goes away and inventory-api's
     // allows DELETE: only a relist can see both.
-    let lists_before = requests_now(&api).iter().filter(|r| r.starts_with(&format!("GET {CNPS}?")) && !r.contains("watch=true")).count();
+    let lists_before = lists(&api, CNPS);
     api.expire_watches();
     api.delete(CNPS, "default/bad-regex");
     api.apply(CNPS, inventory_policy("GET|DELETE"));
     eventually("DELETE allowed after the relist", async || (status("127.0.0.71", "DELETE").await == 200).then_some(())).await;
-    let lists_after = requests_now(&api).iter().filter(|r| r.starts_with(&format!("GET {CNPS}?")) && !r.contains("watch=true")).count();
+    let lists_after = lists(&api, CNPS);
     assert!(lists_after > lists_before, "410 Gone must lead to a new list ({lists_before} → {lists_after})");
     assert!(cp.status().unwrap().reload.error.is_none(), "the bad policy is gone");
 
@@ -158,6 +157,8 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     assert_eq!(api.patches().len(), patches, "{:?}", api.patches());
 }
 
-fn requests_now(api: &KubeApi) -> Vec<String> {
-    api.requests()
+/// How many times `collection` was listed (not watched) so far.
+fn lists(api: &KubeApi, collection: &str) -> usize {
+    let list = format!("GET {collection}?");
+    api.requests().iter().filter(|r| r.starts_with(&list) && !r.contains("watch=true")).count()
 }

@@ -63,9 +63,7 @@ pub async fn serve(source: Source, settings: Settings, listen: SocketAddr, statu
     }
 
     let (stop, stopping) = signal_watch::channel(false);
-    let stopped = |mut rx: signal_watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stopped = |mut rx: signal_watch::Receiver<bool>| async move { server::stop_requested(&mut rx).await };
     let ads = tonic::transport::Server::builder()
         // Detect dead Envoys (and let them detect us) without waiting for TCP timeouts.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -179,7 +179,7 @@ async fn run_stream(
 }
 
 /// Resolves once `stopping` turns true; never if its sender is gone without that.
-async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+pub(crate) async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
     if stopping.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -158,11 +158,6 @@ impl KubeApi {
         }
     }
 
-    /// How many watches are open on `collection`.
-    pub fn open_watches(&self, collection: &str) -> usize {
-        self.state().collections.get(collection).map_or(0, |c| c.watches.iter().filter(|w| !w.is_closed()).count())
-    }
-
     /// Every request so far, `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.state().requests.clone()
