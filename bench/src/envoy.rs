@@ -68,17 +68,28 @@ impl Drop for Envoy {
 
 impl Envoy {
     /// Starts `envoy` with `bootstrap` (JSON) in `dir` on `cpu` and waits until admin says LIVE.
-    pub fn start(envoy: &Path, dir: &Path, name: &str, bootstrap: &Value, cpu: Cpu) -> Result<Envoy, String> {
+    pub fn start(
+        envoy: &Path,
+        dir: &Path,
+        name: &str,
+        bootstrap: &Value,
+        cpu: Cpu,
+    ) -> Result<Envoy, String> {
         let config = dir.join(format!("{name}.json"));
         let admin_file = dir.join(format!("{name}.admin"));
         let log = dir.join(format!("{name}.log"));
         let _ = std::fs::remove_file(&admin_file);
-        std::fs::write(&config, format!("{bootstrap:#}")).map_err(|e| format!("{}: {e}", config.display()))?;
-        let child = cpu.command(envoy)
-            .arg("-c").arg(&config)
+        std::fs::write(&config, format!("{bootstrap:#}"))
+            .map_err(|e| format!("{}: {e}", config.display()))?;
+        let child = cpu
+            .command(envoy)
+            .arg("-c")
+            .arg(&config)
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
-            .arg("--admin-address-path").arg(&admin_file)
-            .arg("--log-path").arg(&log)
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .arg("--log-path")
+            .arg(&log)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -87,9 +98,14 @@ impl Envoy {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = envoy.child.try_wait() {
-                return Err(format!("{name}: Envoy exited ({status}); see {}", envoy.log.display()));
+                return Err(format!(
+                    "{name}: Envoy exited ({status}); see {}",
+                    envoy.log.display()
+                ));
             }
-            if let Some(admin) = std::fs::read_to_string(&admin_file).ok().and_then(|a| a.trim().parse().ok()) {
+            if let Some(admin) =
+                std::fs::read_to_string(&admin_file).ok().and_then(|a| a.trim().parse().ok())
+            {
                 envoy.admin = admin;
                 if get(admin, "/ready").is_ok_and(|(_, body)| body.contains("LIVE")) {
                     return Ok(envoy);
@@ -107,12 +123,18 @@ impl Envoy {
 
 /// One HTTP/1.1 GET (connection closed after), returning the status and body.
 pub fn get(to: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).map_err(|e| format!("{to}: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+        .map_err(|e| format!("{to}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad reply from {to}: {out:?}"))?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad reply from {to}: {out:?}"))?;
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }
@@ -167,7 +189,9 @@ pub fn bootstrap(variant: Variant, filters: &[Value]) -> Value {
     let proxied = json!({"match": {"prefix": "/"}, "route": {"cluster": "app"}});
     // As envoy/sidecar.yaml: for l7gate, Envoy sets the connection header and the node names it.
     let (metadata, early) = match variant {
-        Variant::L7gate => (json!({CONNECTION_HEADER_KEY: CONNECTION_HEADER}), vec![connection_header()]),
+        Variant::L7gate => {
+            (json!({CONNECTION_HEADER_KEY: CONNECTION_HEADER}), vec![connection_header()])
+        }
         _ => (json!({}), vec![]),
     };
     json!({"node": {"id": variant.name(), "cluster": "bench", "metadata": metadata}, "admin": admin(),

@@ -42,13 +42,26 @@ fn header_args() -> impl Iterator<Item = &'static str> {
 pub fn run(protocol: Protocol, url: &str, duration: Duration) -> Result<Sample, String> {
     let secs = duration.as_secs().max(1).to_string();
     let out = match protocol {
-        Protocol::H1 => Cpu::Helper.command("wrk").args(["-t1", "-c16", "-d", &format!("{secs}s"), "--latency"]).args(header_args()).arg(url).output(),
-        Protocol::H2 => Cpu::Helper.command("h2load").args(["-t1", "-c16", "-m10", "-D", &secs]).args(header_args()).arg(url).output(),
+        Protocol::H1 => Cpu::Helper
+            .command("wrk")
+            .args(["-t1", "-c16", "-d", &format!("{secs}s"), "--latency"])
+            .args(header_args())
+            .arg(url)
+            .output(),
+        Protocol::H2 => Cpu::Helper
+            .command("h2load")
+            .args(["-t1", "-c16", "-m10", "-D", &secs])
+            .args(header_args())
+            .arg(url)
+            .output(),
     }
     .map_err(|e| format!("cannot run the load generator: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(format!("load generator failed on {url}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "load generator failed on {url}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     match protocol {
         Protocol::H1 => parse_wrk(&text),
@@ -58,8 +71,11 @@ pub fn run(protocol: Protocol, url: &str, duration: Duration) -> Result<Sample, 
 }
 
 fn parse_wrk(text: &str) -> Option<Sample> {
-    let rps = text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:"))?.trim().parse().ok()?;
-    let percentile = |p: &str| text.lines().find_map(|l| l.trim().strip_prefix(p)).and_then(|v| millis(v.trim()));
+    let rps =
+        text.lines().find_map(|l| l.trim().strip_prefix("Requests/sec:"))?.trim().parse().ok()?;
+    let percentile = |p: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(p)).and_then(|v| millis(v.trim()))
+    };
     Some(Sample { rps, p50_ms: percentile("50%"), p99_ms: percentile("99%") })
 }
 

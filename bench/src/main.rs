@@ -38,7 +38,12 @@ struct Options {
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { rounds: 3, seconds: 4, rules: vec![1, 100, 1000, 10000], out: PathBuf::from("bench/results") };
+    let mut o = Options {
+        rounds: 3,
+        seconds: 4,
+        rules: vec![1, 100, 1000, 10000],
+        out: PathBuf::from("bench/results"),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -60,7 +65,9 @@ fn parse_list(s: &str) -> Result<Vec<usize>, std::num::ParseIntError> {
 }
 
 fn env_path(name: &str) -> Result<PathBuf, String> {
-    std::env::var_os(name).map(PathBuf::from).ok_or_else(|| format!("{name} is not set (bench/run.sh sets it)"))
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("{name} is not set (bench/run.sh sets it)"))
 }
 
 /// The pause after each load run.
@@ -92,9 +99,11 @@ fn run() -> Result<(), String> {
     }
     let o = options()?;
     let (envoy_bin, wasm) = (env_path("L7GATE_ENVOY")?, env_path("L7GATE_WASM")?);
-    let wasm_bytes = std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
+    let wasm_bytes =
+        std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
     let dir = scratch_dir("throughput")?;
-    let _upstream = Envoy::start(&envoy_bin, &dir, "upstream", &envoy::upstream_bootstrap(), Cpu::Helper)?;
+    let _upstream =
+        Envoy::start(&envoy_bin, &dir, "upstream", &envoy::upstream_bootstrap(), Cpu::Helper)?;
     let mut counts = Vec::new();
     for &rules in &o.rules {
         eprintln!("== {rules} rules");
@@ -116,7 +125,10 @@ fn run() -> Result<(), String> {
     );
     let mut md = report::markdown(&header, &counts, wasm_bytes);
     match report::plot(&counts, &png) {
-        Ok(()) => md.push_str(&format!("\n![rules vs throughput]({})\n", png.file_name().map(|f| f.to_string_lossy()).unwrap_or_default())),
+        Ok(()) => md.push_str(&format!(
+            "\n![rules vs throughput]({})\n",
+            png.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+        )),
         Err(e) => eprintln!("l7gate-bench: no plot: {e}"),
     }
     std::fs::write(&md_path, &md).map_err(|e| e.to_string())?;
@@ -127,7 +139,10 @@ fn run() -> Result<(), String> {
 
 /// The minute a run started, `2026-01-31-1200`: the results' file names.
 fn stamp() -> Result<String, String> {
-    let out = std::process::Command::new("date").arg("+%Y-%m-%d-%H%M").output().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("date")
+        .arg("+%Y-%m-%d-%H%M")
+        .output()
+        .map_err(|e| e.to_string())?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -157,7 +172,13 @@ fn write_result(out: &Path, stamp: &str, kind: &str, md: &str) -> Result<(), Str
     Ok(())
 }
 
-fn measure(rules: usize, o: &Options, envoy_bin: &Path, wasm: &Path, dir: &Path) -> Result<RuleCount, String> {
+fn measure(
+    rules: usize,
+    o: &Options,
+    envoy_bin: &Path,
+    wasm: &Path,
+    dir: &Path,
+) -> Result<RuleCount, String> {
     let set = policy::generate(rules)?;
     let config_json = set.config.to_json();
     let ecds = dir.join(format!("l7gate-{rules}.ecds.json"));
@@ -171,14 +192,22 @@ fn measure(rules: usize, o: &Options, envoy_bin: &Path, wasm: &Path, dir: &Path)
     };
     let mut envoys = Vec::new();
     for v in Variant::ALL {
-        envoys.push(Envoy::start(envoy_bin, dir, &format!("{}-{rules}", v.name()), &envoy::bootstrap(v, &filters(v)?), Cpu::UnderTest)?);
+        envoys.push(Envoy::start(
+            envoy_bin,
+            dir,
+            &format!("{}-{rules}", v.name()),
+            &envoy::bootstrap(v, &filters(v)?),
+            Cpu::UnderTest,
+        )?);
     }
     for v in Variant::ALL {
         sanity_check(v, &set)?;
     }
-    let mut loads: Vec<(String, Vec<[Sample; 3]>)> = LOADS.iter().map(|l| (l.0.to_string(), Vec::new())).collect();
+    let mut loads: Vec<(String, Vec<[Sample; 3]>)> =
+        LOADS.iter().map(|l| (l.0.to_string(), Vec::new())).collect();
     for round in 0..o.rounds {
-        for ((label, protocol, direct, allowed), (_, rounds)) in LOADS.iter().zip(loads.iter_mut()) {
+        for ((label, protocol, direct, allowed), (_, rounds)) in LOADS.iter().zip(loads.iter_mut())
+        {
             let mut samples = [Sample::default(); 3];
             // Rotate who goes first, so no variant always runs on a warmer or colder machine.
             for k in 0..3 {
@@ -191,7 +220,10 @@ fn measure(rules: usize, o: &Options, envoy_bin: &Path, wasm: &Path, dir: &Path)
                 // when the load generator stops; let it drain before the next variant runs.
                 std::thread::sleep(SETTLE);
             }
-            eprintln!("   round {round} {label}: {:.0} / {:.0} / {:.0} req/s (no-filter / rbac / l7gate)", samples[0].rps, samples[1].rps, samples[2].rps);
+            eprintln!(
+                "   round {round} {label}: {:.0} / {:.0} / {:.0} req/s (no-filter / rbac / l7gate)",
+                samples[0].rps, samples[1].rps, samples[2].rps
+            );
             rounds.push(samples);
         }
     }
@@ -210,7 +242,8 @@ fn measure(rules: usize, o: &Options, envoy_bin: &Path, wasm: &Path, dir: &Path)
 /// filter), in both modes; the filter may need a moment to load its ECDS config.
 fn sanity_check(v: Variant, set: &policy::PolicySet) -> Result<(), String> {
     for direct in [true, false] {
-        let to = format!("{}:{}", v.address(direct), envoy::PORT).parse().map_err(|e| format!("{e}"))?;
+        let to =
+            format!("{}:{}", v.address(direct), envoy::PORT).parse().map_err(|e| format!("{e}"))?;
         let want_denied = if v == Variant::NoFilter { 200 } else { 403 };
         for (path, want) in [(&set.allowed_path, 200), (&set.denied_path, want_denied)] {
             let mut got = envoy::get(to, path)?;
@@ -222,7 +255,12 @@ fn sanity_check(v: Variant, set: &policy::PolicySet) -> Result<(), String> {
                 got = envoy::get(to, path)?;
             }
             if got.0 != want {
-                return Err(format!("{} {to}{path}: expected {want}, got {} {:?}", v.name(), got.0, got.1));
+                return Err(format!(
+                    "{} {to}{path}: expected {want}, got {} {:?}",
+                    v.name(),
+                    got.0,
+                    got.1
+                ));
             }
         }
     }

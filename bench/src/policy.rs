@@ -40,7 +40,8 @@ pub fn generate(rules: usize) -> Result<PolicySet, String> {
     let Sources { inventory, policies, loadgen } = sources(rules);
     let file = Path::new("bench.yaml");
     let loaded = l7gate::cilium::parse::parse_str(file, &policies).map_err(|e| e.to_string())?;
-    let inventory = l7gate::inventory::parse_str(Path::new("inventory.yaml"), &inventory).map_err(|e| e.to_string())?;
+    let inventory = l7gate::inventory::parse_str(Path::new("inventory.yaml"), &inventory)
+        .map_err(|e| e.to_string())?;
     let cluster = l7gate::compile::Cluster::new(loaded.policies, inventory);
     let config = cluster.endpoint(ENDPOINT).and_then(|e| cluster.compile(e))?;
     Ok(PolicySet { config, allowed_path: allowed_path(loadgen), denied_path: denied_path(loadgen) })
@@ -66,7 +67,11 @@ pub fn sources(rules: usize) -> Sources {
     let mut policies = String::new();
     let mut left = rules.max(1);
     for k in 0..clients {
-        let ip = if k == loadgen { "127.0.0.1".to_string() } else { format!("10.1.{}.{}", k / 250, k % 250 + 1) };
+        let ip = if k == loadgen {
+            "127.0.0.1".to_string()
+        } else {
+            format!("10.1.{}.{}", k / 250, k % 250 + 1)
+        };
         let _ = writeln!(inventory, "  - {{name: client-{k}, namespace: default, labels: {{app: client-{k}}}, ips: [{ip}]}}");
         let n = left.min(PER_CLIENT);
         left -= n;
@@ -97,6 +102,10 @@ fn http_rule(k: usize, j: usize) -> String {
         1 => format!("/api/svc-{k}/res-{j}/items/[0-9]+"),
         _ => format!("/api/svc-{k}/res-{j}"),
     };
-    let header = if j % 10 == 5 { format!(", headerMatches: [{{name: x-tenant, value: tenant-{k}}}]") } else { String::new() };
+    let header = if j % 10 == 5 {
+        format!(", headerMatches: [{{name: x-tenant, value: tenant-{k}}}]")
+    } else {
+        String::new()
+    };
     format!("              - {{method: \"{method}\", path: \"{path}\"{header}}}\n")
 }

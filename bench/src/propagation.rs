@@ -39,7 +39,8 @@ struct Options {
 }
 
 fn options(args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { changes: 60, rules: vec![10, 1000, 10000], out: PathBuf::from("bench/results") };
+    let mut o =
+        Options { changes: 60, rules: vec![10, 1000, 10000], out: PathBuf::from("bench/results") };
     let mut args = args;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
@@ -105,13 +106,28 @@ fn measure(tools: &Tools, rules: usize, changes: usize) -> Result<Vec<f64>, Stri
     std::fs::write(policies.join("bench.yaml"), &sources.policies).map_err(|e| e.to_string())?;
     let flip = Flip { dir: policies, loadgen: sources.loadgen };
     flip.write(false)?;
-    let control = ControlPlane::start(ServeSpec { policies: dir.join("policies"), endpoints: dir.join("endpoints.yaml"), wasm: tools.wasm.clone(), egress: false, kubeconfig: None })?;
+    let control = ControlPlane::start(ServeSpec {
+        policies: dir.join("policies"),
+        endpoints: dir.join("endpoints.yaml"),
+        wasm: tools.wasm.clone(),
+        egress: false,
+        kubeconfig: None,
+    })?;
     let upstream = Upstream::start(ENDPOINT).map_err(|e| e.to_string())?;
-    let spec = AdsSidecarSpec { name: ENDPOINT.into(), listen: SocketAddr::from(LISTEN), upstream: upstream.addr(), xds: control.xds() };
+    let spec = AdsSidecarSpec {
+        name: ENDPOINT.into(),
+        listen: SocketAddr::from(LISTEN),
+        upstream: upstream.addr(),
+        xds: control.xds(),
+    };
     let mut envoy = Envoy::spawn_ads(tools, &spec).map_err(|e| e.to_string())?;
     envoy.wait_ready().map_err(|e| e.to_string())?;
     if envoy.wait_for_stat(ECDS_UPDATE_SUCCESS, |n| n >= 1) < Some(1) {
-        return Err(format!("the sidecar got no config:\n{}\n{}", envoy.log_tail(20), control.log()));
+        return Err(format!(
+            "the sidecar got no config:\n{}\n{}",
+            envoy.log_tail(20),
+            control.log()
+        ));
     }
     let mut probe = Probe::new(envoy.listener(), policy::denied_path(sources.loadgen));
     probe.wait_for(403)?;
@@ -120,7 +136,10 @@ fn measure(tools: &Tools, rules: usize, changes: usize) -> Result<Vec<f64>, Stri
         std::thread::sleep(SETTLE);
         let allow = i % 2 == 0;
         let start = flip.write(allow)?;
-        samples.push(probe.wait_for(if allow { 200 } else { 403 })?.duration_since(start).as_secs_f64() * 1000.0);
+        samples.push(
+            probe.wait_for(if allow { 200 } else { 403 })?.duration_since(start).as_secs_f64()
+                * 1000.0,
+        );
     }
     drop(envoy);
     drop(control);
@@ -178,21 +197,30 @@ impl Probe {
             }
             std::thread::sleep(POLL);
         }
-        Err(format!("{}{}: no {status} within {GIVE_UP:?} (last status {last:?})", self.to, self.path))
+        Err(format!(
+            "{}{}: no {status} within {GIVE_UP:?} (last status {last:?})",
+            self.to, self.path
+        ))
     }
 
     fn get(&mut self) -> Result<u16, String> {
         if self.conn.is_none() {
-            let s = TcpStream::connect_timeout(&self.to, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            let s = TcpStream::connect_timeout(&self.to, Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
             s.set_nodelay(true).map_err(|e| e.to_string())?;
             self.conn = Some(BufReader::new(s));
         }
         let conn = self.conn.as_mut().ok_or("no connection")?;
-        write!(conn.get_mut(), "GET {} HTTP/1.1\r\nHost: {ENDPOINT}\r\n\r\n", self.path).map_err(|e| e.to_string())?;
+        write!(conn.get_mut(), "GET {} HTTP/1.1\r\nHost: {ENDPOINT}\r\n\r\n", self.path)
+            .map_err(|e| e.to_string())?;
         let mut line = String::new();
         conn.read_line(&mut line).map_err(|e| e.to_string())?;
-        let status = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("bad status line {line:?}"))?;
         let mut length = 0;
         loop {
             line.clear();

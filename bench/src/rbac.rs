@@ -16,9 +16,15 @@ pub fn filters(config: &Config) -> Result<Vec<Value>, String> {
     }
     let mut cidrs: HashMap<Identity, Vec<Value>> = HashMap::new();
     for entry in &config.ipcache {
-        let (addr, len) = entry.cidr.split_once('/').ok_or_else(|| format!("bad ipcache entry {}", entry.cidr))?;
+        let (addr, len) = entry
+            .cidr
+            .split_once('/')
+            .ok_or_else(|| format!("bad ipcache entry {}", entry.cidr))?;
         let len: u32 = len.parse().map_err(|_| format!("bad ipcache entry {}", entry.cidr))?;
-        cidrs.entry(entry.identity).or_default().push(json!({"direct_remote_ip": {"address_prefix": addr, "prefix_len": len}}));
+        cidrs
+            .entry(entry.identity)
+            .or_default()
+            .push(json!({"direct_remote_ip": {"address_prefix": addr, "prefix_len": len}}));
     }
     let mut allow = serde_json::Map::new();
     let mut deny = serde_json::Map::new();
@@ -55,7 +61,10 @@ fn principals(rule: &Rule, cidrs: &HashMap<Identity, Vec<Value>>) -> Result<Vec<
             for id in ids {
                 // World is every address the ipcache does not know: not a list of prefixes.
                 if *id == WORLD {
-                    return Err(format!("rule {}: world has no RBAC principal here", rule.origin.rule));
+                    return Err(format!(
+                        "rule {}: world has no RBAC principal here",
+                        rule.origin.rule
+                    ));
                 }
                 // Any other identity the ipcache does not map is held by no address.
                 out.extend(cidrs.get(id).into_iter().flatten().cloned());
@@ -87,10 +96,18 @@ fn permission(rule: &Rule) -> Value {
 
 fn element(http: &HttpRule) -> Value {
     let regex = |header: &str, pattern: &Option<String>| {
-        pattern.as_deref().filter(|p| !p.is_empty()).map(|p| json!({"header": {"name": header, "string_match": {"safe_regex": {"regex": p}}}}))
+        pattern.as_deref().filter(|p| !p.is_empty()).map(
+            |p| json!({"header": {"name": header, "string_match": {"safe_regex": {"regex": p}}}}),
+        )
     };
-    let mut all: Vec<Value> =
-        [regex(":method", &http.method), regex(":path", &http.path), regex(":authority", &http.host)].into_iter().flatten().collect();
+    let mut all: Vec<Value> = [
+        regex(":method", &http.method),
+        regex(":path", &http.path),
+        regex(":authority", &http.host),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for h in &http.headers {
         all.push(match &h.value {
             None => json!({"header": {"name": h.name, "present_match": true}}),

@@ -24,7 +24,11 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     match v.len() {
         0 => f64::NAN,
         n if n % 2 == 1 => v.get(n / 2).copied().unwrap_or(f64::NAN),
-        n => (v.get(n / 2 - 1).copied().unwrap_or(f64::NAN) + v.get(n / 2).copied().unwrap_or(f64::NAN)) / 2.0,
+        n => {
+            (v.get(n / 2 - 1).copied().unwrap_or(f64::NAN)
+                + v.get(n / 2).copied().unwrap_or(f64::NAN))
+                / 2.0
+        }
     }
 }
 
@@ -49,14 +53,22 @@ fn med(rounds: &[[Sample; 3]], v: usize, f: impl Fn(&Sample) -> Option<f64>) -> 
 /// The markdown report.
 pub fn markdown(header: &str, counts: &[RuleCount], wasm_bytes: u64) -> String {
     let mut md = String::from(header);
-    let _ = writeln!(md, "\nwasm size: {wasm_bytes} bytes ({:.0} KiB)\n", wasm_bytes as f64 / 1024.0);
+    let _ =
+        writeln!(md, "\nwasm size: {wasm_bytes} bytes ({:.0} KiB)\n", wasm_bytes as f64 / 1024.0);
     md.push_str("## Throughput\n\nMedians over rounds of per-round ratios; req/s are medians too. p50/p99 in ms (wrk only).\n\n");
     md.push_str("| rules | load | l7gate / no-filter | l7gate / RBAC | RBAC / no-filter | req/s no-filter | req/s RBAC | req/s l7gate | p50 none / RBAC / l7gate | p99 none / RBAC / l7gate |\n");
     md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---|---|\n");
     for c in counts {
         for (label, rounds) in &c.loads {
             let rps = |v: usize| median(rounds.iter().map(|r| r[v].rps).collect());
-            let lat = |f: fn(&Sample) -> Option<f64>| format!("{} / {} / {}", med(rounds, NONE, f), med(rounds, RBAC, f), med(rounds, L7, f));
+            let lat = |f: fn(&Sample) -> Option<f64>| {
+                format!(
+                    "{} / {} / {}",
+                    med(rounds, NONE, f),
+                    med(rounds, RBAC, f),
+                    med(rounds, L7, f)
+                )
+            };
             let _ = writeln!(
                 md,
                 "| {} | {label} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} |",
@@ -74,9 +86,12 @@ pub fn markdown(header: &str, counts: &[RuleCount], wasm_bytes: u64) -> String {
     }
     md.push_str("\n## Configuration and memory\n\n| rules | filter config (bytes) | on_configure per VM (ms) | RSS no-filter / RBAC / l7gate (MiB) | l7gate − no-filter (MiB) |\n|---:|---:|---|---|---:|\n");
     for c in counts {
-        let conf: Vec<String> = c.configure_us.iter().map(|us| format!("{:.1}", *us as f64 / 1000.0)).collect();
+        let conf: Vec<String> =
+            c.configure_us.iter().map(|us| format!("{:.1}", *us as f64 / 1000.0)).collect();
         let mib = |k: Option<u64>| k.map_or("–".into(), |k| format!("{:.1}", k as f64 / 1024.0));
-        let diff = c.rss_kib[L7].zip(c.rss_kib[NONE]).map_or("–".into(), |(a, b)| format!("{:.1}", (a as f64 - b as f64) / 1024.0));
+        let diff = c.rss_kib[L7]
+            .zip(c.rss_kib[NONE])
+            .map_or("–".into(), |(a, b)| format!("{:.1}", (a as f64 - b as f64) / 1024.0));
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} / {} / {} | {diff} |",
@@ -95,9 +110,19 @@ pub fn markdown(header: &str, counts: &[RuleCount], wasm_bytes: u64) -> String {
 pub fn plot(counts: &[RuleCount], png: &Path) -> Result<(), String> {
     let mut data = String::from("# rules  rbac/none(h1 direct)  l7gate/none(h1 direct)  rbac/none(h1 proxied)  l7gate/none(h1 proxied)\n");
     for c in counts {
-        let find = |label: &str| c.loads.iter().find(|(l, _)| l == label).map(|(_, r)| r.as_slice()).unwrap_or(&[]);
+        let find = |label: &str| {
+            c.loads.iter().find(|(l, _)| l == label).map(|(_, r)| r.as_slice()).unwrap_or(&[])
+        };
         let (direct, proxied) = (find("h1 direct allowed"), find("h1 proxied allowed"));
-        let _ = writeln!(data, "{} {} {} {} {}", c.rules, ratio(direct, RBAC, NONE), ratio(direct, L7, NONE), ratio(proxied, RBAC, NONE), ratio(proxied, L7, NONE));
+        let _ = writeln!(
+            data,
+            "{} {} {} {} {}",
+            c.rules,
+            ratio(direct, RBAC, NONE),
+            ratio(direct, L7, NONE),
+            ratio(proxied, RBAC, NONE),
+            ratio(proxied, L7, NONE)
+        );
     }
     let dat = png.with_extension("dat");
     std::fs::write(&dat, data).map_err(|e| e.to_string())?;
@@ -113,7 +138,11 @@ pub fn plot(counts: &[RuleCount], png: &Path) -> Result<(), String> {
         png = png.display(),
         dat = dat.display()
     );
-    let out = Command::new("gnuplot").arg("-e").arg(&script).output().map_err(|e| format!("gnuplot: {e}"))?;
+    let out = Command::new("gnuplot")
+        .arg("-e")
+        .arg(&script)
+        .output()
+        .map_err(|e| format!("gnuplot: {e}"))?;
     if !out.status.success() {
         return Err(format!("gnuplot failed: {}", String::from_utf8_lossy(&out.stderr)));
     }

@@ -22,7 +22,12 @@ struct Options {
 }
 
 fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { requests: 1e7, rules: 1000, chunk: Duration::from_secs(10), out: PathBuf::from("bench/results") };
+    let mut o = Options {
+        requests: 1e7,
+        rules: 1000,
+        chunk: Duration::from_secs(10),
+        out: PathBuf::from("bench/results"),
+    };
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -49,15 +54,19 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
     let dir = crate::scratch_dir("soak")?;
     let set = crate::policy::generate(o.rules)?;
     let ecds = dir.join("l7gate.ecds.json");
-    std::fs::write(&ecds, l7gate::ecds::render(&set.config.to_json(), &wasm)).map_err(|e| e.to_string())?;
+    std::fs::write(&ecds, l7gate::ecds::render(&set.config.to_json(), &wasm))
+        .map_err(|e| e.to_string())?;
     let bootstrap = envoy::bootstrap(Variant::L7gate, &[envoy::l7gate_filter(&ecds)]);
     // The upstream only for the sanity check's proxied requests; the load is direct-response.
-    let _upstream = Envoy::start(&envoy_bin, &dir, "upstream", &envoy::upstream_bootstrap(), Cpu::Helper)?;
+    let _upstream =
+        Envoy::start(&envoy_bin, &dir, "upstream", &envoy::upstream_bootstrap(), Cpu::Helper)?;
     let l7 = Envoy::start(&envoy_bin, &dir, "l7gate-soak", &bootstrap, Cpu::UnderTest)?;
     crate::sanity_check(Variant::L7gate, &set)?;
     let vm_memory = || {
         let (_, body) = envoy::get(l7.admin, "/stats?filter=l7gate.vm_memory_bytes").ok()?;
-        body.lines().find_map(|l| l.strip_prefix("wasmcustom.l7gate.vm_memory_bytes: ")?.trim().parse().ok())
+        body.lines().find_map(|l| {
+            l.strip_prefix("wasmcustom.l7gate.vm_memory_bytes: ")?.trim().parse().ok()
+        })
     };
     let mut points = Vec::new();
     let mut total = 0.0;
@@ -69,7 +78,12 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
         total += sample.rps * o.chunk.as_secs_f64();
         let rss = envoy::rss_kib(l7.pid()).ok_or("cannot read Envoy's RSS")? * 1024;
         let vm = vm_memory();
-        eprintln!("   chunk {chunk}: {:.2}M requests, RSS {:.1} MiB, VM {:?} MiB", total / 1e6, mib(rss), vm.map(mib));
+        eprintln!(
+            "   chunk {chunk}: {:.2}M requests, RSS {:.1} MiB, VM {:?} MiB",
+            total / 1e6,
+            mib(rss),
+            vm.map(mib)
+        );
         points.push(Point { requests: total, rss, vm });
         chunk += 1;
     }

@@ -49,7 +49,13 @@ struct Options {
 }
 
 fn options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { rounds: 6, seconds: 5, patterns: vec![10, 10000], connections: 32, out: PathBuf::from("bench/results") };
+    let mut o = Options {
+        rounds: 6,
+        seconds: 5,
+        patterns: vec![10, 10000],
+        connections: 32,
+        out: PathBuf::from("bench/results"),
+    };
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -79,18 +85,28 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
     let stamp = crate::stamp()?;
     let tools = Tools::discover()?;
     let pki = TestPki::new(&[ALLOWED, DENIED])?;
-    let _upstream = TlsUpstream::start("upstream", SocketAddr::new(UPSTREAM.into(), TLS_PORT), &pki)?;
-    let dns = DnsServer::start(&[(ALLOWED, UPSTREAM), (DENIED, UPSTREAM)]).map_err(|e| format!("DNS server: {e}"))?;
+    let _upstream =
+        TlsUpstream::start("upstream", SocketAddr::new(UPSTREAM.into(), TLS_PORT), &pki)?;
+    let dns = DnsServer::start(&[(ALLOWED, UPSTREAM), (DENIED, UPSTREAM)])
+        .map_err(|e| format!("DNS server: {e}"))?;
     let mut config = pki.client_config(true)?;
     config.resumption = rustls::client::Resumption::disabled();
-    let client = Client { connector: TlsConnector::from(Arc::new(config)), concurrency: o.connections.max(1) };
+    let client = Client {
+        connector: TlsConnector::from(Arc::new(config)),
+        concurrency: o.connections.max(1),
+    };
     let mut rows = String::new();
     for &patterns in &o.patterns {
         eprintln!("== tls-egress, {patterns} toFQDNs entries");
         let rounds = measure(&tools, &dns, &client, patterns, &o)?;
-        let ratios: Vec<f64> = rounds.iter().map(|[without, with]| with.per_second / without.per_second).collect();
-        let (lo, hi) = ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
-        let med = |v: usize, f: fn(&Sample) -> f64| median(rounds.iter().map(|r| r.get(v).map_or(f64::NAN, f)).collect());
+        let ratios: Vec<f64> =
+            rounds.iter().map(|[without, with]| with.per_second / without.per_second).collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let med = |v: usize, f: fn(&Sample) -> f64| {
+            median(rounds.iter().map(|r| r.get(v).map_or(f64::NAN, f)).collect())
+        };
         let failed: usize = rounds.iter().flatten().map(|s| s.failed).sum();
         let ratio = median(ratios);
         let line = format!(
@@ -123,7 +139,13 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
 
 /// Starts both Envoys for one policy size, checks them, and measures `o.rounds` rounds of
 /// [without, with] samples.
-fn measure(tools: &Tools, dns: &DnsServer, client: &Client, patterns: usize, o: &Options) -> Result<Vec<[Sample; 2]>, String> {
+fn measure(
+    tools: &Tools,
+    dns: &DnsServer,
+    client: &Client,
+    patterns: usize,
+    o: &Options,
+) -> Result<Vec<[Sample; 2]>, String> {
     let config_json = compile(patterns)?;
     let spec = |i: usize| EgressSpec {
         name: format!("bench-egress-{}", ["unfiltered", "l7gate"][i]),
@@ -134,7 +156,10 @@ fn measure(tools: &Tools, dns: &DnsServer, client: &Client, patterns: usize, o: 
         filters: if i == 0 { Filters::Absent } else { Filters::Files(config_json.clone()) },
     };
     let started = Instant::now();
-    let envoys: Vec<Envoy> = (0..2).map(|i| egress::start(tools, &spec(i))).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let envoys: Vec<Envoy> = (0..2)
+        .map(|i| egress::start(tools, &spec(i)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     for (i, envoy) in envoys.iter().enumerate() {
         client.sanity_check(envoy.listener(), i == 1)?;
     }
@@ -159,8 +184,10 @@ fn measure(tools: &Tools, dns: &DnsServer, client: &Client, patterns: usize, o: 
 /// The filter configuration of workload `client` under a policy of `patterns` `toFQDNs` entries.
 fn compile(patterns: usize) -> Result<String, String> {
     let inventory = "namespaces:\n  - name: default\nnodes:\n  - name: node-1\n    ips: [10.255.0.1]\nendpoints:\n  - {name: client, namespace: default, labels: {app: client}, ips: [10.0.0.1]}\n";
-    let loaded = l7gate::cilium::parse::parse_str(Path::new("bench-fqdn.yaml"), &policy(patterns)).map_err(|e| e.to_string())?;
-    let inventory = l7gate::inventory::parse_str(Path::new("inventory.yaml"), inventory).map_err(|e| e.to_string())?;
+    let loaded = l7gate::cilium::parse::parse_str(Path::new("bench-fqdn.yaml"), &policy(patterns))
+        .map_err(|e| e.to_string())?;
+    let inventory = l7gate::inventory::parse_str(Path::new("inventory.yaml"), inventory)
+        .map_err(|e| e.to_string())?;
     let cluster = l7gate::compile::Cluster::new(loaded.policies, inventory);
     Ok(cluster.endpoint("client").and_then(|e| cluster.compile(e))?.to_json())
 }
@@ -197,8 +224,13 @@ struct Client {
 
 impl Client {
     /// One connection to `to` with SNI `name`: `Ok(true)` when the upstream answered.
-    async fn exchange(connector: TlsConnector, to: SocketAddr, name: &'static str) -> Result<bool, String> {
-        let tcp = tokio::net::TcpStream::connect(to).await.map_err(|e| format!("connect {to}: {e}"))?;
+    async fn exchange(
+        connector: TlsConnector,
+        to: SocketAddr,
+        name: &'static str,
+    ) -> Result<bool, String> {
+        let tcp =
+            tokio::net::TcpStream::connect(to).await.map_err(|e| format!("connect {to}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(name).map_err(|e| e.to_string())?;
         let Ok(mut tls) = connector.connect(server_name, tcp).await else { return Ok(false) };
@@ -209,7 +241,10 @@ impl Client {
     }
 
     fn runtime() -> Result<tokio::runtime::Runtime, String> {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
     }
 
     /// The allowed name passes (the filter may need a moment to load its ECDS config); with the
@@ -272,9 +307,18 @@ impl Client {
 
 /// User + system CPU time of a process, in seconds (`/proc/<pid>/stat`, 100 ticks a second).
 fn cpu_seconds(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
     // The fields after the command name, which is in parentheses: state is field 3, utime 14.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).ok_or_else(|| format!("/proc/{pid}/stat: no field {}", i + 3));
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| format!("/proc/{pid}/stat: no field {}", i + 3))
+    };
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }

@@ -40,11 +40,14 @@ struct Options {
 }
 
 fn options(args: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { clients: 1000, changes: 5, rules: 1000, out: PathBuf::from("bench/results") };
+    let mut o =
+        Options { clients: 1000, changes: 5, rules: 1000, out: PathBuf::from("bench/results") };
     let mut args = args;
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        let mut count = |name: &str| -> Result<usize, String> { value()?.parse().map_err(|e| format!("{name}: {e}")) };
+        let mut count = |name: &str| -> Result<usize, String> {
+            value()?.parse().map_err(|e| format!("{name}: {e}"))
+        };
         match a.as_str() {
             "--clients" => o.clients = count("--clients")?,
             "--changes" => o.changes = count("--changes")?,
@@ -78,9 +81,18 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
     std::fs::write(dir.join("endpoints.yaml"), inventory).map_err(|e| e.to_string())?;
     std::fs::write(policies.join("bench.yaml"), &sources.policies).map_err(|e| e.to_string())?;
     write_fleet(&policies, 0)?;
-    let control = ControlPlane::start(ServeSpec { policies: policies.clone(), endpoints: dir.join("endpoints.yaml"), wasm: tools.wasm, egress: false, kubeconfig: None })?;
+    let control = ControlPlane::start(ServeSpec {
+        policies: policies.clone(),
+        endpoints: dir.join("endpoints.yaml"),
+        wasm: tools.wasm,
+        egress: false,
+        kubeconfig: None,
+    })?;
     let pid = control.pid().ok_or("l7gate serve is not running")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let report = runtime.block_on(measure(&o, control.xds(), pid, &policies));
     // The clients go first, so none reports the server's exit as an error.
     runtime.shutdown_background();
@@ -107,9 +119,16 @@ fn write_fleet(dir: &Path, generation: usize) -> Result<Instant, String> {
     let mut text = String::from(
         "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: fleet, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {tier: fleet}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {app: client-0}}]\n      toPorts:\n        - ports: [{port: \"8080\", protocol: TCP}]\n          rules:\n            http:\n",
     );
-    let _ = writeln!(text, "              - {{method: GET, path: \"/fleet/generation-{generation}/.*\"}}");
+    let _ = writeln!(
+        text,
+        "              - {{method: GET, path: \"/fleet/generation-{generation}/.*\"}}"
+    );
     for j in 0..19 {
-        let _ = writeln!(text, "              - {{method: \"{}\", path: \"/fleet/res-{j}/.*\"}}", ["GET", "POST", "PUT|PATCH"][j % 3]);
+        let _ = writeln!(
+            text,
+            "              - {{method: \"{}\", path: \"/fleet/res-{j}/.*\"}}",
+            ["GET", "POST", "PUT|PATCH"][j % 3]
+        );
     }
     let tmp = dir.join("fleet.next");
     std::fs::write(&tmp, text).map_err(|e| e.to_string())?;
@@ -119,7 +138,12 @@ fn write_fleet(dir: &Path, generation: usize) -> Result<Instant, String> {
 }
 
 /// Connects the fleet, samples the steady state, runs the changes; the report's Markdown.
-async fn measure(o: &Options, xds: SocketAddr, pid: u32, policies: &Path) -> Result<String, String> {
+async fn measure(
+    o: &Options,
+    xds: SocketAddr,
+    pid: u32,
+    policies: &Path,
+) -> Result<String, String> {
     let (tx, mut acks) = mpsc::unbounded_channel();
     let connecting = Instant::now();
     for client in 0..o.clients {
@@ -175,14 +199,20 @@ async fn measure(o: &Options, xds: SocketAddr, pid: u32, policies: &Path) -> Res
 
 /// Reads ACKs until each of `clients` clients ACKed a version other than the one it had in
 /// `versions` (at first: any version); returns when the first and the last of those arrived.
-async fn collect(acks: &mut mpsc::UnboundedReceiver<Ack>, versions: &mut HashMap<usize, String>, clients: usize) -> Result<(Instant, Instant), String> {
+async fn collect(
+    acks: &mut mpsc::UnboundedReceiver<Ack>,
+    versions: &mut HashMap<usize, String>,
+    clients: usize,
+) -> Result<(Instant, Instant), String> {
     let before = versions.clone();
     let mut done = HashSet::new();
     let mut first = None;
     loop {
         let ack = tokio::time::timeout(GIVE_UP, acks.recv())
             .await
-            .map_err(|_| format!("only {} of {clients} clients ACKed within {GIVE_UP:?}", done.len()))?
+            .map_err(|_| {
+                format!("only {} of {clients} clients ACKed within {GIVE_UP:?}", done.len())
+            })?
             .ok_or("every client stopped")?;
         let at = ack.at;
         let new = before.get(&ack.client) != Some(&ack.version) && done.insert(ack.client);
@@ -198,8 +228,13 @@ async fn collect(acks: &mut mpsc::UnboundedReceiver<Ack>, versions: &mut HashMap
 
 /// One simulated sidecar: connects (retrying while the server's backlog is full), subscribes to
 /// `l7gate` as node `ep-<client>`, ACKs every response and reports each ACK.
-async fn fleet_client(client: usize, xds: SocketAddr, acks: mpsc::UnboundedSender<Ack>) -> Result<(), String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{xds}")).map_err(|e| e.to_string())?;
+async fn fleet_client(
+    client: usize,
+    xds: SocketAddr,
+    acks: mpsc::UnboundedSender<Ack>,
+) -> Result<(), String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{xds}"))
+        .map_err(|e| e.to_string())?;
     let mut tries = 0;
     let channel = loop {
         match endpoint.connect().await {
@@ -227,7 +262,9 @@ async fn fleet_client(client: usize, xds: SocketAddr, acks: mpsc::UnboundedSende
         .map_err(|e| e.to_string())?
         .into_inner();
     while let Some(response) = responses.message().await.map_err(|e| e.to_string())? {
-        tx.send(subscribe(response.version_info.clone(), response.nonce)).await.map_err(|e| e.to_string())?;
+        tx.send(subscribe(response.version_info.clone(), response.nonce))
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = acks.send(Ack { client, version: response.version_info, at: Instant::now() });
     }
     Ok(())
@@ -235,15 +272,27 @@ async fn fleet_client(client: usize, xds: SocketAddr, acks: mpsc::UnboundedSende
 
 /// User + system CPU time of a process, in clock ticks (`/proc/<pid>/stat` fields 14 and 15).
 fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
     // The command name (field 2) may hold spaces: count from the closing parenthesis (field 3 on).
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).ok_or(format!("/proc/{pid}/stat: no field {n}"));
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or(format!("/proc/{pid}/stat: no field {n}"))
+    };
     Ok(field(14)? + field(15)?)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`).
 fn clock_ticks() -> Result<f64, String> {
-    let out = std::process::Command::new("getconf").arg("CLK_TCK").output().map_err(|e| format!("getconf: {e}"))?;
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .map_err(|e| format!("getconf: {e}"))?;
     String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("CLK_TCK: {e}"))
 }

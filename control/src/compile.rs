@@ -37,8 +37,12 @@ impl Cluster {
 
     /// Finds an endpoint by `name` or `namespace/name`; an ambiguous bare name is an error.
     pub fn endpoint(&self, name: &str) -> Result<&Endpoint, String> {
-        let matching: Vec<&Endpoint> =
-            self.inventory.endpoints.iter().filter(|e| e.name == name || qualified(e) == name).collect();
+        let matching: Vec<&Endpoint> = self
+            .inventory
+            .endpoints
+            .iter()
+            .filter(|e| e.name == name || qualified(e) == name)
+            .collect();
         match matching.as_slice() {
             [one] => Ok(one),
             [] => Err(format!(
@@ -54,16 +58,21 @@ impl Cluster {
 
     /// The filter configuration of one endpoint.
     pub fn compile(&self, endpoint: &Endpoint) -> Result<Config, String> {
-        let (ingress, egress) = resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode);
+        let (ingress, egress) =
+            resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode);
         let config = Config {
             version: SCHEMA_VERSION,
-            endpoint: EndpointRef { name: endpoint.name.clone(), namespace: endpoint.namespace.clone() },
+            endpoint: EndpointRef {
+                name: endpoint.name.clone(),
+                namespace: endpoint.namespace.clone(),
+            },
             identities: self.identities.infos(),
             ipcache: self.ipcache(endpoint),
             ingress,
             egress,
         };
-        Engine::compile(&config).map_err(|e| format!("internal error: the filter refuses the compiled config: {e}"))?;
+        Engine::compile(&config)
+            .map_err(|e| format!("internal error: the filter refuses the compiled config: {e}"))?;
         Ok(config)
     }
 
@@ -87,7 +96,11 @@ impl Cluster {
         }
         for node in &self.inventory.nodes {
             let local = subject.node.as_deref() == Some(node.name.as_str());
-            let id = if local { l7gate_filter::config::HOST } else { l7gate_filter::config::REMOTE_NODE };
+            let id = if local {
+                l7gate_filter::config::HOST
+            } else {
+                l7gate_filter::config::REMOTE_NODE
+            };
             for ip in &node.ips {
                 add(Cidr::host(*ip), id);
             }

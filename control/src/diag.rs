@@ -22,7 +22,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(file: &Path, span: Span, path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: &Path,
+        span: Span,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic { file: file.to_path_buf(), span, path: path.into(), message: message.into() }
     }
 }

@@ -64,14 +64,22 @@ pub fn rule_changes(old: &Cluster, new: &Cluster) -> Result<Vec<RuleChange>, Str
     for endpoint in &new.inventory.endpoints {
         let (a, b) = (old.compile(endpoint)?, new.compile(endpoint)?);
         let name = qualified(endpoint);
-        for (direction, a, b) in [("ingress", &a.ingress, &b.ingress), ("egress", &a.egress, &b.egress)] {
+        for (direction, a, b) in
+            [("ingress", &a.ingress, &b.ingress), ("egress", &a.egress, &b.egress)]
+        {
             direction_changes(&name, direction, a, b, &mut out);
         }
     }
     Ok(out)
 }
 
-fn direction_changes(endpoint: &str, direction: &'static str, old: &DirectionPolicy, new: &DirectionPolicy, out: &mut Vec<RuleChange>) {
+fn direction_changes(
+    endpoint: &str,
+    direction: &'static str,
+    old: &DirectionPolicy,
+    new: &DirectionPolicy,
+    out: &mut Vec<RuleChange>,
+) {
     let change = |change, rule: &Rule, old: Option<&Rule>, new: Option<&Rule>| RuleChange {
         endpoint: endpoint.to_string(),
         direction,
@@ -83,7 +91,13 @@ fn direction_changes(endpoint: &str, direction: &'static str, old: &DirectionPol
         new: new.map(describe),
     };
     if old.enforced != new.enforced {
-        let state = |on: bool| if on { "enforced (default deny)" } else { "not enforced (everything allowed)" };
+        let state = |on: bool| {
+            if on {
+                "enforced (default deny)"
+            } else {
+                "not enforced (everything allowed)"
+            }
+        };
         out.push(RuleChange {
             endpoint: endpoint.to_string(),
             direction,
@@ -139,7 +153,11 @@ pub fn describe(rule: &Rule) -> String {
             .iter()
             .map(|p| {
                 let proto = protocol_name(p.protocol);
-                if p.first == p.last { format!("{proto}/{}", p.first) } else { format!("{proto}/{}-{}", p.first, p.last) }
+                if p.first == p.last {
+                    format!("{proto}/{}", p.first)
+                } else {
+                    format!("{proto}/{}-{}", p.first, p.last)
+                }
             })
             .collect::<Vec<_>>()
             .join(","),
@@ -148,7 +166,10 @@ pub fn describe(rule: &Rule) -> String {
         None => String::new(),
         Some(list) => {
             let one = |h: &l7gate_filter::config::HttpRule| {
-                let mut parts = vec![h.method.clone().unwrap_or_else(|| "*".into()), h.path.clone().unwrap_or_else(|| "*".into())];
+                let mut parts = vec![
+                    h.method.clone().unwrap_or_else(|| "*".into()),
+                    h.path.clone().unwrap_or_else(|| "*".into()),
+                ];
                 parts.extend(h.host.iter().map(|host| format!("host={host}")));
                 parts.extend(h.headers.iter().map(|c| match &c.value {
                     Some(v) => format!("{}={v}", c.name),
@@ -194,7 +215,8 @@ impl<'c> Engines<'c> {
             other => return Err(format!("unknown direction {other:?}")),
         };
         let peer_ip = peer_ip.as_deref().ok_or("the flow has no peer address")?;
-        let peer = engine.identity_of(peer_ip.parse().map_err(|e| format!("peer address {peer_ip:?}: {e}"))?);
+        let peer = engine
+            .identity_of(peer_ip.parse().map_err(|e| format!("peer address {peer_ip:?}: {e}"))?);
         let protocol = match flow.protocol.as_str() {
             "TCP" => Protocol::Tcp,
             "UDP" => Protocol::Udp,
@@ -207,11 +229,19 @@ impl<'c> Engines<'c> {
             .as_deref()
             .map(fqdn::normalise)
             .or_else(|| flow.host.as_deref().and_then(fqdn::name_of_authority));
-        let request = Request { direction, peer, port: flow.port, protocol, server_name: server_name.as_deref() };
+        let request = Request {
+            direction,
+            peer,
+            port: flow.port,
+            protocol,
+            server_name: server_name.as_deref(),
+        };
         // Only what the log records can be replayed: rules on other headers see them absent.
         let fields = [(":method", &flow.method), (":path", &flow.path), (":authority", &flow.host)];
-        let headers: Vec<(String, String)> =
-            fields.iter().filter_map(|(name, value)| value.as_ref().map(|v| (name.to_string(), v.clone()))).collect();
+        let headers: Vec<(String, String)> = fields
+            .iter()
+            .filter_map(|(name, value)| value.as_ref().map(|v| (name.to_string(), v.clone())))
+            .collect();
         let http = QueryHeaders(&headers);
         let is_http = flow.method.is_some();
         let v = engine.decide(&request, is_http.then_some(&http as &dyn Headers));
@@ -282,10 +312,21 @@ mod tests {
         let changes = rule_changes(&old, &new).expect("compiles");
         assert_eq!(changes.len(), 1, "{changes:?}");
         let c = &changes[0];
-        assert_eq!((c.endpoint.as_str(), c.direction, c.change, c.policy.as_str(), c.rule.as_str()),
-            ("default/inventory-api", "ingress", "changed", "default/inv", "spec.ingress[0].toPorts[0]"));
+        assert_eq!(
+            (c.endpoint.as_str(), c.direction, c.change, c.policy.as_str(), c.rule.as_str()),
+            (
+                "default/inventory-api",
+                "ingress",
+                "changed",
+                "default/inv",
+                "spec.ingress[0].toPorts[0]"
+            )
+        );
         assert_eq!(c.old.as_deref(), Some("allow peers 257 ports TCP/8080 http [GET /api/.*]"));
-        assert_eq!(c.new.as_deref(), Some("allow peers 257 ports TCP/8080 http [GET /api/inventory/.*]"));
+        assert_eq!(
+            c.new.as_deref(),
+            Some("allow peers 257 ports TCP/8080 http [GET /api/inventory/.*]")
+        );
 
         let log = [
             flow("127.0.0.2", "GET", "/api/inventory/1"),
@@ -298,8 +339,14 @@ mod tests {
         let flagged = replay(&old, &new, &log).expect("replays");
         assert_eq!(flagged.len(), 1, "{flagged:?}");
         let f = &flagged[0];
-        assert_eq!((f.line, f.from.as_str(), f.request.as_str()), (3, "127.0.0.2", "GET inventory-api:8080/api/orders/1"));
-        assert_eq!((f.old.verdict, f.new.verdict, f.new.reason), ("allowed", "denied", "denied-l7-no-rule-matched"));
+        assert_eq!(
+            (f.line, f.from.as_str(), f.request.as_str()),
+            (3, "127.0.0.2", "GET inventory-api:8080/api/orders/1")
+        );
+        assert_eq!(
+            (f.old.verdict, f.new.verdict, f.new.reason),
+            ("allowed", "denied", "denied-l7-no-rule-matched")
+        );
         assert_eq!(f.old.policy.as_deref(), Some("default/inv"));
     }
 
@@ -308,8 +355,10 @@ mod tests {
     fn removing_a_policy_reports_enforcement_and_removed_rules() {
         let (old, new) = (cluster(OLD), cluster("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: other, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {app: catalog}}\n  egress: [{toEntities: [world]}]\n"));
         let changes = rule_changes(&old, &new).expect("compiles");
-        let summary: Vec<(&str, &str, &str, &str)> =
-            changes.iter().map(|c| (c.endpoint.as_str(), c.direction, c.change, c.policy.as_str())).collect();
+        let summary: Vec<(&str, &str, &str, &str)> = changes
+            .iter()
+            .map(|c| (c.endpoint.as_str(), c.direction, c.change, c.policy.as_str()))
+            .collect();
         assert_eq!(
             summary,
             [
@@ -320,8 +369,13 @@ mod tests {
                 ("default/catalog", "egress", "added", "default/other"),
             ]
         );
-        assert_eq!(replay(&old, &new, &flow("127.0.0.2", "GET", "/api/inventory/1")).expect("replays"), []);
+        assert_eq!(
+            replay(&old, &new, &flow("127.0.0.2", "GET", "/api/inventory/1")).expect("replays"),
+            []
+        );
         let bad = flow("127.0.0.2", "GET", "/x").replace("default/inventory-api", "default/nope");
-        assert!(replay(&old, &new, &bad).expect_err("unknown endpoint").starts_with("flow line 1: "));
+        assert!(replay(&old, &new, &bad)
+            .expect_err("unknown endpoint")
+            .starts_with("flow line 1: "));
     }
 }

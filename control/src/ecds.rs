@@ -34,7 +34,9 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm as HttpWasm;
 use envoy_types::pb::envoy::extensions::filters::network::wasm::v3::Wasm as NetworkWasm;
-use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
+use envoy_types::pb::envoy::extensions::wasm::v3::{
+    plugin_config, FailurePolicy, PluginConfig, VmConfig,
+};
 use envoy_types::pb::google::protobuf::StringValue;
 use envoy_types::util::pack_any;
 pub use l7gate_filter::role::Role;
@@ -64,11 +66,13 @@ pub const PLUGIN_NAME: &str = "l7gate";
 pub const VM_ID: &str = "l7gate";
 
 /// Type URL of an ECDS resource.
-pub const TYPED_EXTENSION_CONFIG_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+pub const TYPED_EXTENSION_CONFIG_TYPE: &str =
+    "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 /// Type URL of the HTTP Wasm filter config (listed in the bootstrap's `type_urls`).
 pub const HTTP_WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 /// Type URL of the network Wasm filter config (the egress TLS listener's `type_urls`).
-pub const NETWORK_WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
+pub const NETWORK_WASM_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
 /// The plugin configuration travels as a `StringValue`, which Envoy hands to `on_configure` raw.
 pub const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
@@ -94,7 +98,9 @@ pub const RUNTIME: &str = "envoy.wasm.runtime.v8";
 pub fn plugin_config(role: Role, config_json: &str, wasm_path: &Path) -> PluginConfig {
     let code = AsyncDataSource {
         specifier: Some(async_data_source::Specifier::Local(DataSource {
-            specifier: Some(data_source::Specifier::Filename(wasm_path.to_string_lossy().into_owned())),
+            specifier: Some(data_source::Specifier::Filename(
+                wasm_path.to_string_lossy().into_owned(),
+            )),
             ..Default::default()
         })),
     };
@@ -122,7 +128,11 @@ pub fn resource(config_json: &str, wasm_path: &Path) -> TypedExtensionConfig {
 /// wrapping the HTTP or network Wasm filter with [`plugin_config`].
 pub fn resource_for(role: Role, config_json: &str, wasm_path: &Path) -> TypedExtensionConfig {
     let config = Some(plugin_config(role, config_json, wasm_path));
-    let typed_config = if role.is_http() { pack_any(HttpWasm { config }) } else { pack_any(NetworkWasm { config }) };
+    let typed_config = if role.is_http() {
+        pack_any(HttpWasm { config })
+    } else {
+        pack_any(NetworkWasm { config })
+    };
     TypedExtensionConfig { name: filter_name(role).to_string(), typed_config: Some(typed_config) }
 }
 
@@ -169,14 +179,16 @@ fn plugin_json(plugin: &PluginConfig) -> serde_json::Value {
     };
     let filename = match vm.code.and_then(|c| c.specifier) {
         Some(async_data_source::Specifier::Local(DataSource {
-            specifier: Some(data_source::Specifier::Filename(f)), ..
+            specifier: Some(data_source::Specifier::Filename(f)),
+            ..
         })) => f,
         _ => String::new(),
     };
     let configuration = plugin.configuration.clone().unwrap_or_default();
     let value = StringValue::decode(configuration.value.as_slice()).unwrap_or_default().value;
-    let failure_policy =
-        FailurePolicy::try_from(plugin.failure_policy).unwrap_or(FailurePolicy::Unspecified).as_str_name();
+    let failure_policy = FailurePolicy::try_from(plugin.failure_policy)
+        .unwrap_or(FailurePolicy::Unspecified)
+        .as_str_name();
     serde_json::json!({
         "name": plugin.name,
         "root_id": plugin.root_id,
@@ -249,7 +261,11 @@ mod tests {
         assert_eq!(pc["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
         assert_eq!(pc["vm_config"]["code"]["local"]["filename"], "/opt/l7gate/l7gate_filter.wasm");
         assert_eq!(pc["configuration"]["@type"], "type.googleapis.com/google.protobuf.StringValue");
-        assert_eq!(pc["configuration"]["value"].as_str(), Some(config), "config must arrive verbatim");
+        assert_eq!(
+            pc["configuration"]["value"].as_str(),
+            Some(config),
+            "config must arrive verbatim"
+        );
         assert!(doc["version_info"].as_str().is_some_and(|v| v.starts_with("l7gate-")));
     }
 
@@ -265,16 +281,28 @@ mod tests {
         ] {
             let doc: Value = serde_json::from_str(&render_for(role, "{}", wasm)).expect("json");
             let r = &doc["resources"][0];
-            assert_eq!((r["name"].as_str(), r["typed_config"]["@type"].as_str()), (Some(name), Some(type_url)));
+            assert_eq!(
+                (r["name"].as_str(), r["typed_config"]["@type"].as_str()),
+                (Some(name), Some(type_url))
+            );
             assert_eq!(r["typed_config"]["config"]["root_id"], root_id);
             let resource = resource_for(role, "{}", wasm);
             assert_eq!(resource.name, name);
             assert_eq!(resource.typed_config.as_ref().map(|a| a.type_url.as_str()), Some(type_url));
-            for (file, template) in [("egress.yaml", include_str!("../../envoy/egress.yaml")), ("egress-ads.yaml", include_str!("../../envoy/egress-ads.yaml"))] {
-                assert!(template.contains(&format!("- name: {name}\n")), "envoy/{file} has no filter {name}");
+            for (file, template) in [
+                ("egress.yaml", include_str!("../../envoy/egress.yaml")),
+                ("egress-ads.yaml", include_str!("../../envoy/egress-ads.yaml")),
+            ] {
+                assert!(
+                    template.contains(&format!("- name: {name}\n")),
+                    "envoy/{file} has no filter {name}"
+                );
             }
         }
-        assert_eq!(NETWORK_WASM_TYPE, "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm");
+        assert_eq!(
+            NETWORK_WASM_TYPE,
+            "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+        );
     }
 
     #[test]

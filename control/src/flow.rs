@@ -118,13 +118,17 @@ pub struct Filter {
 impl Filter {
     pub fn keeps(&self, f: &Flow) -> bool {
         let policy_matches = |want: &str| {
-            f.policy.as_deref().is_some_and(|p| p == want || p.rsplit_once('/').is_some_and(|(_, bare)| bare == want))
+            f.policy.as_deref().is_some_and(|p| {
+                p == want || p.rsplit_once('/').is_some_and(|(_, bare)| bare == want)
+            })
         };
         self.verdict.as_deref().is_none_or(|v| f.verdict == v)
             && self.from.as_deref().is_none_or(|w| f.src.is(w))
             && self.to.as_deref().is_none_or(|w| f.dst.is(w))
             && self.policy.as_deref().is_none_or(policy_matches)
-            && self.since_millis.is_none_or(|since| rfc3339_millis(&f.time).is_some_and(|t| t >= since))
+            && self
+                .since_millis
+                .is_none_or(|since| rfc3339_millis(&f.time).is_some_and(|t| t >= since))
     }
 }
 
@@ -133,7 +137,9 @@ pub fn parse_since(text: &str, now: SystemTime) -> Result<i64, String> {
     if let Some(t) = rfc3339_millis(text) {
         return Ok(t);
     }
-    let bad = || format!("--since {text:?}: write an RFC 3339 time (2026-11-24T13:00:00Z) or a duration (90s, 15m, 2h, 1d)");
+    let bad = || {
+        format!("--since {text:?}: write an RFC 3339 time (2026-11-24T13:00:00Z) or a duration (90s, 15m, 2h, 1d)")
+    };
     let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().map_err(|_| bad())?;
@@ -189,10 +195,21 @@ mod tests {
     #[test]
     fn a_flow_line_parses_and_other_lines_are_skipped() {
         let f = Flow::parse(LINE).expect("flow");
-        assert_eq!((f.verdict.as_str(), f.response_code, f.src.identity), ("denied", 403, Some(257)));
+        assert_eq!(
+            (f.verdict.as_str(), f.response_code, f.src.identity),
+            ("denied", 403, Some(257))
+        );
         assert_eq!(f.request(), "DELETE inventory-api:8080/api/inventory/item123");
-        assert_eq!(f.decided_by(), "default/inventory-api-l7 spec.ingress[0].toPorts[0] (denied-l7-no-rule-matched)");
-        assert_eq!(Flow::parse("[2026-11-24T13:13:34.577Z] inventory-api 127.0.0.2:5 \"GET / HTTP/1.1\" 200"), None);
+        assert_eq!(
+            f.decided_by(),
+            "default/inventory-api-l7 spec.ingress[0].toPorts[0] (denied-l7-no-rule-matched)"
+        );
+        assert_eq!(
+            Flow::parse(
+                "[2026-11-24T13:13:34.577Z] inventory-api 127.0.0.2:5 \"GET / HTTP/1.1\" 200"
+            ),
+            None
+        );
         assert_eq!(Flow::parse("{not json"), None);
     }
 
@@ -208,7 +225,10 @@ mod tests {
         assert!(keeps(Filter { to: Some("inventory-api".into()), ..Filter::default() }));
         assert!(!keeps(Filter { to: Some("frontend".into()), ..Filter::default() }));
         assert!(keeps(Filter { policy: Some("inventory-api-l7".into()), ..Filter::default() }));
-        assert!(keeps(Filter { policy: Some("default/inventory-api-l7".into()), ..Filter::default() }));
+        assert!(keeps(Filter {
+            policy: Some("default/inventory-api-l7".into()),
+            ..Filter::default()
+        }));
         assert!(!keeps(Filter { policy: Some("inventory-api".into()), ..Filter::default() }));
         assert!(keeps(Filter { verdict: Some("denied".into()), ..Filter::default() }));
         assert!(!keeps(Filter { verdict: Some("audit".into()), ..Filter::default() }));

@@ -71,10 +71,16 @@ impl Identities {
     pub fn allocate(inventory: &Inventory, cidrs: &BTreeSet<Cidr>) -> Identities {
         let mut all = BTreeMap::new();
         for (id, name) in RESERVED {
-            all.insert(*id, (format!("reserved:{name}"), LabelSet::from([Label::new("reserved", name, "")])));
+            all.insert(
+                *id,
+                (format!("reserved:{name}"), LabelSet::from([Label::new("reserved", name, "")])),
+            );
         }
-        let labels: Vec<(String, LabelSet)> =
-            inventory.endpoints.iter().map(|e| (qualified(e), endpoint_labels(e, inventory))).collect();
+        let labels: Vec<(String, LabelSet)> = inventory
+            .endpoints
+            .iter()
+            .map(|e| (qualified(e), endpoint_labels(e, inventory)))
+            .collect();
         let distinct: BTreeSet<&LabelSet> = labels.iter().map(|(_, l)| l).collect();
         let mut by_labels = BTreeMap::new();
         for (id, set) in (FIRST_POD_IDENTITY..).zip(distinct) {
@@ -89,7 +95,10 @@ impl Identities {
         }
         let mut of_cidr = BTreeMap::new();
         for (id, cidr) in (FIRST_CIDR_IDENTITY..).zip(cidrs) {
-            let set = LabelSet::from([Label::new("cidr", &cidr.to_string(), ""), Label::new("reserved", "world", "")]);
+            let set = LabelSet::from([
+                Label::new("cidr", &cidr.to_string(), ""),
+                Label::new("reserved", "world", ""),
+            ]);
             all.insert(id, (format!("cidr:{cidr}"), set));
             of_cidr.insert(*cidr, id);
         }
@@ -98,7 +107,11 @@ impl Identities {
 
     /// Identities whose labels satisfy the selector (already scoped, spec §2.3).
     pub fn select(&self, selector: &Selector) -> BTreeSet<Identity> {
-        self.all.iter().filter(|(_, (_, labels))| selector_matches(selector, labels)).map(|(id, _)| *id).collect()
+        self.all
+            .iter()
+            .filter(|(_, (_, labels))| selector_matches(selector, labels))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// All pod identities.
@@ -136,7 +149,11 @@ pub fn endpoint_labels(e: &Endpoint, inventory: &Inventory) -> LabelSet {
     set.insert(Label::new("k8s", "io.cilium.k8s.policy.serviceaccount", &e.service_account));
     set.insert(Label::new("k8s", "io.cilium.k8s.policy.cluster", CLUSTER_NAME));
     // Kubernetes gives every namespace this label.
-    set.insert(Label::new("k8s", &format!("{NAMESPACE_LABELS_PREFIX}kubernetes.io/metadata.name"), &e.namespace));
+    set.insert(Label::new(
+        "k8s",
+        &format!("{NAMESPACE_LABELS_PREFIX}kubernetes.io/metadata.name"),
+        &e.namespace,
+    ));
     for (k, v) in inventory.namespaces.get(&e.namespace).into_iter().flatten() {
         set.insert(Label::new("k8s", &format!("{NAMESPACE_LABELS_PREFIX}{k}"), v));
     }
@@ -155,7 +172,11 @@ pub fn is_filtered_label(key: &str) -> bool {
         || key.starts_with("annotation.")
         || matches!(
             key,
-            "pod-template-hash" | "pod-template-generation" | "controller-revision-hash" | "controller-uid" | "etcd_node"
+            "pod-template-hash"
+                | "pod-template-generation"
+                | "controller-revision-hash"
+                | "controller-uid"
+                | "etcd_node"
         )
 }
 
@@ -176,7 +197,8 @@ pub fn selector_matches(selector: &Selector, labels: &LabelSet) -> bool {
 
 fn requirement_matches(r: &Requirement, labels: &LabelSet) -> bool {
     let (source, key) = split_key(&r.key);
-    let mut present = labels.iter().filter(|l| l.key == key && source.is_none_or(|s| l.source == s));
+    let mut present =
+        labels.iter().filter(|l| l.key == key && source.is_none_or(|s| l.source == s));
     match r.operator {
         Operator::In => present.any(|l| r.values.contains(&l.value)),
         Operator::NotIn => !present.any(|l| r.values.contains(&l.value)),
@@ -201,7 +223,11 @@ mod tests {
         }
     }
     fn req(key: &str, operator: Operator, values: &[&str]) -> Requirement {
-        Requirement { key: key.into(), operator, values: values.iter().map(|v| v.to_string()).collect() }
+        Requirement {
+            key: key.into(),
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
     }
 
     /// spec §2.1: equal label sets share one identity; filtered labels do not count.
@@ -226,7 +252,10 @@ mod tests {
     #[test]
     fn selector_semantics() {
         let inv = Inventory::default();
-        let labels = endpoint_labels(&endpoint("x", "shop", &[("app", "web"), ("pod-template-hash", "1")]), &inv);
+        let labels = endpoint_labels(
+            &endpoint("x", "shop", &[("app", "web"), ("pod-template-hash", "1")]),
+            &inv,
+        );
         let sel = |r: Vec<Requirement>| Selector { requirements: r };
         assert!(selector_matches(&sel(vec![req("app", Operator::In, &["web", "api"])]), &labels));
         assert!(selector_matches(&sel(vec![req("k8s:app", Operator::In, &["web"])]), &labels));
@@ -235,14 +264,26 @@ mod tests {
         assert!(selector_matches(&sel(vec![req("tier", Operator::NotIn, &["db"])]), &labels));
         assert!(selector_matches(&sel(vec![req("tier", Operator::DoesNotExist, &[])]), &labels));
         assert!(!selector_matches(&sel(vec![req("app", Operator::NotIn, &["web"])]), &labels));
-        assert!(!selector_matches(&sel(vec![req("pod-template-hash", Operator::Exists, &[])]), &labels));
-        assert!(selector_matches(&sel(vec![req("k8s:io.kubernetes.pod.namespace", Operator::In, &["shop"])]), &labels));
+        assert!(!selector_matches(
+            &sel(vec![req("pod-template-hash", Operator::Exists, &[])]),
+            &labels
+        ));
+        assert!(selector_matches(
+            &sel(vec![req("k8s:io.kubernetes.pod.namespace", Operator::In, &["shop"])]),
+            &labels
+        ));
         assert!(selector_matches(&sel(vec![]), &labels), "{{}} selects everything");
     }
 
     #[test]
     fn label_filter() {
-        for k in ["pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name", "io.kubernetes.foo", "batch.kubernetes.io/job-completion-index"] {
+        for k in [
+            "pod-template-hash",
+            "controller-revision-hash",
+            "statefulset.kubernetes.io/pod-name",
+            "io.kubernetes.foo",
+            "batch.kubernetes.io/job-completion-index",
+        ] {
             assert!(is_filtered_label(k), "{k}");
         }
         for k in ["app", "app.kubernetes.io/name", "team", "example.com/tier"] {
@@ -254,9 +295,18 @@ mod tests {
     #[test]
     fn namespace_labels_are_pod_labels() {
         let mut inv = Inventory::default();
-        inv.namespaces.insert("shop".into(), BTreeMap::from([("team".to_string(), "payments".to_string())]));
+        inv.namespaces
+            .insert("shop".into(), BTreeMap::from([("team".to_string(), "payments".to_string())]));
         let labels = endpoint_labels(&endpoint("x", "shop", &[]), &inv);
-        assert!(labels.contains(&Label::new("k8s", "io.cilium.k8s.namespace.labels.team", "payments")));
-        assert!(labels.contains(&Label::new("k8s", "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name", "shop")));
+        assert!(labels.contains(&Label::new(
+            "k8s",
+            "io.cilium.k8s.namespace.labels.team",
+            "payments"
+        )));
+        assert!(labels.contains(&Label::new(
+            "k8s",
+            "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
+            "shop"
+        )));
     }
 }

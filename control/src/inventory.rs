@@ -9,7 +9,9 @@ use std::path::Path;
 use crate::cilium::model::Port;
 use crate::cilium::validate;
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::yaml::{describe, is_empty_seq, is_null, scalar_text, span_of, Decoder, Fields, Node, Shape};
+use crate::yaml::{
+    describe, is_empty_seq, is_null, scalar_text, span_of, Decoder, Fields, Node, Shape,
+};
 
 /// A node of the inventory (named apart from the YAML node type).
 type Node_ = NodeEntry;
@@ -45,14 +47,21 @@ pub struct Inventory {
 
 impl Inventory {
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.name == name || format!("{}/{}", e.namespace, e.name) == name)
+        self.endpoints
+            .iter()
+            .find(|e| e.name == name || format!("{}/{}", e.namespace, e.name) == name)
     }
 }
 
 /// Loads the inventory from `path`; all errors of the file at once, nothing on error.
 pub fn load(path: &Path) -> Result<Inventory, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::new(path, Span { line: 1, col: 1 }, "", format!("cannot read the inventory: {e}"))])
+        Diagnostics(vec![Diagnostic::new(
+            path,
+            Span { line: 1, col: 1 },
+            "",
+            format!("cannot read the inventory: {e}"),
+        )])
     })?;
     parse_str(path, &text)
 }
@@ -65,9 +74,15 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Inventory, Diagnostics> {
     let real: Vec<&Node> = docs.iter().flatten().filter(|n| !is_null(n)).collect();
     match real.as_slice() {
         [doc] => d.inventory(doc, &mut inventory),
-        [] if docs.is_some() => d.error_at(Span { line: 1, col: 1 }, "", "the inventory is empty: list endpoints (see manifests/endpoints.yaml)"),
+        [] if docs.is_some() => d.error_at(
+            Span { line: 1, col: 1 },
+            "",
+            "the inventory is empty: list endpoints (see manifests/endpoints.yaml)",
+        ),
         [] => {}
-        [_, second, ..] => d.error(second, "", "the inventory must be one YAML document: merge the documents"),
+        [_, second, ..] => {
+            d.error(second, "", "the inventory must be one YAML document: merge the documents")
+        }
     }
     d.check_unique(&inventory);
     if d.errors.is_empty() {
@@ -80,9 +95,12 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Inventory, Diagnostics> {
 static INVENTORY: Shape = Shape::plain("an inventory", &["namespaces", "nodes", "endpoints"]);
 static NAMESPACE: Shape = Shape::plain("a namespace", &["name", "labels"]);
 static NODE: Shape = Shape::plain("a node", &["name", "ips"]);
-static ENDPOINT: Shape =
-    Shape::plain("an endpoint", &["name", "namespace", "labels", "ips", "ports", "serviceAccount", "node"]);
-static LIST: Shape = Shape { ignored: &["metadata"], ..Shape::plain("a v1 List", &["apiVersion", "kind", "items"]) };
+static ENDPOINT: Shape = Shape::plain(
+    "an endpoint",
+    &["name", "namespace", "labels", "ips", "ports", "serviceAccount", "node"],
+);
+static LIST: Shape =
+    Shape { ignored: &["metadata"], ..Shape::plain("a v1 List", &["apiVersion", "kind", "items"]) };
 
 impl Decoder<'_> {
     fn inventory(&mut self, doc: &Node, inventory: &mut Inventory) {
@@ -92,7 +110,9 @@ impl Decoder<'_> {
         }
         self.check_fields(&f, &INVENTORY);
         if let Some(n) = f.get("namespaces") {
-            for (name, labels) in self.list(n, "namespaces", |d, n, p| d.namespace(n, p)).into_iter().flatten() {
+            for (name, labels) in
+                self.list(n, "namespaces", |d, n, p| d.namespace(n, p)).into_iter().flatten()
+            {
                 inventory.namespaces.insert(name, labels);
             }
         }
@@ -100,8 +120,13 @@ impl Decoder<'_> {
             inventory.nodes = self.list(n, "nodes", |d, n, p| d.node(n, p)).unwrap_or_default();
         }
         match f.get("endpoints") {
-            Some(n) => inventory.endpoints = self.list(n, "endpoints", |d, n, p| d.endpoint(n, p)).unwrap_or_default(),
-            None => self.error(doc, "endpoints", "missing required field endpoints: list the workloads"),
+            Some(n) => {
+                inventory.endpoints =
+                    self.list(n, "endpoints", |d, n, p| d.endpoint(n, p)).unwrap_or_default()
+            }
+            None => {
+                self.error(doc, "endpoints", "missing required field endpoints: list the workloads")
+            }
         }
     }
 
@@ -171,12 +196,18 @@ impl Decoder<'_> {
 
     fn ips(&mut self, f: &Fields) -> Vec<IpAddr> {
         let Some(n) = f.get("ips") else {
-            self.error(f.node, &f.path("ips"), "missing required field ips: list the addresses, e.g. ips: [10.0.0.7]");
+            self.error(
+                f.node,
+                &f.path("ips"),
+                "missing required field ips: list the addresses, e.g. ips: [10.0.0.7]",
+            );
             return Vec::new();
         };
         self.list(n, &f.path("ips"), |d, n, p| {
             let text = d.string(n, p)?;
-            let ip = text.parse::<IpAddr>().map_err(|_| format!("{text:?} is not an IP address (write e.g. 10.0.0.7 or fd00::7)"));
+            let ip = text.parse::<IpAddr>().map_err(|_| {
+                format!("{text:?} is not an IP address (write e.g. 10.0.0.7 or fd00::7)")
+            });
             d.check(n, p, ip)
         })
         .unwrap_or_default()
@@ -189,7 +220,11 @@ impl Decoder<'_> {
         }
         let number = scalar_text(value).and_then(|t| t.parse::<u16>().ok()).filter(|n| *n > 0);
         if number.is_none() {
-            self.error(value, path, format!("expected a port number from 1 to 65535, found {}", describe(value)));
+            self.error(
+                value,
+                path,
+                format!("expected a port number from 1 to 65535, found {}", describe(value)),
+            );
         }
         number
     }
@@ -204,45 +239,84 @@ impl Decoder<'_> {
             return self.error(node, "kind", "an inventory is either l7gate's endpoints format or a kubectl v1 List (kubectl get pods -A -o yaml)");
         }
         let Some(items) = f.get("items") else { return };
-        let items = self.list(items, "items", |_, n, p| Some((n, p.to_string()))).unwrap_or_default();
+        let items =
+            self.list(items, "items", |_, n, p| Some((n, p.to_string()))).unwrap_or_default();
         for (item, path) in items {
             let Some(obj) = self.mapping(item, &path, "a Kubernetes object") else { continue };
-            let kind = obj.get("kind").and_then(|n| self.string(n, &obj.path("kind"))).unwrap_or_default();
-            let text = |d: &mut Self, parent: &Fields, name: &str| parent.get(name).and_then(|n| d.string(n, &parent.path(name)));
-            let meta = obj.get("metadata").and_then(|n| self.mapping(n, &obj.path("metadata"), "metadata"));
+            let kind =
+                obj.get("kind").and_then(|n| self.string(n, &obj.path("kind"))).unwrap_or_default();
+            let text = |d: &mut Self, parent: &Fields, name: &str| {
+                parent.get(name).and_then(|n| d.string(n, &parent.path(name)))
+            };
+            let meta = obj
+                .get("metadata")
+                .and_then(|n| self.mapping(n, &obj.path("metadata"), "metadata"));
             let Some(meta) = meta else {
                 self.error(item, &path, "a listed object needs metadata.name");
                 continue;
             };
             let name = text(self, &meta, "name");
-            let labels = meta.get("labels").map(|n| self.labels(n, &meta.path("labels"))).unwrap_or_default();
+            let labels = meta
+                .get("labels")
+                .map(|n| self.labels(n, &meta.path("labels")))
+                .unwrap_or_default();
             let spec = obj.get("spec").and_then(|n| self.mapping(n, &obj.path("spec"), "spec"));
-            let status = obj.get("status").and_then(|n| self.mapping(n, &obj.path("status"), "status"));
+            let status =
+                obj.get("status").and_then(|n| self.mapping(n, &obj.path("status"), "status"));
             match (kind.as_str(), name) {
                 ("Namespace", Some(name)) => {
                     inventory.namespaces.insert(name, labels);
                 }
                 ("Node", Some(name)) => {
-                    let ips = status.as_ref().map(|s| self.addresses(s, "addresses", "address")).unwrap_or_default();
+                    let ips = status
+                        .as_ref()
+                        .map(|s| self.addresses(s, "addresses", "address"))
+                        .unwrap_or_default();
                     inventory.nodes.push(Node_ { name, ips });
                 }
                 ("Pod", Some(name)) => {
-                    let namespace = text(self, &meta, "namespace").unwrap_or_else(|| "default".into());
-                    let mut ips = status.as_ref().map(|s| self.addresses(s, "podIPs", "ip")).unwrap_or_default();
+                    let namespace =
+                        text(self, &meta, "namespace").unwrap_or_else(|| "default".into());
+                    let mut ips = status
+                        .as_ref()
+                        .map(|s| self.addresses(s, "podIPs", "ip"))
+                        .unwrap_or_default();
                     if ips.is_empty() {
-                        ips = status.as_ref().and_then(|s| text(self, s, "podIP")).and_then(|t| t.parse().ok()).into_iter().collect();
+                        ips = status
+                            .as_ref()
+                            .and_then(|s| text(self, s, "podIP"))
+                            .and_then(|t| t.parse().ok())
+                            .into_iter()
+                            .collect();
                     }
                     let (ports, service_account, node) = match &spec {
-                        Some(spec) => (self.container_ports(spec), text(self, spec, "serviceAccountName"), text(self, spec, "nodeName")),
+                        Some(spec) => (
+                            self.container_ports(spec),
+                            text(self, spec, "serviceAccountName"),
+                            text(self, spec, "nodeName"),
+                        ),
                         None => (BTreeMap::new(), None, None),
                     };
                     if ips.is_empty() {
                         // A pod without an address (pending) cannot be a peer or a sidecar subject yet.
-                        self.warnings.push(Diagnostic::new(self.file, span_of(item), &path, format!("pod {namespace}/{name} has no IP yet: skipped")));
+                        self.warnings.push(Diagnostic::new(
+                            self.file,
+                            span_of(item),
+                            &path,
+                            format!("pod {namespace}/{name} has no IP yet: skipped"),
+                        ));
                         continue;
                     }
                     let service_account = service_account.unwrap_or_else(|| "default".into());
-                    inventory.endpoints.push(Endpoint { name, namespace, labels, ips, ports, service_account, node });
+                    inventory.endpoints.push(Endpoint {
+                        name,
+                        namespace,
+                        labels,
+                        ips,
+                        ports,
+                        service_account,
+                        node,
+                    });
                 }
                 (_, None) => self.error(item, &meta.path("name"), "missing metadata.name"),
                 _ => {} // other kinds (Services, ...) carry nothing l7gate needs
@@ -265,14 +339,21 @@ impl Decoder<'_> {
     fn container_ports(&mut self, spec: &Fields) -> BTreeMap<String, u16> {
         let mut ports = BTreeMap::new();
         let Some(containers) = spec.get("containers") else { return ports };
-        let containers = self.list(containers, &spec.path("containers"), |d, n, p| d.mapping(n, p, "a container")).unwrap_or_default();
+        let containers = self
+            .list(containers, &spec.path("containers"), |d, n, p| d.mapping(n, p, "a container"))
+            .unwrap_or_default();
         for c in &containers {
             let Some(list) = c.get("ports") else { continue };
-            let entries = self.list(list, &c.path("ports"), |d, n, p| d.mapping(n, p, "a container port")).unwrap_or_default();
+            let entries = self
+                .list(list, &c.path("ports"), |d, n, p| d.mapping(n, p, "a container port"))
+                .unwrap_or_default();
             for e in &entries {
-                if let (Some((key, name)), Some(value)) = (e.entry("name"), e.get("containerPort")) {
+                if let (Some((key, name)), Some(value)) = (e.entry("name"), e.get("containerPort"))
+                {
                     let name_text = self.string(name, &e.path("name")).unwrap_or_default();
-                    if let Some(number) = self.port_number(key, value, &name_text, &e.path("containerPort")) {
+                    if let Some(number) =
+                        self.port_number(key, value, &name_text, &e.path("containerPort"))
+                    {
                         ports.insert(name_text.to_ascii_lowercase(), number);
                     }
                 }
@@ -300,7 +381,8 @@ impl Decoder<'_> {
         for n in &inventory.nodes {
             for ip in &n.ips {
                 if let Some(other) = owners.insert(*ip, format!("node {}", n.name)) {
-                    problems.push(format!("address {ip} belongs to both {other} and node {}", n.name));
+                    problems
+                        .push(format!("address {ip} belongs to both {other} and node {}", n.name));
                 }
             }
         }
@@ -315,7 +397,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Inventory, Vec<String>> {
-        parse_str(Path::new("inv.yaml"), text).map_err(|d| d.0.iter().map(ToString::to_string).collect())
+        parse_str(Path::new("inv.yaml"), text)
+            .map_err(|d| d.0.iter().map(ToString::to_string).collect())
     }
 
     #[test]
@@ -339,17 +422,33 @@ mod tests {
     fn errors_are_located_and_all_reported() {
         let errors = parse("endpoints:\n  - name: a\n    ips: [10.0.0.300]\n    colour: red\n  - name: b\n    ips: [10.0.0.1]\n    ports: {http: 99999}\n    labels: {app: 'bad value!'}\n").unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:#?}");
-        assert!(errors[0].starts_with("inv.yaml:3:11: endpoints[0].ips[0]: \"10.0.0.300\" is not an IP address"), "{errors:#?}");
-        assert!(errors[1].starts_with("inv.yaml:4:5: endpoints[0].colour: unknown field \"colour\""), "{errors:#?}");
-        assert!(errors.iter().any(|e| e.contains("endpoints[1].ports.http: expected a port number")), "{errors:#?}");
+        assert!(
+            errors[0].starts_with(
+                "inv.yaml:3:11: endpoints[0].ips[0]: \"10.0.0.300\" is not an IP address"
+            ),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].starts_with("inv.yaml:4:5: endpoints[0].colour: unknown field \"colour\""),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("endpoints[1].ports.http: expected a port number")),
+            "{errors:#?}"
+        );
         assert!(errors.iter().any(|e| e.contains("endpoints[1].labels.app")), "{errors:#?}");
     }
 
     #[test]
     fn duplicates_are_refused() {
-        let errors = parse("endpoints:\n  - {name: a, ips: [10.0.0.1]}\n  - {name: a, ips: [10.0.0.1]}\n").unwrap_err();
+        let errors =
+            parse("endpoints:\n  - {name: a, ips: [10.0.0.1]}\n  - {name: a, ips: [10.0.0.1]}\n")
+                .unwrap_err();
         assert!(errors.iter().any(|e| e.contains("listed twice")), "{errors:#?}");
-        assert!(errors.iter().any(|e| e.contains("address 10.0.0.1 belongs to both")), "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.contains("address 10.0.0.1 belongs to both")),
+            "{errors:#?}"
+        );
     }
 
     #[test]
@@ -360,7 +459,10 @@ mod tests {
         .unwrap();
         assert_eq!(inv.endpoints.len(), 1, "the pending pod without an address is skipped");
         let web = &inv.endpoints[0];
-        assert_eq!((web.name.as_str(), web.namespace.as_str(), web.service_account.as_str()), ("web-5d9", "shop", "web"));
+        assert_eq!(
+            (web.name.as_str(), web.namespace.as_str(), web.service_account.as_str()),
+            ("web-5d9", "shop", "web")
+        );
         assert_eq!(web.ips.len(), 2);
         assert_eq!(web.ports["http"], 8080);
         assert_eq!(web.node.as_deref(), Some("node-1"));
@@ -369,7 +471,16 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_input() {
-        for text in ["", "---", "[1, 2]", "endpoints: 7", "endpoints: [7]", "kind: Pod", "a: [b: {c", "\t- x"] {
+        for text in [
+            "",
+            "---",
+            "[1, 2]",
+            "endpoints: 7",
+            "endpoints: [7]",
+            "kind: Pod",
+            "a: [b: {c",
+            "\t- x",
+        ] {
             assert!(parse(text).is_err(), "{text:?} should be refused");
         }
     }

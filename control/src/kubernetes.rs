@@ -37,9 +37,16 @@ struct Kind {
 }
 
 fn kind(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Kind {
-    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let api_version =
+        if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Kind {
-        resource: ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() },
+        resource: ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version,
+            kind: kind.into(),
+            plural: plural.into(),
+        },
         namespaced,
     }
 }
@@ -55,10 +62,18 @@ struct Stores {
 
 /// Follows the API server until an unrecoverable error, publishing to `cache`.
 pub async fn run(settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Result<(), String> {
-    let client = Client::try_default().await.map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
     let kinds = [
         kind("cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies", true),
-        kind("cilium.io", "v2", "CiliumClusterwideNetworkPolicy", "ciliumclusterwidenetworkpolicies", false),
+        kind(
+            "cilium.io",
+            "v2",
+            "CiliumClusterwideNetworkPolicy",
+            "ciliumclusterwidenetworkpolicies",
+            false,
+        ),
         kind("", "v1", "Pod", "pods", true),
         kind("", "v1", "Namespace", "namespaces", false),
         kind("", "v1", "Node", "nodes", false),
@@ -69,7 +84,8 @@ pub async fn run(settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Res
         let writer = Writer::new(k.resource.clone());
         stores.push(writer.as_reader());
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &k.resource);
-        let events = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+        let events = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff();
         let (tx, name) = (tx.clone(), k.resource.plural.clone());
         tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
@@ -87,8 +103,14 @@ pub async fn run(settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Res
     let [cnp, ccnp, pods, namespaces, nodes]: [Store<DynamicObject>; 5] =
         stores.try_into().map_err(|_| "internal: one store per kind".to_string())?;
     let stores = Stores { cnp, ccnp, pods, namespaces, nodes };
-    for (store, k) in [&stores.cnp, &stores.ccnp, &stores.pods, &stores.namespaces, &stores.nodes].into_iter().zip(&kinds) {
-        store.wait_until_ready().await.map_err(|e| format!("watching {}: {e}", k.resource.plural))?;
+    for (store, k) in [&stores.cnp, &stores.ccnp, &stores.pods, &stores.namespaces, &stores.nodes]
+        .into_iter()
+        .zip(&kinds)
+    {
+        store
+            .wait_until_ready()
+            .await
+            .map_err(|e| format!("watching {}: {e}", k.resource.plural))?;
     }
     info!("every watch has listed once");
     loop {
@@ -102,23 +124,44 @@ pub async fn run(settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Res
 }
 
 /// Parses, validates and publishes the stores' state; writes the policies' `Valid` conditions.
-async fn rebuild(client: &Client, stores: &Stores, kinds: &[Kind], settings: &Settings, cache: &Arc<Cache>, reloads: &Reloads) {
+async fn rebuild(
+    client: &Client,
+    stores: &Stores,
+    kinds: &[Kind],
+    settings: &Settings,
+    cache: &Arc<Cache>,
+    reloads: &Reloads,
+) {
     // Kinds from the store, not the objects: list items need not carry apiVersion and kind.
-    let mut policies: Vec<(Arc<DynamicObject>, &Kind)> = stores.cnp.state().into_iter().map(|o| (o, &kinds[0])).collect();
+    let mut policies: Vec<(Arc<DynamicObject>, &Kind)> =
+        stores.cnp.state().into_iter().map(|o| (o, &kinds[0])).collect();
     policies.extend(stores.ccnp.state().into_iter().map(|o| (o, &kinds[1])));
     policies.sort_by_key(|(o, k)| source_name(o, k));
-    let sources: Vec<(PathBuf, String)> = policies.iter().map(|(o, k)| (PathBuf::from(source_name(o, k)), policy_text(o, k))).collect();
+    let sources: Vec<(PathBuf, String)> = policies
+        .iter()
+        .map(|(o, k)| (PathBuf::from(source_name(o, k)), policy_text(o, k)))
+        .collect();
     // Each policy's own verdict: the errors it alone has (parsed alone, so one policy's error
     // never marks another invalid; duplicates across policies show in the set's verdict).
     let own: Vec<Result<(), String>> = sources
         .iter()
-        .map(|s| crate::cilium::parse::parse_sources(std::slice::from_ref(s)).map(|_| ()).map_err(|e| e.to_string()))
+        .map(|s| {
+            crate::cilium::parse::parse_sources(std::slice::from_ref(s))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
         .collect();
     let parsed = crate::cilium::parse::parse_sources(&sources);
-    let inventory = crate::inventory::parse_str(std::path::Path::new("the Kubernetes API (pods, namespaces, nodes)"), &inventory_list(stores).to_string());
+    let inventory = crate::inventory::parse_str(
+        std::path::Path::new("the Kubernetes API (pods, namespaces, nodes)"),
+        &inventory_list(stores).to_string(),
+    );
     let loaded = crate::assemble(parsed, inventory);
     let (settings, cache, reloads) = (settings.clone(), Arc::clone(cache), Arc::clone(reloads));
-    let published = tokio::task::spawn_blocking(move || crate::watch::publish(loaded, &settings, &cache, &reloads)).await;
+    let published = tokio::task::spawn_blocking(move || {
+        crate::watch::publish(loaded, &settings, &cache, &reloads)
+    })
+    .await;
     if let Err(e) = published {
         warn!(error = %e, "rebuild task failed");
     }
@@ -149,7 +192,8 @@ fn policy_text(object: &DynamicObject, kind: &Kind) -> String {
         metadata.insert("labels".into(), json!(labels));
     }
     if let Some(annotations) = &object.metadata.annotations {
-        let kept: std::collections::BTreeMap<_, _> = annotations.iter().filter(|(k, _)| *k != LAST_APPLIED).collect();
+        let kept: std::collections::BTreeMap<_, _> =
+            annotations.iter().filter(|(k, _)| *k != LAST_APPLIED).collect();
         if !kept.is_empty() {
             metadata.insert("annotations".into(), json!(kept));
         }
@@ -201,13 +245,20 @@ fn inventory_list(stores: &Stores) -> Value {
 }
 
 fn sorted(mut objects: Vec<Arc<DynamicObject>>) -> Vec<Arc<DynamicObject>> {
-    objects.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+    objects.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
     objects
 }
 
 /// Sets the policy's `Valid` condition unless it already says the same (so the status write,
 /// itself a watch event, does not write again).
-async fn write_condition(client: &Client, kind: &Kind, object: &DynamicObject, verdict: Result<(), String>) {
+async fn write_condition(
+    client: &Client,
+    kind: &Kind,
+    object: &DynamicObject,
+    verdict: Result<(), String>,
+) {
     let (status, message) = match &verdict {
         Ok(()) => ("True", VALID.to_string()),
         Err(e) => ("False", e.trim_end().to_string()),
@@ -218,8 +269,11 @@ async fn write_condition(client: &Client, kind: &Kind, object: &DynamicObject, v
         return;
     }
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "Valid").collect();
-    conditions.push(json!({"type": "Valid", "status": status, "lastTransitionTime": now, "message": message}));
+    let mut conditions: Vec<Value> =
+        conditions.into_iter().filter(|c| c["type"] != "Valid").collect();
+    conditions.push(
+        json!({"type": "Valid", "status": status, "lastTransitionTime": now, "message": message}),
+    );
     let patch = json!({"status": {"conditions": conditions}});
     let name = object.metadata.name.as_deref().unwrap_or_default();
     let api: Api<DynamicObject> = match (&object.metadata.namespace, kind.namespaced) {
@@ -227,7 +281,11 @@ async fn write_condition(client: &Client, kind: &Kind, object: &DynamicObject, v
         _ => Api::all_with(client.clone(), &kind.resource),
     };
     match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-        Ok(_) => info!(policy = %source_name(object, kind), valid = status, "policy status written"),
-        Err(e) => warn!(policy = %source_name(object, kind), error = %e, "cannot write the policy's status"),
+        Ok(_) => {
+            info!(policy = %source_name(object, kind), valid = status, "policy status written")
+        }
+        Err(e) => {
+            warn!(policy = %source_name(object, kind), error = %e, "cannot write the policy's status")
+        }
     }
 }

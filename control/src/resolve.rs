@@ -15,8 +15,8 @@ use l7gate_filter::config::{
 };
 
 use crate::cilium::model::{
-    self as m, Entity, L4Protocol, Operator, Peer, PeerRule, Policy, PolicyKind, Port, PortRule, Requirement, Rule,
-    Selector,
+    self as m, Entity, L4Protocol, Operator, Peer, PeerRule, Policy, PolicyKind, Port, PortRule,
+    Requirement, Rule, Selector,
 };
 use crate::identity::{split_key, Identities, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX};
 use crate::inventory::{Endpoint, Inventory};
@@ -52,14 +52,21 @@ pub fn resolve(
     audit_mode: bool,
 ) -> (DirectionPolicy, DirectionPolicy) {
     let subject_id = ids.of_endpoint.get(&crate::identity::qualified(subject));
-    let subject_labels = subject_id.and_then(|id| ids.all.get(id)).map(|(_, l)| l.clone()).unwrap_or_default();
+    let subject_labels =
+        subject_id.and_then(|id| ids.all.get(id)).map(|(_, l)| l.clone()).unwrap_or_default();
     let selecting: Vec<Selecting> = policies
         .iter()
         .flat_map(|policy| policy.rules.iter().map(move |rule| Selecting { policy, rule }))
-        .filter(|s| crate::identity::selector_matches(&subject_selector(s.policy, &s.rule.endpoint_selector), &subject_labels))
+        .filter(|s| {
+            crate::identity::selector_matches(
+                &subject_selector(s.policy, &s.rule.endpoint_selector),
+                &subject_labels,
+            )
+        })
         .collect();
     let ctx = Context { ids, subject, egress_ports: egress_named_ports(inventory) };
-    let enforced: Vec<Selecting> = selecting.iter().copied().filter(|s| !is_audit(s.policy, audit_mode)).collect();
+    let enforced: Vec<Selecting> =
+        selecting.iter().copied().filter(|s| !is_audit(s.policy, audit_mode)).collect();
     let audited = enforced.len() < selecting.len();
     let direction = |dir| {
         let decides = ctx.direction(dir, &enforced);
@@ -120,13 +127,24 @@ impl Context<'_> {
         }
         if dir == Dir::Ingress {
             // spec §4.1 item 8: the local node may always reach its pods (allow-localhost=always).
-            rules.push(synthetic("allow-localhost", "the local node may always reach its pods", Peers::Identities(vec![fc::HOST])));
+            rules.push(synthetic(
+                "allow-localhost",
+                "the local node may always reach its pods",
+                Peers::Identities(vec![fc::HOST]),
+            ));
         }
         DirectionPolicy { enforced: true, rules, audit: None }
     }
 
     /// Turns one `ingress`/`egress`/`...Deny` element into filter rules (spec §3.1 nil vs empty).
-    fn emit(&self, dir: Dir, action: Action, s: &Selecting, peer_rule: &PeerRule, out: &mut Vec<fc::Rule>) {
+    fn emit(
+        &self,
+        dir: Dir,
+        action: Action,
+        s: &Selecting,
+        peer_rule: &PeerRule,
+        out: &mut Vec<fc::Rule>,
+    ) {
         let peers = match &peer_rule.peer {
             // No L3 field: every identity, but only through ports (`{}` allows nothing).
             None if peer_rule.to_ports.is_empty() => return,
@@ -136,9 +154,19 @@ impl Context<'_> {
                 None => return,
             },
         };
-        let origin = |path: &str| Origin { kind: s.policy.kind.kind_name().into(), policy: s.policy.qualified_name(), rule: path.into() };
+        let origin = |path: &str| Origin {
+            kind: s.policy.kind.kind_name().into(),
+            policy: s.policy.qualified_name(),
+            rule: path.into(),
+        };
         if peer_rule.to_ports.is_empty() {
-            out.push(fc::Rule { action, origin: origin(&peer_rule.path), peers, ports: None, http: None });
+            out.push(fc::Rule {
+                action,
+                origin: origin(&peer_rule.path),
+                peers,
+                ports: None,
+                http: None,
+            });
             return;
         }
         for port_rule in &peer_rule.to_ports {
@@ -146,8 +174,18 @@ impl Context<'_> {
             if ports.is_empty() {
                 continue; // a port rule without (resolvable) ports contributes nothing
             }
-            let http = port_rule.http.as_ref().filter(|h| !h.is_empty()).map(|h| h.iter().map(http_rule).collect());
-            out.push(fc::Rule { action, origin: origin(&port_rule.path), peers: peers.clone(), ports: Some(ports), http });
+            let http = port_rule
+                .http
+                .as_ref()
+                .filter(|h| !h.is_empty())
+                .map(|h| h.iter().map(http_rule).collect());
+            out.push(fc::Rule {
+                action,
+                origin: origin(&port_rule.path),
+                peers: peers.clone(),
+                ports: Some(ports),
+                http,
+            });
         }
     }
 
@@ -155,11 +193,14 @@ impl Context<'_> {
     fn peers(&self, policy: &Policy, peer: &Peer) -> Option<Peers> {
         let ids: BTreeSet<fc::Identity> = match peer {
             Peer::Fqdns(selectors) => {
-                return (!selectors.is_empty()).then(|| Peers::Fqdns(selectors.iter().map(fqdn_selector).collect()));
+                return (!selectors.is_empty())
+                    .then(|| Peers::Fqdns(selectors.iter().map(fqdn_selector).collect()));
             }
             Peer::Entities(entities) if entities.contains(&Entity::All) => return Some(Peers::Any),
             Peer::Entities(entities) => entities.iter().flat_map(|e| self.entity(*e)).collect(),
-            Peer::Endpoints(selectors) => selectors.iter().flat_map(|s| self.ids.select(&peer_selector(policy, s))).collect(),
+            Peer::Endpoints(selectors) => {
+                selectors.iter().flat_map(|s| self.ids.select(&peer_selector(policy, s))).collect()
+            }
             // spec §3.4: the CIDR identities inside the prefix and outside its `except`s. Every
             // prefix a policy names has an identity in the ipcache, so `0.0.0.0/0` covers every
             // unknown IPv4 address through its own identity and never IPv6 (spec §2.4: world is
@@ -170,7 +211,9 @@ impl Context<'_> {
                     self.ids
                         .of_cidr
                         .iter()
-                        .filter(|(p, _)| c.cidr.contains(p) && !c.except.iter().any(|e| e.contains(p)))
+                        .filter(|(p, _)| {
+                            c.cidr.contains(p) && !c.except.iter().any(|e| e.contains(p))
+                        })
                         .map(|(_, id)| *id)
                 })
                 .collect(),
@@ -181,11 +224,21 @@ impl Context<'_> {
     /// spec §2.4: the identities an entity stands for.
     fn entity(&self, entity: Entity) -> Vec<fc::Identity> {
         match entity {
-            Entity::World => std::iter::once(fc::WORLD).chain(self.ids.of_cidr.values().copied()).collect(),
+            Entity::World => {
+                std::iter::once(fc::WORLD).chain(self.ids.of_cidr.values().copied()).collect()
+            }
             Entity::Cluster => self
                 .ids
                 .pods()
-                .chain([fc::HOST, fc::REMOTE_NODE, fc::INIT, fc::HEALTH, fc::INGRESS, fc::UNMANAGED, fc::KUBE_APISERVER])
+                .chain([
+                    fc::HOST,
+                    fc::REMOTE_NODE,
+                    fc::INIT,
+                    fc::HEALTH,
+                    fc::INGRESS,
+                    fc::UNMANAGED,
+                    fc::KUBE_APISERVER,
+                ])
                 .collect(),
             Entity::Host => vec![fc::HOST],
             Entity::RemoteNode => vec![fc::REMOTE_NODE],
@@ -223,7 +276,11 @@ impl Context<'_> {
                 L4Protocol::Sctp => &[Protocol::Sctp],
                 L4Protocol::Any => &[Protocol::Tcp, Protocol::Udp, Protocol::Sctp],
             };
-            out.extend(protocols.iter().map(|protocol| PortRange { protocol: *protocol, first, last }));
+            out.extend(protocols.iter().map(|protocol| PortRange {
+                protocol: *protocol,
+                first,
+                last,
+            }));
         }
         out
     }
@@ -269,7 +326,8 @@ fn subject_selector(policy: &Policy, selector: &Selector) -> Selector {
         PolicyKind::Clusterwide => selector.clone(),
         PolicyKind::Namespaced => {
             let own = format!("k8s:{NAMESPACE_LABEL}");
-            let mut requirements: Vec<Requirement> = selector.requirements.iter().filter(|r| r.key != own).cloned().collect();
+            let mut requirements: Vec<Requirement> =
+                selector.requirements.iter().filter(|r| r.key != own).cloned().collect();
             requirements.push(namespace_requirement(policy, Operator::In));
             Selector { requirements }
         }
@@ -279,10 +337,14 @@ fn subject_selector(policy: &Policy, selector: &Selector) -> Selector {
 /// spec §2.3: peer endpoint selectors get the policy's namespace (CNP) or "any namespace" (CCNP)
 /// unless they name a reserved label, the namespace label, or (CNP) a namespace-label key.
 fn peer_selector(policy: &Policy, selector: &Selector) -> Selector {
-    let keys: Vec<(Option<&str>, &str)> = selector.requirements.iter().map(|r| split_key(&r.key)).collect();
+    let keys: Vec<(Option<&str>, &str)> =
+        selector.requirements.iter().map(|r| split_key(&r.key)).collect();
     let untouched = keys.iter().any(|(source, _)| *source == Some("reserved"))
-        || keys.iter().any(|(source, key)| *key == NAMESPACE_LABEL && matches!(source, None | Some("k8s")))
-        || (policy.kind == PolicyKind::Namespaced && keys.iter().any(|(_, key)| key.starts_with(NAMESPACE_LABELS_PREFIX)));
+        || keys
+            .iter()
+            .any(|(source, key)| *key == NAMESPACE_LABEL && matches!(source, None | Some("k8s")))
+        || (policy.kind == PolicyKind::Namespaced
+            && keys.iter().any(|(_, key)| key.starts_with(NAMESPACE_LABELS_PREFIX)));
     if untouched {
         return selector.clone();
     }
@@ -305,17 +367,25 @@ fn fqdn_selector(s: &m::FqdnSelector) -> fc::FqdnSelector {
 /// spec §5.4: a `headers` string is split at its first space: one token = presence, two =
 /// name (trailing `:` removed) and exact value. `headerMatches` are name/value conditions.
 fn http_rule(rule: &m::HttpRule) -> fc::HttpRule {
-    let headers = rule
-        .headers
-        .iter()
-        .map(|h| match h.split_once(' ') {
-            None => HeaderCondition { name: h.to_ascii_lowercase(), value: None },
-            Some((name, value)) => HeaderCondition {
-                name: name.trim_end_matches(':').to_ascii_lowercase(),
-                value: Some(value.to_string()),
-            },
-        })
-        .chain(rule.header_matches.iter().map(|h| HeaderCondition { name: h.name.to_ascii_lowercase(), value: h.value.clone() }))
-        .collect();
-    fc::HttpRule { method: rule.method.clone(), path: rule.path.clone(), host: rule.host.clone(), headers }
+    let headers =
+        rule.headers
+            .iter()
+            .map(|h| match h.split_once(' ') {
+                None => HeaderCondition { name: h.to_ascii_lowercase(), value: None },
+                Some((name, value)) => HeaderCondition {
+                    name: name.trim_end_matches(':').to_ascii_lowercase(),
+                    value: Some(value.to_string()),
+                },
+            })
+            .chain(rule.header_matches.iter().map(|h| HeaderCondition {
+                name: h.name.to_ascii_lowercase(),
+                value: h.value.clone(),
+            }))
+            .collect();
+    fc::HttpRule {
+        method: rule.method.clone(),
+        path: rule.path.clone(),
+        host: rule.host.clone(),
+        headers,
+    }
 }

@@ -80,7 +80,9 @@ fn party<'a>(cluster: &'a Cluster, spec: &str, role: &str) -> Result<Party<'a>, 
     }
     match cluster.endpoint(spec) {
         Ok(e) => Ok(Party { endpoint: Some(e), ip: e.ips.first().copied(), name: None }),
-        Err(_) if role == "to" && spec.contains('.') => Ok(Party { endpoint: None, ip: None, name: Some(spec.to_string()) }),
+        Err(_) if role == "to" && spec.contains('.') => {
+            Ok(Party { endpoint: None, ip: None, name: Some(spec.to_string()) })
+        }
         Err(e) => Err(format!("--{role}: {e}")),
     }
 }
@@ -90,7 +92,12 @@ pub(crate) struct QueryHeaders<'q>(pub(crate) &'q [(String, String)]);
 
 impl Headers for QueryHeaders<'_> {
     fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
-        let values: Vec<&str> = self.0.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
+        let values: Vec<&str> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
         (!values.is_empty()).then(|| values.join(",").into_bytes().into())
     }
 }
@@ -100,7 +107,10 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
     let from = party(cluster, &q.from, "from")?;
     let to = party(cluster, &q.to, "to")?;
     if from.endpoint.is_none() && to.endpoint.is_none() {
-        return Err(format!("neither {:?} nor {:?} is an endpoint of the inventory: nothing to decide", q.from, q.to));
+        return Err(format!(
+            "neither {:?} nor {:?} is an endpoint of the inventory: nothing to decide",
+            q.from, q.to
+        ));
     }
     let protocol = q.protocol.unwrap_or(Protocol::Tcp);
     let authority = q.host.clone().unwrap_or_else(|| q.to.clone());
@@ -122,11 +132,20 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
         .or_else(|| q.host.as_deref().and_then(fqdn::name_of_authority))
         .or_else(|| to.name.as_deref().map(fqdn::normalise));
 
-    let decide = |subject: &Endpoint, direction: Direction, peer_ip: Option<IpAddr>| -> Result<Side, String> {
+    let decide = |subject: &Endpoint,
+                  direction: Direction,
+                  peer_ip: Option<IpAddr>|
+     -> Result<Side, String> {
         let config = cluster.compile(subject)?;
         let engine = Engine::compile(&config)?;
         let peer = peer_ip.map_or(WORLD, |ip| engine.identity_of(ip));
-        let request = Request { direction, peer, port: q.port, protocol, server_name: server_name.as_deref() };
+        let request = Request {
+            direction,
+            peer,
+            port: q.port,
+            protocol,
+            server_name: server_name.as_deref(),
+        };
         let v = engine.decide(&request, http);
         Ok(Side {
             verdict: match v.label() {
@@ -147,7 +166,8 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
     let egress = from.endpoint.map(|e| decide(e, Direction::Egress, to.ip)).transpose()?;
     let ingress = to.endpoint.map(|e| decide(e, Direction::Ingress, from.ip)).transpose()?;
     let sides = || egress.iter().chain(ingress.iter());
-    let verdict = ["deny", "audit"].into_iter().find(|v| sides().any(|s| s.verdict == *v)).unwrap_or("allow");
+    let verdict =
+        ["deny", "audit"].into_iter().find(|v| sides().any(|s| s.verdict == *v)).unwrap_or("allow");
     let proto = match protocol {
         Protocol::Tcp => "TCP",
         Protocol::Udp => "UDP",
@@ -155,8 +175,17 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
     };
     let request = match http {
         Some(h) => {
-            let field = |n: &str| h.get(n).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
-            format!("{} -> {}:{}/{proto} {} {} (Host: {authority})", q.from, q.to, q.port, field(":method"), field(":path"))
+            let field = |n: &str| {
+                h.get(n).map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
+            };
+            format!(
+                "{} -> {}:{}/{proto} {} {} (Host: {authority})",
+                q.from,
+                q.to,
+                q.port,
+                field(":method"),
+                field(":path")
+            )
         }
         None => {
             let sni = q.sni.as_deref().map(|s| format!(" (TLS, SNI {s})")).unwrap_or_default();

@@ -48,10 +48,20 @@ pub fn reload(inputs: &Inputs, settings: &Settings, cache: &Cache, reloads: &Rel
 
 /// Compiles loaded inputs (from files, or from the Kubernetes API) and publishes the result; on
 /// error records it and leaves the cache alone.
-pub fn publish(loaded: Result<crate::Loaded, crate::Error>, settings: &Settings, cache: &Cache, reloads: &Reloads) {
-    let built = loaded
-        .map_err(|e| e.to_string())
-        .and_then(|loaded| snapshot::build(&loaded.cluster.with_audit_mode(settings.audit_mode), &settings.wasm, &settings.roles).map(|s| (s, loaded.warnings)));
+pub fn publish(
+    loaded: Result<crate::Loaded, crate::Error>,
+    settings: &Settings,
+    cache: &Cache,
+    reloads: &Reloads,
+) {
+    let built = loaded.map_err(|e| e.to_string()).and_then(|loaded| {
+        snapshot::build(
+            &loaded.cluster.with_audit_mode(settings.audit_mode),
+            &settings.wasm,
+            &settings.roles,
+        )
+        .map(|s| (s, loaded.warnings))
+    });
     let mut status = reloads.lock().unwrap_or_else(|e| e.into_inner());
     match built {
         Ok((snapshots, warnings)) => {
@@ -73,7 +83,12 @@ pub fn publish(loaded: Result<crate::Loaded, crate::Error>, settings: &Settings,
 }
 
 /// Watches the inputs until the process ends, reloading after each debounced burst of changes.
-pub async fn run(inputs: Inputs, settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Result<(), String> {
+pub async fn run(
+    inputs: Inputs,
+    settings: Settings,
+    cache: Arc<Cache>,
+    reloads: Reloads,
+) -> Result<(), String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let relevant = Relevance::new(&inputs);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -91,7 +106,8 @@ pub async fn run(inputs: Inputs, settings: Settings, cache: Arc<Cache>, reloads:
             return Err("file watcher stopped".into());
         }
         while wait_for_change(&mut rx, &relevant, Some(DEBOUNCE)).await {}
-        let (inputs, settings, cache, reloads) = (inputs.clone(), settings.clone(), Arc::clone(&cache), Arc::clone(&reloads));
+        let (inputs, settings, cache, reloads) =
+            (inputs.clone(), settings.clone(), Arc::clone(&cache), Arc::clone(&reloads));
         tokio::task::spawn_blocking(move || reload(&inputs, &settings, &cache, &reloads))
             .await
             .map_err(|e| format!("reload task failed: {e}"))?;
@@ -141,8 +157,10 @@ impl Relevance {
     /// The directories to watch: the policies directory (or a policy file's directory) and the
     /// inventory's directory.
     fn dirs(&self) -> Vec<PathBuf> {
-        let parent = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-        let mut dirs = vec![if self.policies_is_dir { self.policies.clone() } else { parent(&self.policies) }];
+        let parent =
+            |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let mut dirs =
+            vec![if self.policies_is_dir { self.policies.clone() } else { parent(&self.policies) }];
         dirs.push(parent(&self.endpoints));
         dirs.sort();
         dirs.dedup();
@@ -178,7 +196,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
-        let inputs = Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml") };
+        let inputs =
+            Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml") };
         let r = Relevance::new(&inputs);
         assert_eq!(r.dirs(), vec![dir.path().to_path_buf(), policies.clone()]);
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
@@ -186,7 +205,13 @@ mod tests {
         assert!(r.matches(&event(EventKind::Create(CreateKind::File), &policies.join("b.yml"))));
         assert!(r.matches(&event(renamed, &dir.path().join("endpoints.yaml"))));
         assert!(!r.matches(&event(renamed, &policies.join(".a.yaml.swp"))), "editor swap file");
-        assert!(!r.matches(&event(renamed, &dir.path().join("other.yaml"))), "sibling of the inventory");
-        assert!(!r.matches(&event(EventKind::Access(AccessKind::Any), &policies.join("a.yaml"))), "our own reads");
+        assert!(
+            !r.matches(&event(renamed, &dir.path().join("other.yaml"))),
+            "sibling of the inventory"
+        );
+        assert!(
+            !r.matches(&event(EventKind::Access(AccessKind::Any), &policies.join("a.yaml"))),
+            "our own reads"
+        );
     }
 }

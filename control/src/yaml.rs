@@ -46,10 +46,7 @@ pub(crate) struct Fields<'n> {
 impl<'n> Fields<'n> {
     /// Key and value of `name`; a null value counts as absent (Kubernetes semantics).
     pub(crate) fn entry(&self, name: &str) -> Option<(&'n Node, &'n Node)> {
-        self.entries
-            .iter()
-            .find(|(k, _, v)| k == name && !is_null(v))
-            .map(|&(_, k, v)| (k, v))
+        self.entries.iter().find(|(k, _, v)| k == name && !is_null(v)).map(|&(_, k, v)| (k, v))
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&'n Node> {
@@ -75,10 +72,7 @@ pub(crate) fn data(node: &Node) -> &Data {
 }
 
 pub(crate) fn span_of(node: &Node) -> Span {
-    Span {
-        line: node.span.start.line().max(1),
-        col: node.span.start.col() + 1,
-    }
+    Span { line: node.span.start.line().max(1), col: node.span.start.col() + 1 }
 }
 
 pub(crate) fn is_null(node: &Node) -> bool {
@@ -153,24 +147,30 @@ impl<'f> Decoder<'f> {
     }
 
     pub(crate) fn error_at(&mut self, span: Span, path: &str, message: impl Into<String>) {
-        self.errors
-            .push(Diagnostic::new(self.file, span, path, message));
+        self.errors.push(Diagnostic::new(self.file, span, path, message));
     }
 
     pub(crate) fn warn(&mut self, node: &Node, path: &str, message: impl Into<String>) {
-        self.warnings
-            .push(Diagnostic::new(self.file, span_of(node), path, message));
+        self.warnings.push(Diagnostic::new(self.file, span_of(node), path, message));
     }
 
     /// Records the error of a validation result.
-    pub(crate) fn check<T>(&mut self, node: &Node, path: &str, result: Result<T, String>) -> Option<T> {
-        result
-            .map_err(|message| self.error(node, path, message))
-            .ok()
+    pub(crate) fn check<T>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        result: Result<T, String>,
+    ) -> Option<T> {
+        result.map_err(|message| self.error(node, path, message)).ok()
     }
 
     /// A mapping checked against `shape`: unknown fields and refused fields are errors.
-    pub(crate) fn fields<'n>(&mut self, node: &'n Node, path: &str, shape: &Shape) -> Option<Fields<'n>> {
+    pub(crate) fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        shape: &Shape,
+    ) -> Option<Fields<'n>> {
         let f = self.mapping(node, path, shape.what)?;
         self.check_fields(&f, shape);
         Some(f)
@@ -198,7 +198,12 @@ impl<'f> Decoder<'f> {
         }
     }
 
-    pub(crate) fn mapping<'n>(&mut self, node: &'n Node, path: &str, what: &str) -> Option<Fields<'n>> {
+    pub(crate) fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        path: &str,
+        what: &str,
+    ) -> Option<Fields<'n>> {
         match data(node) {
             YamlDataOwned::Mapping(map) => {
                 let mut entries = Vec::new();
@@ -218,17 +223,11 @@ impl<'f> Decoder<'f> {
                         }
                     }
                 }
-                Some(Fields {
-                    path: path.to_string(),
-                    node,
-                    entries,
-                })
+                Some(Fields { path: path.to_string(), node, entries })
             }
             _ => {
-                let message = format!(
-                    "expected {what} (a mapping of fields), found {}",
-                    describe(node)
-                );
+                let message =
+                    format!("expected {what} (a mapping of fields), found {}", describe(node));
                 self.error(node, path, message);
                 None
             }
@@ -269,11 +268,7 @@ impl<'f> Decoder<'f> {
             Some(text) => format!(": quote it, \"{text}\""),
             None => String::new(),
         };
-        self.error(
-            node,
-            path,
-            format!("expected a string, found {}{fix}", describe(node)),
-        );
+        self.error(node, path, format!("expected a string, found {}{fix}", describe(node)));
         None
     }
 
@@ -281,11 +276,7 @@ impl<'f> Decoder<'f> {
         match f.get(name) {
             Some(node) => self.string(node, &f.path(name)),
             None => {
-                self.error(
-                    f.node,
-                    &f.path(name),
-                    format!("missing required field {name}: {fix}"),
-                );
+                self.error(f.node, &f.path(name), format!("missing required field {name}: {fix}"));
                 None
             }
         }

@@ -10,21 +10,36 @@ fn repo() -> PathBuf {
 }
 
 fn l7gate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_l7gate")).args(args).current_dir(repo()).output().expect("run l7gate")
+    Command::new(env!("CARGO_BIN_EXE_l7gate"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run l7gate")
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// `l7gate trace --json` on the seed manifests; returns the parsed object.
 fn trace(extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--json"];
+    let mut args = vec![
+        "trace",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+        "--json",
+    ];
     args.extend_from_slice(extra);
     let out = l7gate(&args);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "trace {extra:?} failed: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("trace printed invalid JSON ({e}): {stdout}"))
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("trace printed invalid JSON ({e}): {stdout}"))
 }
 
 fn verdict(extra: &[&str]) -> String {
@@ -40,13 +55,50 @@ fn seed_scenario_verdicts() {
     assert_eq!(verdict(&with(&["--method", "DELETE", "--path", "/api/inventory/item123"])), "deny");
     assert_eq!(verdict(&with(&["--method", "POST", "--path", "/api/inventory/item123"])), "deny");
     assert_eq!(verdict(&with(&["--method", "GET", "--path", "/api/other"])), "deny");
-    assert_eq!(verdict(&with(&["--method", "GET", "--path", "/api/inventory"])), "deny", "full match: no trailing slash");
-    let pay = ["--from", "frontend", "--to", "payment-gateway", "--port", "8080", "--path", "/process-payment"];
+    assert_eq!(
+        verdict(&with(&["--method", "GET", "--path", "/api/inventory"])),
+        "deny",
+        "full match: no trailing slash"
+    );
+    let pay = [
+        "--from",
+        "frontend",
+        "--to",
+        "payment-gateway",
+        "--port",
+        "8080",
+        "--path",
+        "/process-payment",
+    ];
     assert_eq!(verdict(&[pay.as_slice(), &["--method", "POST"]].concat()), "allow");
     assert_eq!(verdict(&[pay.as_slice(), &["--method", "GET"]].concat()), "deny");
     // Another workload, and an address outside the inventory (world).
-    assert_eq!(verdict(&["--from", "reporting", "--to", "inventory-api", "--port", "8080", "--path", "/api/inventory/x"]), "deny");
-    assert_eq!(verdict(&["--from", "127.0.0.5", "--to", "inventory-api", "--port", "8080", "--path", "/api/inventory/x"]), "deny");
+    assert_eq!(
+        verdict(&[
+            "--from",
+            "reporting",
+            "--to",
+            "inventory-api",
+            "--port",
+            "8080",
+            "--path",
+            "/api/inventory/x"
+        ]),
+        "deny"
+    );
+    assert_eq!(
+        verdict(&[
+            "--from",
+            "127.0.0.5",
+            "--to",
+            "inventory-api",
+            "--port",
+            "8080",
+            "--path",
+            "/api/inventory/x"
+        ]),
+        "deny"
+    );
     // spec §4.1 case 1: no policy selects catalog's ingress.
     assert_eq!(verdict(&["--from", "reporting", "--to", "catalog", "--port", "8080"]), "allow");
 }
@@ -54,7 +106,16 @@ fn seed_scenario_verdicts() {
 /// The deciding policy and rule are named on both sides (spec §8: verdicts say which policy).
 #[test]
 fn trace_names_the_deciding_rules() {
-    let t = trace(&["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--path", "/api/inventory/1"]);
+    let t = trace(&[
+        "--from",
+        "frontend",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+        "--path",
+        "/api/inventory/1",
+    ]);
     assert_eq!(t["egress"]["verdict"], "allow");
     assert_eq!(t["egress"]["kind"], "CiliumClusterwideNetworkPolicy");
     assert_eq!(t["egress"]["policy"], "egress-allowlist");
@@ -68,7 +129,18 @@ fn trace_names_the_deciding_rules() {
     let denied = trace(&["--from", "reporting", "--to", "inventory-api", "--port", "8080"]);
     assert_eq!(denied["ingress"]["reason"], "default-deny");
     assert!(denied["ingress"].get("policy").is_none(), "default deny has no deciding rule");
-    let l7 = trace(&["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--method", "DELETE", "--path", "/api/inventory/1"]);
+    let l7 = trace(&[
+        "--from",
+        "frontend",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+        "--method",
+        "DELETE",
+        "--path",
+        "/api/inventory/1",
+    ]);
     assert_eq!(l7["ingress"]["reason"], "denied-l7-no-rule-matched");
     assert_eq!(l7["ingress"]["policy"], "default/inventory-api-l7");
 }
@@ -76,27 +148,70 @@ fn trace_names_the_deciding_rules() {
 /// spec §6.2/§6.4: egress by name through the seed CCNP.
 #[test]
 fn trace_fqdn_egress() {
-    let t = trace(&["--from", "frontend", "--to", "api.example.com", "--port", "443", "--sni", "api.example.com"]);
+    let t = trace(&[
+        "--from",
+        "frontend",
+        "--to",
+        "api.example.com",
+        "--port",
+        "443",
+        "--sni",
+        "api.example.com",
+    ]);
     assert_eq!(t["verdict"], "allow");
     assert_eq!(t["egress"]["rule"], "spec.egress[1].toPorts[0]");
     assert!(t.get("ingress").is_none(), "a DNS name has no ingress side");
-    for (name, port) in [("example.com", "443"), ("a.b.example.com", "443"), ("evil-example.com", "443"), ("api.example.com", "8443")] {
-        assert_eq!(verdict(&["--from", "frontend", "--to", name, "--port", port, "--sni", name]), "deny", "{name}:{port}");
+    for (name, port) in [
+        ("example.com", "443"),
+        ("a.b.example.com", "443"),
+        ("evil-example.com", "443"),
+        ("api.example.com", "8443"),
+    ] {
+        assert_eq!(
+            verdict(&["--from", "frontend", "--to", name, "--port", port, "--sni", name]),
+            "deny",
+            "{name}:{port}"
+        );
     }
 }
 
 #[test]
 fn trace_human_output_and_bad_input() {
     let out = l7gate(&[
-        "trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml",
-        "--from", "frontend", "--to", "inventory-api", "--port", "8080", "--method", "DELETE", "--path", "/api/inventory/1",
+        "trace",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+        "--from",
+        "frontend",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+        "--method",
+        "DELETE",
+        "--path",
+        "/api/inventory/1",
     ]);
     let (stdout, _) = text(&out);
     assert!(out.status.success(), "a deny verdict exits 0");
     assert!(stdout.contains("verdict: DENY"), "{stdout}");
     assert!(stdout.contains("default/inventory-api-l7"), "{stdout}");
 
-    let out = l7gate(&["trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--from", "nobody", "--to", "inventory-api", "--port", "8080"]);
+    let out = l7gate(&[
+        "trace",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+        "--from",
+        "nobody",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+    ]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("no endpoint named \"nobody\""), "{stderr}");
@@ -104,7 +219,13 @@ fn trace_human_output_and_bad_input() {
 
 #[test]
 fn validate_accepts_the_seed_and_rejects_bad_files_with_locations() {
-    let out = l7gate(&["validate", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml"]);
+    let out = l7gate(&[
+        "validate",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("3 policies"), "{stdout}");
@@ -120,45 +241,94 @@ fn validate_accepts_the_seed_and_rejects_bad_files_with_locations() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("bad.yaml:13:23: spec.ingress[0].toPorts[0].rules.http[0].path: invalid regex \"(\""),
+        stderr.contains(
+            "bad.yaml:13:23: spec.ingress[0].toPorts[0].rules.http[0].path: invalid regex \"(\""
+        ),
         "{stderr}"
     );
 }
 
 #[test]
 fn compile_prints_the_filter_config() {
-    let out = l7gate(&["compile", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--endpoint", "inventory-api"]);
+    let out = l7gate(&[
+        "compile",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+        "--endpoint",
+        "inventory-api",
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let config: l7gate_filter::config::Config = serde_json::from_str(&stdout).expect("config JSON");
     assert_eq!(config.endpoint.name, "inventory-api");
     assert!(config.ingress.enforced);
     assert!(config.egress.enforced, "the seed CCNP selects every endpoint's egress");
-    assert!(config.ipcache.iter().any(|e| e.cidr == "127.0.0.2/32"), "frontend's address is in the ipcache");
+    assert!(
+        config.ipcache.iter().any(|e| e.cidr == "127.0.0.2/32"),
+        "frontend's address is in the ipcache"
+    );
 }
 
 /// spec §8: `--audit-mode` on `trace` and `compile`: the seed's denials become `audit`, and the
 /// compiled config carries audit views next to directions that no longer enforce.
 #[test]
 fn audit_mode_flag_on_trace_and_compile() {
-    let delete = ["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--method", "DELETE", "--path", "/api/inventory/1"];
+    let delete = [
+        "--from",
+        "frontend",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+        "--method",
+        "DELETE",
+        "--path",
+        "/api/inventory/1",
+    ];
     let t = trace(&[delete.as_slice(), &["--audit-mode"]].concat());
-    assert_eq!((t["verdict"].as_str(), t["ingress"]["verdict"].as_str()), (Some("audit"), Some("audit")));
+    assert_eq!(
+        (t["verdict"].as_str(), t["ingress"]["verdict"].as_str()),
+        (Some("audit"), Some("audit"))
+    );
     assert_eq!(t["ingress"]["reason"], "denied-l7-no-rule-matched");
     assert_eq!(t["ingress"]["policy"], "default/inventory-api-l7");
     assert_eq!(verdict(&delete), "deny", "without the flag the seed denies it");
     let out = l7gate(&[
-        "trace", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--audit-mode",
-        "--from", "reporting", "--to", "inventory-api", "--port", "8080",
+        "trace",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+        "--audit-mode",
+        "--from",
+        "reporting",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
     ]);
     assert!(text(&out).0.contains("verdict: AUDIT"), "{}", text(&out).0);
 
-    let args = ["compile", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--endpoint", "inventory-api", "--audit-mode"];
+    let args = [
+        "compile",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+        "--endpoint",
+        "inventory-api",
+        "--audit-mode",
+    ];
     let out = l7gate(&args);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let config: l7gate_filter::config::Config = serde_json::from_str(&stdout).expect("config JSON");
-    assert!(!config.ingress.enforced && !config.egress.enforced, "nothing is enforced in audit mode");
+    assert!(
+        !config.ingress.enforced && !config.egress.enforced,
+        "nothing is enforced in audit mode"
+    );
     assert!(config.ingress.audit.as_deref().is_some_and(|v| v.enforced && !v.rules.is_empty()));
     assert!(config.egress.audit.is_some());
 }
@@ -173,7 +343,10 @@ fn observe_filters_flow_records_and_prints_a_table_or_json() {
         )
     };
     let denied = record("denied", "127.0.0.3");
-    let log = format!("{}\n[2026-11-24T13:13:34.577Z] a plain access log line\n{denied}\n", record("allowed", "127.0.0.2"));
+    let log = format!(
+        "{}\n[2026-11-24T13:13:34.577Z] a plain access log line\n{denied}\n",
+        record("allowed", "127.0.0.2")
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("flows.log");
     std::fs::write(&file, log).expect("write");
@@ -192,7 +365,12 @@ fn observe_filters_flow_records_and_prints_a_table_or_json() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(lines[0].starts_with("TIME") && lines[0].contains("DECIDED BY"), "{stdout}");
-    assert!(lines[2].contains("default/reporting") && lines[2].contains("GET inventory-api:8080/api/x") && lines[2].contains("denied"), "{stdout}");
+    assert!(
+        lines[2].contains("default/reporting")
+            && lines[2].contains("GET inventory-api:8080/api/x")
+            && lines[2].contains("denied"),
+        "{stdout}"
+    );
 }
 
 /// `serve --log-format json` logs one JSON object per line on stdout, and SIGINT/SIGTERM stop it
@@ -202,8 +380,23 @@ fn serve_logs_json_lines_and_stops_cleanly_on_signals() {
     use std::io::{BufRead, BufReader};
     for signal in ["-TERM", "-INT"] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_l7gate"))
-            .args(["serve", "--policies", "manifests/policies", "--endpoints", "manifests/endpoints.yaml", "--wasm", "/nonexistent.wasm"])
-            .args(["--listen", "127.0.0.1:0", "--status-listen", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "serve",
+                "--policies",
+                "manifests/policies",
+                "--endpoints",
+                "manifests/endpoints.yaml",
+                "--wasm",
+                "/nonexistent.wasm",
+            ])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--status-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
             .current_dir(repo())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -212,7 +405,8 @@ fn serve_logs_json_lines_and_stops_cleanly_on_signals() {
         let mut messages = Vec::new();
         for line in lines.by_ref() {
             let line = line.expect("utf-8 log line");
-            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let event: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert!(event["timestamp"].is_string() && event["level"].is_string(), "{line}");
             let message = event["message"].as_str().unwrap_or_default().to_string();
             let serving = message == "serving";
@@ -225,11 +419,15 @@ fn serve_logs_json_lines_and_stops_cleanly_on_signals() {
             }
         }
         assert_eq!(messages.first().map(String::as_str), Some("the filter module does not exist here; Envoys that cannot load it will reject every config"), "{messages:?}");
-        let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+        let sent =
+            Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
         assert!(sent.success());
         let rest: Vec<String> = lines.map(|l| l.expect("line")).collect();
         let status = child.wait().expect("wait");
         assert!(status.success(), "{signal}: exit {status}; log: {rest:?}");
-        assert!(rest.last().is_some_and(|l| l.contains("\"message\":\"stopped\"")), "{signal}: {rest:?}");
+        assert!(
+            rest.last().is_some_and(|l| l.contains("\"message\":\"stopped\"")),
+            "{signal}: {rest:?}"
+        );
     }
 }

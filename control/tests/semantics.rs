@@ -92,12 +92,18 @@ fn udp(from: &str, to: &str, port: u16) -> Query {
 
 /// The destination's ingress decision.
 fn ingress_of(c: &Cluster, q: Query) -> Side {
-    trace(c, &q).unwrap_or_else(|e| panic!("trace {q:?}: {e}")).ingress.expect("the destination is an endpoint")
+    trace(c, &q)
+        .unwrap_or_else(|e| panic!("trace {q:?}: {e}"))
+        .ingress
+        .expect("the destination is an endpoint")
 }
 
 /// The source's egress decision.
 fn egress_of(c: &Cluster, q: Query) -> Side {
-    trace(c, &q).unwrap_or_else(|e| panic!("trace {q:?}: {e}")).egress.expect("the source is an endpoint")
+    trace(c, &q)
+        .unwrap_or_else(|e| panic!("trace {q:?}: {e}"))
+        .egress
+        .expect("the source is an endpoint")
 }
 
 /// Ingress of `to` for a TCP connection from `from` (an endpoint or an address) on `port`.
@@ -160,18 +166,39 @@ fn pipeline_cluster_config_engine_verdict() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let frontend = engine.identity_of(ip("10.0.0.2"));
     assert!(frontend >= 256, "a pod has a pod identity, got {frontend}");
-    assert_ne!(frontend, engine.identity_of(ip("10.0.1.2")), "same labels, other namespace: other identity");
+    assert_ne!(
+        frontend,
+        engine.identity_of(ip("10.0.1.2")),
+        "same labels, other namespace: other identity"
+    );
     assert_eq!(engine.identity_of(ip(NODE_1)), HOST, "api runs on node-1");
     assert_eq!(engine.identity_of(ip(NODE_2)), REMOTE_NODE);
     assert_eq!(engine.identity_of(ip(WORLD_IP)), WORLD);
 
-    let req = Request { direction: Direction::Ingress, peer: frontend, port: 8080, protocol: Protocol::Tcp, server_name: None };
-    let get = RequestHeaders(HashMap::from([(":method", "GET"), (":path", "/items/1"), (":authority", "api")]));
-    let post = RequestHeaders(HashMap::from([(":method", "POST"), (":path", "/items/1"), (":authority", "api")]));
+    let req = Request {
+        direction: Direction::Ingress,
+        peer: frontend,
+        port: 8080,
+        protocol: Protocol::Tcp,
+        server_name: None,
+    };
+    let get = RequestHeaders(HashMap::from([
+        (":method", "GET"),
+        (":path", "/items/1"),
+        (":authority", "api"),
+    ]));
+    let post = RequestHeaders(HashMap::from([
+        (":method", "POST"),
+        (":path", "/items/1"),
+        (":authority", "api"),
+    ]));
     let v = engine.decide(&req, Some(&get));
     assert!(v.allowed, "{v:?}");
     assert_eq!(v.reason.code(), "allowed-l7");
-    assert_eq!(v.origin.map(|o| (o.policy.as_str(), o.rule.as_str())), Some(("default/api-get", "spec.ingress[0].toPorts[0]")));
+    assert_eq!(
+        v.origin.map(|o| (o.policy.as_str(), o.rule.as_str())),
+        Some(("default/api-get", "spec.ingress[0].toPorts[0]"))
+    );
     let v = engine.decide(&req, Some(&post));
     assert_eq!((v.allowed, v.reason.code()), (false, "denied-l7-no-rule-matched"));
     let v = engine.decide(&Request { port: 8081, ..req }, Some(&get));
@@ -179,7 +206,10 @@ fn pipeline_cluster_config_engine_verdict() {
 
     // The same through trace.
     let side = ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/items/1"));
-    assert_eq!(full(&side), ("allow", "allowed-l7", Some("default/api-get"), Some("spec.ingress[0].toPorts[0]")));
+    assert_eq!(
+        full(&side),
+        ("allow", "allowed-l7", Some("default/api-get"), Some("spec.ingress[0].toPorts[0]"))
+    );
     assert_eq!(side.peer_identity, frontend);
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/items/1"))), L7_DENY);
 }
@@ -191,8 +221,15 @@ fn pipeline_cluster_config_engine_verdict() {
 /// namespace, nobody else (other namespaces, world, remote nodes).
 #[test]
 fn cnp_wildcard_peer_is_own_namespace() {
-    let c = cluster(&[cnp("default", "own-ns", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{}}]}}]}}"))]);
-    assert_eq!(full(&ingress(&c, FRONTEND, API, 8080)), ("allow", "allowed-l3-l4", Some("default/own-ns"), Some("spec.ingress[0]")));
+    let c = cluster(&[cnp(
+        "default",
+        "own-ns",
+        &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{}}]}}]}}"),
+    )]);
+    assert_eq!(
+        full(&ingress(&c, FRONTEND, API, 8080)),
+        ("allow", "allowed-l3-l4", Some("default/own-ns"), Some("spec.ingress[0]"))
+    );
     assert_eq!(vr(&ingress(&c, BATCH, API, 1)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, OTHER_FRONTEND, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, PAY, API, 8080)), DEFAULT_DENY);
@@ -234,8 +271,16 @@ fn cnp_subject_never_selects_another_namespace() {
         "reach-out",
         "{endpointSelector: {matchLabels: {'k8s:io.kubernetes.pod.namespace': other, app: frontend-app}}, ingress: [{}]}",
     )]);
-    assert_eq!(vr(&ingress(&prefixed, PAY, OTHER_FRONTEND, 80)), OPEN, "other/frontend is never selected");
-    assert_eq!(vr(&ingress(&prefixed, PAY, FRONTEND, 80)), DEFAULT_DENY, "the namespace was overwritten to default");
+    assert_eq!(
+        vr(&ingress(&prefixed, PAY, OTHER_FRONTEND, 80)),
+        OPEN,
+        "other/frontend is never selected"
+    );
+    assert_eq!(
+        vr(&ingress(&prefixed, PAY, FRONTEND, 80)),
+        DEFAULT_DENY,
+        "the namespace was overwritten to default"
+    );
 
     let unprefixed = cluster(&[cnp(
         "default",
@@ -243,14 +288,22 @@ fn cnp_subject_never_selects_another_namespace() {
         "{endpointSelector: {matchLabels: {'io.kubernetes.pod.namespace': other, app: frontend-app}}, ingress: [{}]}",
     )]);
     assert_eq!(vr(&ingress(&unprefixed, PAY, OTHER_FRONTEND, 80)), OPEN);
-    assert_eq!(vr(&ingress(&unprefixed, PAY, FRONTEND, 80)), OPEN, "namespace default and other: selects nothing");
+    assert_eq!(
+        vr(&ingress(&unprefixed, PAY, FRONTEND, 80)),
+        OPEN,
+        "namespace default and other: selects nothing"
+    );
 }
 
 /// spec §2.3: a peer selector that constrains `io.kubernetes.pod.namespace` (with `k8s:` or no
 /// prefix) is left as written, so a CNP can admit pods of another namespace.
 #[test]
 fn peer_selector_naming_the_namespace_crosses_namespaces() {
-    for key in ["k8s:io.kubernetes.pod.namespace", "io.kubernetes.pod.namespace", "any:io.kubernetes.pod.namespace"] {
+    for key in [
+        "k8s:io.kubernetes.pod.namespace",
+        "io.kubernetes.pod.namespace",
+        "any:io.kubernetes.pod.namespace",
+    ] {
         let c = cluster(&[cnp(
             "default",
             "from-other",
@@ -300,7 +353,11 @@ fn key_sources_any_k8s_reserved() {
         let c = cluster(&[cnp("default", "keys", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{'{key}': frontend-app}}}}]}}]}}"))]);
         assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), ALLOW_L4, "{key}");
         assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY, "{key}");
-        assert_eq!(vr(&ingress(&c, OTHER_FRONTEND, API, 8080)), DEFAULT_DENY, "{key}: still namespace-scoped");
+        assert_eq!(
+            vr(&ingress(&c, OTHER_FRONTEND, API, 8080)),
+            DEFAULT_DENY,
+            "{key}: still namespace-scoped"
+        );
     }
     let c = cluster(&[cnp("default", "keys", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{'reserved:app': frontend-app}}}}]}}]}}"))]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
@@ -316,7 +373,16 @@ fn key_sources_any_k8s_reserved() {
 fn filtered_labels_never_match() {
     let inventory = INVENTORY.replace("labels: {app: batch, tier: web}", "labels: {app: batch, tier: web, pod-template-hash: 5d9, 'statefulset.kubernetes.io/pod-name': batch-0}");
     for label in ["pod-template-hash: 5d9", "'statefulset.kubernetes.io/pod-name': batch-0"] {
-        let c = cluster_with(&inventory, &[cnp("default", "filtered", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{{label}}}}}]}}]}}"))]);
+        let c = cluster_with(
+            &inventory,
+            &[cnp(
+                "default",
+                "filtered",
+                &format!(
+                    "{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{{label}}}}}]}}]}}"
+                ),
+            )],
+        );
         assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY, "{label}");
     }
 }
@@ -341,7 +407,11 @@ fn match_expressions_notin_and_doesnotexist_match_absent_keys() {
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, DB, API, 8080)), DEFAULT_DENY);
-    assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY, "still namespace-scoped: world has no namespace");
+    assert_eq!(
+        vr(&ingress(&c, WORLD_IP, API, 8080)),
+        DEFAULT_DENY,
+        "still namespace-scoped: world has no namespace"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,7 +419,11 @@ fn match_expressions_notin_and_doesnotexist_match_absent_keys() {
 
 /// A policy on `web` that names 203.0.113.0/24, so that prefix gets a CIDR identity.
 fn cidr_identity_policy() -> String {
-    cnp("default", "names-a-cidr", "{endpointSelector: {matchLabels: {app: web}}, egress: [{toCIDR: [203.0.113.0/24]}]}")
+    cnp(
+        "default",
+        "names-a-cidr",
+        "{endpointSelector: {matchLabels: {app: web}}, egress: [{toCIDR: [203.0.113.0/24]}]}",
+    )
 }
 
 /// spec §2.4: `world` is everything outside the cluster: unknown addresses and CIDR identities
@@ -357,7 +431,11 @@ fn cidr_identity_policy() -> String {
 #[test]
 fn entity_world() {
     let c = cluster(&[
-        cnp("default", "to-world", &format!("{{{FRONTEND_SEL}, egress: [{{toEntities: [world]}}]}}")),
+        cnp(
+            "default",
+            "to-world",
+            &format!("{{{FRONTEND_SEL}, egress: [{{toEntities: [world]}}]}}"),
+        ),
         cidr_identity_policy(),
     ]);
     let cidr_peer = egress(&c, FRONTEND, "203.0.113.5", 443);
@@ -376,7 +454,11 @@ fn entity_world() {
 #[test]
 fn entity_cluster() {
     let c = cluster(&[
-        cnp("default", "in-cluster", &format!("{{{FRONTEND_SEL}, egress: [{{toEntities: [cluster]}}]}}")),
+        cnp(
+            "default",
+            "in-cluster",
+            &format!("{{{FRONTEND_SEL}, egress: [{{toEntities: [cluster]}}]}}"),
+        ),
         cidr_identity_policy(),
     ]);
     for to in [API, PAY, OTHER_FRONTEND, NODE_1, NODE_2] {
@@ -432,7 +514,11 @@ fn entity_all_and_none() {
 fn empty_rule_allows_nothing_but_enforces() {
     let c = cluster(&[cnp("default", "closed", &format!("{{{API_SEL}, ingress: [{{}}]}}"))]);
     for from in [FRONTEND, PAY, WORLD_IP, NODE_2] {
-        assert_eq!(full(&ingress(&c, from, API, 8080)), ("deny", "default-deny", None, None), "{from}");
+        assert_eq!(
+            full(&ingress(&c, from, API, 8080)),
+            ("deny", "default-deny", None, None),
+            "{from}"
+        );
     }
     assert_eq!(vr(&egress(&c, API, WORLD_IP, 443)), OPEN);
 }
@@ -441,9 +527,22 @@ fn empty_rule_allows_nothing_but_enforces() {
 /// namespace, even in a CNP), on those ports only.
 #[test]
 fn to_ports_without_l3_is_every_identity() {
-    let c = cluster(&[cnp("default", "port-only", &format!("{{{API_SEL}, ingress: [{{{TCP_8080}}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "port-only",
+        &format!("{{{API_SEL}, ingress: [{{{TCP_8080}}}]}}"),
+    )]);
     for from in [FRONTEND, OTHER_FRONTEND, PAY, WORLD_IP, NODE_2] {
-        assert_eq!(full(&ingress(&c, from, API, 8080)), ("allow", "allowed-l3-l4", Some("default/port-only"), Some("spec.ingress[0].toPorts[0]")), "{from}");
+        assert_eq!(
+            full(&ingress(&c, from, API, 8080)),
+            (
+                "allow",
+                "allowed-l3-l4",
+                Some("default/port-only"),
+                Some("spec.ingress[0].toPorts[0]")
+            ),
+            "{from}"
+        );
         assert_eq!(vr(&ingress(&c, from, API, 9090)), DEFAULT_DENY, "{from}");
     }
 }
@@ -455,7 +554,9 @@ fn empty_peer_list_allows_nothing() {
     let c = cluster(&[cnp(
         "default",
         "empty-peers",
-        &format!("{{{API_SEL}, ingress: [{{fromEndpoints: []}}, {{fromEndpoints: [], {TCP_8080}}}]}}"),
+        &format!(
+            "{{{API_SEL}, ingress: [{{fromEndpoints: []}}, {{fromEndpoints: [], {TCP_8080}}}]}}"
+        ),
     )]);
     for from in [FRONTEND, WORLD_IP] {
         assert_eq!(vr(&ingress(&c, from, API, 8080)), DEFAULT_DENY, "{from}");
@@ -469,13 +570,21 @@ fn empty_peer_list_allows_nothing() {
 fn l3_only_and_empty_to_ports() {
     for rule in [FROM_FRONTEND.to_string(), format!("{FROM_FRONTEND}, toPorts: []")] {
         let c = cluster(&[cnp("default", "l3", &format!("{{{API_SEL}, ingress: [{{{rule}}}]}}"))]);
-        assert_eq!(full(&ingress(&c, FRONTEND, API, 8080)), ("allow", "allowed-l3-l4", Some("default/l3"), Some("spec.ingress[0]")), "{rule}");
+        assert_eq!(
+            full(&ingress(&c, FRONTEND, API, 8080)),
+            ("allow", "allowed-l3-l4", Some("default/l3"), Some("spec.ingress[0]")),
+            "{rule}"
+        );
         assert_eq!(vr(&ingress(&c, FRONTEND, API, 1)), ALLOW_L4, "{rule}");
         assert_eq!(vr(&ingress(&c, FRONTEND, API, 65535)), ALLOW_L4, "{rule}");
         assert_eq!(vr(&ingress_of(&c, udp(FRONTEND, API, 53))), ALLOW_L4, "{rule}");
         assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY, "{rule}");
     }
-    let c = cluster(&[cnp("default", "no-peer-no-port", &format!("{{{API_SEL}, ingress: [{{toPorts: []}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "no-peer-no-port",
+        &format!("{{{API_SEL}, ingress: [{{toPorts: []}}]}}"),
+    )]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY);
 }
@@ -484,7 +593,13 @@ fn l3_only_and_empty_to_ports() {
 /// allowed, not even to the L3 peers.
 #[test]
 fn port_rule_without_ports_allows_nothing() {
-    let c = cluster(&[cnp("default", "no-ports", &format!("{{{API_SEL}, ingress: [{{{FROM_FRONTEND}, toPorts: [{{}}]}}, {{toPorts: [{{}}]}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "no-ports",
+        &format!(
+            "{{{API_SEL}, ingress: [{{{FROM_FRONTEND}, toPorts: [{{}}]}}, {{toPorts: [{{}}]}}]}}"
+        ),
+    )]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 1)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY);
@@ -497,15 +612,27 @@ fn port_rule_without_ports_allows_nothing() {
 /// address is inside it.
 #[test]
 fn cidr_never_matches_pods() {
-    let c = cluster(&[cnp("default", "cidr", &format!("{{{API_SEL}, ingress: [{{fromCIDR: [10.0.0.0/8]}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "cidr",
+        &format!("{{{API_SEL}, ingress: [{{fromCIDR: [10.0.0.0/8]}}]}}"),
+    )]);
     assert_eq!(vr(&ingress(&c, "10.200.0.5", API, 8080)), ALLOW_L4);
-    assert_eq!(vr(&ingress(&c, "10.0.0.99", API, 8080)), ALLOW_L4, "an unmanaged in-cluster address");
+    assert_eq!(
+        vr(&ingress(&c, "10.0.0.99", API, 8080)),
+        ALLOW_L4,
+        "an unmanaged in-cluster address"
+    );
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), DEFAULT_DENY, "10.0.0.2 is a pod");
     assert_eq!(vr(&ingress(&c, PAY, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, NODE_2, API, 8080)), DEFAULT_DENY, "10.9.0.2 is a node");
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY);
     // Even a /32 naming the pod exactly.
-    let c = cluster(&[cnp("default", "cidr", &format!("{{{API_SEL}, ingress: [{{fromCIDR: [10.0.0.2/32]}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "cidr",
+        &format!("{{{API_SEL}, ingress: [{{fromCIDR: [10.0.0.2/32]}}]}}"),
+    )]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
 }
 
@@ -528,7 +655,11 @@ fn cidr_set_except() {
 #[test]
 fn cidr_everything() {
     let c = cluster(&[
-        cnp("default", "anywhere", &format!("{{{FRONTEND_SEL}, egress: [{{toCIDR: [0.0.0.0/0]}}]}}")),
+        cnp(
+            "default",
+            "anywhere",
+            &format!("{{{FRONTEND_SEL}, egress: [{{toCIDR: [0.0.0.0/0]}}]}}"),
+        ),
         cidr_identity_policy(),
     ]);
     assert_eq!(vr(&egress(&c, FRONTEND, WORLD_IP, 443)), ALLOW_L4);
@@ -540,7 +671,11 @@ fn cidr_everything() {
     // 0.0.0.0/0 is the IPv4 half of world (world-ipv4): an IPv6 address is not in it, and
     // ::/0 holds no IPv4 address.
     assert_eq!(vr(&egress(&c, FRONTEND, "2001:db8::1", 443)), DEFAULT_DENY);
-    let c = cluster(&[cnp("default", "anywhere6", &format!("{{{FRONTEND_SEL}, egress: [{{toCIDR: ['::/0']}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "anywhere6",
+        &format!("{{{FRONTEND_SEL}, egress: [{{toCIDR: ['::/0']}}]}}"),
+    )]);
     assert_eq!(vr(&egress(&c, FRONTEND, "2001:db8::1", 443)), ALLOW_L4);
     assert_eq!(vr(&egress(&c, FRONTEND, WORLD_IP, 443)), DEFAULT_DENY);
     // With an exception.
@@ -602,7 +737,11 @@ fn named_port_ingress_resolves_on_the_subject() {
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8081)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, FRONTEND, WEB, 8081)), ALLOW_L4, "web: http = 8081");
     assert_eq!(vr(&ingress(&c, FRONTEND, WEB, 8080)), DEFAULT_DENY);
-    assert_eq!(vr(&ingress(&c, FRONTEND, DB, 8080)), DEFAULT_DENY, "db has no port named http: nothing");
+    assert_eq!(
+        vr(&ingress(&c, FRONTEND, DB, 8080)),
+        DEFAULT_DENY,
+        "db has no port named http: nothing"
+    );
     assert_eq!(vr(&ingress(&c, FRONTEND, DB, 8081)), DEFAULT_DENY);
 }
 
@@ -616,8 +755,16 @@ fn named_port_egress_resolves_across_endpoints() {
         &format!("{{{FRONTEND_SEL}, egress: [{{toEndpoints: [{{}}], toPorts: [{{ports: [{{port: metrics, protocol: TCP}}, {{port: http, protocol: TCP}}]}}]}}]}}"),
     )]);
     assert_eq!(vr(&egress(&c, FRONTEND, API, 9090)), ALLOW_L4, "metrics is 9090 everywhere");
-    assert_eq!(vr(&egress(&c, FRONTEND, DB, 9090)), ALLOW_L4, "resolved cluster-wide, not on the peer");
-    assert_eq!(vr(&egress(&c, FRONTEND, API, 8080)), DEFAULT_DENY, "http is 8080 on api, 8081 on web: ambiguous");
+    assert_eq!(
+        vr(&egress(&c, FRONTEND, DB, 9090)),
+        ALLOW_L4,
+        "resolved cluster-wide, not on the peer"
+    );
+    assert_eq!(
+        vr(&egress(&c, FRONTEND, API, 8080)),
+        DEFAULT_DENY,
+        "http is 8080 on api, 8081 on web: ambiguous"
+    );
     assert_eq!(vr(&egress(&c, FRONTEND, WEB, 8081)), DEFAULT_DENY);
 }
 
@@ -628,18 +775,33 @@ fn named_port_egress_resolves_across_endpoints() {
 #[test]
 fn default_deny_table_allow_rows() {
     let c = cluster(&[]);
-    assert_eq!(full(&ingress(&c, WORLD_IP, API, 8080)), ("allow", "policy-not-enforced", None, None));
+    assert_eq!(
+        full(&ingress(&c, WORLD_IP, API, 8080)),
+        ("allow", "policy-not-enforced", None, None)
+    );
     assert_eq!(vr(&egress(&c, API, WORLD_IP, 443)), OPEN);
 
-    let c = cluster(&[cnp("default", "egress-only", &format!("{{{API_SEL}, egress: [{{toEntities: [world]}}]}}"))]);
-    assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), OPEN, "item 1: an egress-only policy leaves ingress open");
+    let c = cluster(&[cnp(
+        "default",
+        "egress-only",
+        &format!("{{{API_SEL}, egress: [{{toEntities: [world]}}]}}"),
+    )]);
+    assert_eq!(
+        vr(&ingress(&c, WORLD_IP, API, 8080)),
+        OPEN,
+        "item 1: an egress-only policy leaves ingress open"
+    );
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), OPEN);
     assert_eq!(vr(&egress(&c, API, FRONTEND, 80)), DEFAULT_DENY);
 
     let c = cluster(&[cnp("default", "closed", &format!("{{{API_SEL}, ingress: [{{}}]}}"))]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
 
-    let c = cluster(&[cnp("default", "frontend-only", &format!("{{{API_SEL}, ingress: [{{{FROM_FRONTEND}}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "frontend-only",
+        &format!("{{{API_SEL}, ingress: [{{{FROM_FRONTEND}}}]}}"),
+    )]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY);
@@ -650,16 +812,32 @@ fn default_deny_table_allow_rows() {
 /// the direction is enforced.
 #[test]
 fn enable_default_deny_false() {
-    let lenient = cnp("default", "lenient", &format!("{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, ingress: [{{{FROM_FRONTEND}}}]}}"));
+    let lenient = cnp(
+        "default",
+        "lenient",
+        &format!(
+            "{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, ingress: [{{{FROM_FRONTEND}}}]}}"
+        ),
+    );
     let c = cluster(std::slice::from_ref(&lenient));
     let side = ingress(&c, BATCH, API, 8080);
-    assert_eq!((vr(&side), side.policy.as_deref(), side.kind.as_deref()), (ALLOW_L4, Some("default-allow"), Some("l7gate")));
+    assert_eq!(
+        (vr(&side), side.policy.as_deref(), side.kind.as_deref()),
+        (ALLOW_L4, Some("default-allow"), Some("l7gate"))
+    );
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 1)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), ALLOW_L4);
 
-    let strict = cnp("default", "strict", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{app: db}}}}]}}]}}"));
+    let strict = cnp(
+        "default",
+        "strict",
+        &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{app: db}}}}]}}]}}"),
+    );
     let c = cluster(&[lenient, strict]);
-    assert_eq!(full(&ingress(&c, FRONTEND, API, 8080)), ("allow", "allowed-l3-l4", Some("default/lenient"), Some("spec.ingress[0]")));
+    assert_eq!(
+        full(&ingress(&c, FRONTEND, API, 8080)),
+        ("allow", "allowed-l3-l4", Some("default/lenient"), Some("spec.ingress[0]"))
+    );
     assert_eq!(vr(&ingress(&c, DB, API, 8080)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY);
@@ -668,7 +846,11 @@ fn enable_default_deny_false() {
 /// spec §4.1 items 1-2: only a non-empty section counts; `ingress: []` leaves ingress open.
 #[test]
 fn empty_section_does_not_enforce() {
-    let c = cluster(&[cnp("default", "empty-section", &format!("{{{API_SEL}, ingress: [], egress: [{{toEntities: [world]}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "empty-section",
+        &format!("{{{API_SEL}, ingress: [], egress: [{{toEntities: [world]}}]}}"),
+    )]);
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), OPEN);
     assert_eq!(vr(&egress(&c, API, BATCH, 8080)), DEFAULT_DENY);
 }
@@ -677,7 +859,13 @@ fn empty_section_does_not_enforce() {
 /// no effect.
 #[test]
 fn default_deny_flag_without_section_has_no_effect() {
-    let c = cluster(&[cnp("default", "flag", &format!("{{{API_SEL}, enableDefaultDeny: {{egress: true}}, ingress: [{{{FROM_FRONTEND}}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "flag",
+        &format!(
+            "{{{API_SEL}, enableDefaultDeny: {{egress: true}}, ingress: [{{{FROM_FRONTEND}}}]}}"
+        ),
+    )]);
     assert_eq!(vr(&egress(&c, API, WORLD_IP, 443)), OPEN);
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY);
 }
@@ -690,9 +878,16 @@ fn ingress_deny_only() {
     let c = cluster(&[cnp("default", "no-batch", &format!("{{{API_SEL}, {deny_batch}}}"))]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), DEFAULT_DENY);
-    assert_eq!(full(&ingress(&c, BATCH, API, 8080)), ("deny", "denied-by-deny-rule", Some("default/no-batch"), Some("spec.ingressDeny[0]")));
+    assert_eq!(
+        full(&ingress(&c, BATCH, API, 8080)),
+        ("deny", "denied-by-deny-rule", Some("default/no-batch"), Some("spec.ingressDeny[0]"))
+    );
 
-    let c = cluster(&[cnp("default", "no-batch", &format!("{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, {deny_batch}}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "no-batch",
+        &format!("{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, {deny_batch}}}"),
+    )]);
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 8080)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DENY_RULE);
@@ -702,9 +897,16 @@ fn ingress_deny_only() {
 /// it; a remote node may not. Egress gets no such exception.
 #[test]
 fn allow_localhost_at_ingress() {
-    let c = cluster(&[cnp("default", "closed", &format!("{{{API_SEL}, ingress: [{{}}], egress: [{{}}]}}"))]);
+    let c = cluster(&[cnp(
+        "default",
+        "closed",
+        &format!("{{{API_SEL}, ingress: [{{}}], egress: [{{}}]}}"),
+    )]);
     let from_host = ingress(&c, NODE_1, API, 8080);
-    assert_eq!((vr(&from_host), from_host.policy.as_deref(), from_host.kind.as_deref()), (ALLOW_L4, Some("allow-localhost"), Some("l7gate")));
+    assert_eq!(
+        (vr(&from_host), from_host.policy.as_deref(), from_host.kind.as_deref()),
+        (ALLOW_L4, Some("allow-localhost"), Some("l7gate"))
+    );
     assert_eq!(from_host.peer_identity, HOST);
     assert_eq!(vr(&ingress(&c, NODE_2, API, 8080)), DEFAULT_DENY);
     assert_eq!(vr(&egress(&c, API, NODE_1, 10250)), DEFAULT_DENY);
@@ -721,7 +923,10 @@ fn l3_deny_beats_l7_allow() {
         ccnp("no-frontend", &format!("{{{API_SEL}, ingressDeny: [{{fromEndpoints: [{{matchLabels: {{'k8s:io.kubernetes.pod.namespace': default, app: frontend-app}}}}]}}]}}")),
     ]);
     let side = ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/"));
-    assert_eq!(full(&side), ("deny", "denied-by-deny-rule", Some("no-frontend"), Some("spec.ingressDeny[0]")));
+    assert_eq!(
+        full(&side),
+        ("deny", "denied-by-deny-rule", Some("no-frontend"), Some("spec.ingressDeny[0]"))
+    );
     assert_eq!(side.kind.as_deref(), Some("CiliumClusterwideNetworkPolicy"));
 }
 
@@ -734,7 +939,15 @@ fn port_deny_beats_l3_only_allow() {
         "mixed",
         &format!("{{{API_SEL}, ingress: [{{{FROM_FRONTEND}}}], ingressDeny: [{{toPorts: [{{ports: [{{port: '8080', protocol: TCP}}]}}]}}]}}"),
     )]);
-    assert_eq!(full(&ingress(&c, FRONTEND, API, 8080)), ("deny", "denied-by-deny-rule", Some("default/mixed"), Some("spec.ingressDeny[0].toPorts[0]")));
+    assert_eq!(
+        full(&ingress(&c, FRONTEND, API, 8080)),
+        (
+            "deny",
+            "denied-by-deny-rule",
+            Some("default/mixed"),
+            Some("spec.ingressDeny[0].toPorts[0]")
+        )
+    );
     assert_eq!(vr(&ingress(&c, FRONTEND, API, 9090)), ALLOW_L4);
     assert_eq!(vr(&ingress(&c, NODE_1, API, 8080)), DENY_RULE, "deny beats allow-localhost too");
 }
@@ -747,7 +960,10 @@ fn world_deny_covers_cidr_peers() {
         "no-world",
         &format!("{{{FRONTEND_SEL}, egress: [{{toCIDR: [203.0.113.0/24]}}, {{toFQDNs: [{{matchName: api.example.com}}]}}, {{toEntities: [cluster]}}], egressDeny: [{{toEntities: [world]}}]}}"),
     )]);
-    assert_eq!(full(&egress(&c, FRONTEND, "203.0.113.5", 443)), ("deny", "denied-by-deny-rule", Some("default/no-world"), Some("spec.egressDeny[0]")));
+    assert_eq!(
+        full(&egress(&c, FRONTEND, "203.0.113.5", 443)),
+        ("deny", "denied-by-deny-rule", Some("default/no-world"), Some("spec.egressDeny[0]"))
+    );
     assert_eq!(vr(&egress(&c, FRONTEND, "api.example.com", 443)), DENY_RULE);
     assert_eq!(vr(&egress(&c, FRONTEND, API, 8080)), ALLOW_L4);
 }
@@ -763,8 +979,16 @@ fn http_rule(from: &str, method: &str, path: &str) -> String {
 #[test]
 fn l7_same_selector_lists_concatenate() {
     let c = cluster(&[
-        cnp("default", "get-a", &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a"))),
-        cnp("default", "post-b", &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "POST", "/b"))),
+        cnp(
+            "default",
+            "get-a",
+            &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a")),
+        ),
+        cnp(
+            "default",
+            "post-b",
+            &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "POST", "/b")),
+        ),
     ]);
     let get_a = ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a"));
     assert_eq!((vr(&get_a), get_a.policy.as_deref()), (ALLOW_L7, Some("default/get-a")));
@@ -779,11 +1003,18 @@ fn l7_same_selector_lists_concatenate() {
 #[test]
 fn l7_same_selector_l4_rule_voids_l7() {
     let c = cluster(&[
-        cnp("default", "get-a", &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a"))),
+        cnp(
+            "default",
+            "get-a",
+            &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a")),
+        ),
         cnp("default", "l4", &format!("{{{API_SEL}, ingress: [{{{FROM_FRONTEND}, {TCP_8080}}}]}}")),
     ]);
     let side = ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/anything"));
-    assert_eq!(full(&side), ("allow", "allowed-l3-l4", Some("default/l4"), Some("spec.ingress[0].toPorts[0]")));
+    assert_eq!(
+        full(&side),
+        ("allow", "allowed-l3-l4", Some("default/l4"), Some("spec.ingress[0].toPorts[0]"))
+    );
 }
 
 /// spec §4.3 item 3: a broader L4-only selector containing the peer voids the peer's HTTP
@@ -793,9 +1024,15 @@ fn l7_broader_selector_voids_l7() {
     let c = cluster(&[cnp(
         "default",
         "broad",
-        &format!("{{{API_SEL}, ingress: [{}, {{fromEndpoints: [{{}}], {TCP_8080}}}]}}", http_rule(FROM_FRONTEND, "GET", "/a")),
+        &format!(
+            "{{{API_SEL}, ingress: [{}, {{fromEndpoints: [{{}}], {TCP_8080}}}]}}",
+            http_rule(FROM_FRONTEND, "GET", "/a")
+        ),
     )]);
-    assert_eq!(full(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/x"))), ("allow", "allowed-l3-l4", Some("default/broad"), Some("spec.ingress[1].toPorts[0]")));
+    assert_eq!(
+        full(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/x"))),
+        ("allow", "allowed-l3-l4", Some("default/broad"), Some("spec.ingress[1].toPorts[0]"))
+    );
     assert_eq!(vr(&ingress_of(&c, http(BATCH, API, 8080, "POST", "/x"))), ALLOW_L4);
     assert_eq!(vr(&ingress_of(&c, http(OTHER_FRONTEND, API, 8080, "GET", "/a"))), DEFAULT_DENY);
 }
@@ -807,7 +1044,10 @@ fn l7_l3_only_rule_voids_l7_on_every_port() {
         cnp("default", "get-a", &format!("{{{API_SEL}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a"))),
         ccnp("l3", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{app: frontend-app}}}}]}}]}}")),
     ]);
-    assert_eq!(full(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/x"))), ("allow", "allowed-l3-l4", Some("l3"), Some("spec.ingress[0]")));
+    assert_eq!(
+        full(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/x"))),
+        ("allow", "allowed-l3-l4", Some("l3"), Some("spec.ingress[0]"))
+    );
     // The CCNP selector admits other/frontend too (every namespace), on every port.
     assert_eq!(vr(&ingress_of(&c, http(OTHER_FRONTEND, API, 8080, "POST", "/x"))), ALLOW_L4);
     assert_eq!(vr(&ingress_of(&c, http(BATCH, API, 8080, "GET", "/a"))), DEFAULT_DENY);
@@ -820,11 +1060,22 @@ fn l7_other_selector_does_not_void_l7() {
     let c = cluster(&[cnp(
         "default",
         "split",
-        &format!("{{{API_SEL}, ingress: [{{fromEntities: [world], {TCP_8080}}}, {}]}}", http_rule(FROM_FRONTEND, "GET", "/a")),
+        &format!(
+            "{{{API_SEL}, ingress: [{{fromEntities: [world], {TCP_8080}}}, {}]}}",
+            http_rule(FROM_FRONTEND, "GET", "/a")
+        ),
     )]);
     assert_eq!(vr(&ingress_of(&c, http(WORLD_IP, API, 8080, "DELETE", "/x"))), ALLOW_L4);
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a"))), ALLOW_L7);
-    assert_eq!(full(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))), ("deny", "denied-l7-no-rule-matched", Some("default/split"), Some("spec.ingress[1].toPorts[0]")));
+    assert_eq!(
+        full(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))),
+        (
+            "deny",
+            "denied-l7-no-rule-matched",
+            Some("default/split"),
+            Some("spec.ingress[1].toPorts[0]")
+        )
+    );
 }
 
 /// spec §4.3 item 7: with default deny off, HTTP rules only observe; once another policy makes
@@ -834,7 +1085,10 @@ fn l7_with_default_deny_off_is_visibility_only() {
     let visibility = cnp(
         "default",
         "visibility",
-        &format!("{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, ingress: [{}]}}", http_rule(FROM_FRONTEND, "GET", "/a")),
+        &format!(
+            "{{{API_SEL}, enableDefaultDeny: {{ingress: false}}, ingress: [{}]}}",
+            http_rule(FROM_FRONTEND, "GET", "/a")
+        ),
     );
     let c = cluster(std::slice::from_ref(&visibility));
     assert_eq!(ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a")).verdict, "allow");
@@ -842,7 +1096,11 @@ fn l7_with_default_deny_off_is_visibility_only() {
     assert_eq!((side.verdict, side.policy.as_deref()), ("allow", Some("default-allow")));
     assert_eq!(vr(&ingress_of(&c, http(WORLD_IP, API, 9999, "POST", "/x"))), ALLOW_L4);
 
-    let strict = cnp("default", "strict", &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{app: db}}}}]}}]}}"));
+    let strict = cnp(
+        "default",
+        "strict",
+        &format!("{{{API_SEL}, ingress: [{{fromEndpoints: [{{matchLabels: {{app: db}}}}]}}]}}"),
+    );
     let c = cluster(&[visibility, strict]);
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/a"))), ALLOW_L7);
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "POST", "/x"))), L7_DENY);
@@ -864,10 +1122,17 @@ fn to_fqdns_by_name_with_ports() {
             "{{{FRONTEND_SEL}, egress: [{{toFQDNs: [{{matchName: api.example.com}}, {{matchPattern: '*.example.org'}}], toPorts: [{{ports: [{{port: '443', protocol: TCP}}]}}]}}]}}"
         ),
     )]);
-    assert_eq!(full(&egress(&c, FRONTEND, "api.example.com", 443)), ("allow", "allowed-l3-l4", Some("default/names"), Some("spec.egress[0].toPorts[0]")));
+    assert_eq!(
+        full(&egress(&c, FRONTEND, "api.example.com", 443)),
+        ("allow", "allowed-l3-l4", Some("default/names"), Some("spec.egress[0].toPorts[0]"))
+    );
     assert_eq!(vr(&egress(&c, FRONTEND, "API.Example.COM.", 443)), ALLOW_L4);
     assert_eq!(vr(&egress(&c, FRONTEND, "api.example.com", 80)), DEFAULT_DENY, "toPorts apply");
-    assert_eq!(vr(&egress(&c, FRONTEND, "www.example.com", 443)), DEFAULT_DENY, "matchName is exact");
+    assert_eq!(
+        vr(&egress(&c, FRONTEND, "www.example.com", 443)),
+        DEFAULT_DENY,
+        "matchName is exact"
+    );
     assert_eq!(vr(&egress(&c, FRONTEND, "a.example.org", 443)), ALLOW_L4);
     assert_eq!(vr(&egress(&c, FRONTEND, "example.org", 443)), DEFAULT_DENY);
     assert_eq!(vr(&egress(&c, FRONTEND, "a.b.example.org", 443)), DEFAULT_DENY);
@@ -892,7 +1157,11 @@ fn to_fqdns_with_http_rules_and_without_ports() {
     )]);
     assert_eq!(vr(&egress_of(&c, http(FRONTEND, "a.b.example.com", 80, "GET", "/ok"))), ALLOW_L7);
     assert_eq!(vr(&egress_of(&c, http(FRONTEND, "a.b.example.com", 80, "POST", "/ok"))), L7_DENY);
-    assert_eq!(vr(&egress_of(&c, http(FRONTEND, "example.com", 80, "GET", "/ok"))), DEFAULT_DENY, "**. needs at least one label");
+    assert_eq!(
+        vr(&egress_of(&c, http(FRONTEND, "example.com", 80, "GET", "/ok"))),
+        DEFAULT_DENY,
+        "**. needs at least one label"
+    );
     assert_eq!(vr(&egress(&c, FRONTEND, "any-port.example.net", 5432)), ALLOW_L4);
     assert_eq!(vr(&egress_of(&c, udp(FRONTEND, "any-port.example.net", 53))), ALLOW_L4);
 }
@@ -902,7 +1171,11 @@ fn to_fqdns_with_http_rules_and_without_ports() {
 
 /// `doc` annotated `l7gate.io/audit-mode: <value>`.
 fn annotated(doc: String, value: &str) -> String {
-    doc.replacen("metadata:\n", &format!("metadata:\n  annotations: {{l7gate.io/audit-mode: '{value}'}}\n"), 1)
+    doc.replacen(
+        "metadata:\n",
+        &format!("metadata:\n  annotations: {{l7gate.io/audit-mode: '{value}'}}\n"),
+        1,
+    )
 }
 
 fn api_get_only(name: &str) -> String {
@@ -926,7 +1199,15 @@ fn audit_policy_alone_denies_nothing() {
     assert_eq!(config.egress.audit, None, "the policy says nothing about egress");
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/x"))), OPEN);
     let l7 = ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"));
-    assert_eq!(full(&l7), ("audit", "denied-l7-no-rule-matched", Some("default/api-audit"), Some("spec.ingress[0].toPorts[0]")));
+    assert_eq!(
+        full(&l7),
+        (
+            "audit",
+            "denied-l7-no-rule-matched",
+            Some("default/api-audit"),
+            Some("spec.ingress[0].toPorts[0]")
+        )
+    );
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), ("audit", "default-deny"));
     assert_eq!(trace(&c, &query(BATCH, API, 8080)).unwrap().verdict, "audit");
 }
@@ -937,9 +1218,16 @@ fn audit_policy_alone_denies_nothing() {
 fn audit_policy_next_to_an_enforced_one() {
     let block = cnp("default", "block-batch", &format!("{{{API_SEL}, ingressDeny: [{{fromEndpoints: [{{matchLabels: {{app: frontend-app}}}}]}}], ingress: [{{fromEndpoints: [{{matchLabels: {{app: batch}}}}]}}]}}"));
     let c = cluster(&[api_get_only("api-get"), annotated(block, "true")]);
-    assert_eq!(full(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/x"))), ("audit", "denied-by-deny-rule", Some("default/block-batch"), Some("spec.ingressDeny[0]")));
+    assert_eq!(
+        full(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/x"))),
+        ("audit", "denied-by-deny-rule", Some("default/block-batch"), Some("spec.ingressDeny[0]"))
+    );
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))), L7_DENY);
-    assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), DEFAULT_DENY, "an audit policy's allow grants nothing");
+    assert_eq!(
+        vr(&ingress(&c, BATCH, API, 8080)),
+        DEFAULT_DENY,
+        "an audit policy's allow grants nothing"
+    );
 }
 
 /// The annotation must say "true"; without audit policies there is no audit view at all.
@@ -956,12 +1244,25 @@ fn audit_annotation_values_and_no_audit_view_without_audit_policies() {
 /// would-be denials are `audit`; allowed traffic stays `allow`.
 #[test]
 fn global_audit_mode_audits_every_policy() {
-    let block = cnp("default", "block-batch", &format!("{{{API_SEL}, ingressDeny: [{{fromEndpoints: [{{matchLabels: {{app: batch}}}}]}}]}}"));
+    let block = cnp(
+        "default",
+        "block-batch",
+        &format!(
+            "{{{API_SEL}, ingressDeny: [{{fromEndpoints: [{{matchLabels: {{app: batch}}}}]}}]}}"
+        ),
+    );
     let c = cluster(&[api_get_only("api-get"), block]).with_audit_mode(true);
     assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "GET", "/x"))), OPEN);
-    assert_eq!(vr(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))), ("audit", "denied-l7-no-rule-matched"));
+    assert_eq!(
+        vr(&ingress_of(&c, http(FRONTEND, API, 8080, "DELETE", "/x"))),
+        ("audit", "denied-l7-no-rule-matched")
+    );
     assert_eq!(vr(&ingress(&c, BATCH, API, 8080)), ("audit", "denied-by-deny-rule"));
     assert_eq!(vr(&ingress(&c, WORLD_IP, API, 8080)), ("audit", "default-deny"));
     let off = cluster(&[api_get_only("api-get")]);
-    assert_eq!(vr(&ingress(&off, WORLD_IP, API, 8080)), DEFAULT_DENY, "without the switch the same policy denies");
+    assert_eq!(
+        vr(&ingress(&off, WORLD_IP, API, 8080)),
+        DEFAULT_DENY,
+        "without the switch the same policy denies"
+    );
 }

@@ -50,19 +50,31 @@ fn config() -> Config {
     let rule = |i: usize| HttpRule {
         method: Some(if i.is_multiple_of(2) { "GET".into() } else { "POST|PUT".into() }),
         path: Some(format!("/api/svc-{i}/items/[0-9]+")),
-        headers: if i == 7 { vec![HeaderCondition { name: "x-tenant".into(), value: Some("blue".into()) }] } else { vec![] },
+        headers: if i == 7 {
+            vec![HeaderCondition { name: "x-tenant".into(), value: Some("blue".into()) }]
+        } else {
+            vec![]
+        },
         ..Default::default()
     };
     Config {
         version: SCHEMA_VERSION,
         endpoint: EndpointRef { name: "api".into(), namespace: "default".into() },
-        identities: vec![IdentityInfo { id: FRONTEND, name: "default/frontend".into(), labels: vec!["k8s:app=frontend".into()] }],
+        identities: vec![IdentityInfo {
+            id: FRONTEND,
+            name: "default/frontend".into(),
+            labels: vec!["k8s:app=frontend".into()],
+        }],
         ipcache: vec![IpCacheEntry { cidr: "10.0.0.1/32".into(), identity: FRONTEND }],
         ingress: DirectionPolicy {
             enforced: true,
             rules: vec![Rule {
                 action: Action::Allow,
-                origin: Origin { kind: "CiliumNetworkPolicy".into(), policy: "default/api".into(), rule: "spec.ingress[0].toPorts[0]".into() },
+                origin: Origin {
+                    kind: "CiliumNetworkPolicy".into(),
+                    policy: "default/api".into(),
+                    rule: "spec.ingress[0].toPorts[0]".into(),
+                },
                 peers: Peers::Identities(vec![FRONTEND]),
                 ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 }]),
                 http: Some((0..400).map(rule).collect()),
@@ -102,7 +114,13 @@ fn deciding_and_recording_a_request_allocates_nothing() {
         let n = allocations_in(|| {
             let headers = HeaderMap::parse(buffer, Some(CONNECTION_HEADER)).unwrap();
             let (peer, local) = connection_addresses(headers.connection.unwrap()).unwrap();
-            let req = Request { direction: Direction::Ingress, peer: engine.identity_of(peer.ip()), port: local.port(), protocol: Protocol::Tcp, server_name: None };
+            let req = Request {
+                direction: Direction::Ingress,
+                peer: engine.identity_of(peer.ip()),
+                port: local.port(),
+                protocol: Protocol::Tcp,
+                server_name: None,
+            };
             let verdict = engine.decide(&req, Some(&headers));
             verdict_allowed = Some(verdict.allowed);
             let d = Decision {

@@ -16,10 +16,11 @@ impl Cidr {
     /// Parses `addr/len`. A bare address is refused (spec §3.4: the CRD requires prefix form).
     /// Host bits set below the prefix are an error too (`10.0.0.1/8` is ambiguous).
     pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (addr, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not a CIDR prefix: write address/length, e.g. {s}/32"))?;
-        let addr = IpAddr::from_str(addr).map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+        let (addr, len) = s.split_once('/').ok_or_else(|| {
+            format!("{s:?} is not a CIDR prefix: write address/length, e.g. {s}/32")
+        })?;
+        let addr =
+            IpAddr::from_str(addr).map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
         let max = Self::max_len(addr);
         let len: u8 = len
             .parse()

@@ -73,7 +73,10 @@ mod tests {
     #[test]
     fn keys_of_every_shape_are_found_and_told_apart() {
         let mut map: FastMap<Vec<u8>, usize> = FastMap::default();
-        let keys: Vec<Vec<u8>> = (0..2000).map(|i| format!("/api/svc-{i}/").into_bytes()).chain([vec![], vec![0], vec![0, 0]]).collect();
+        let keys: Vec<Vec<u8>> = (0..2000)
+            .map(|i| format!("/api/svc-{i}/").into_bytes())
+            .chain([vec![], vec![0], vec![0, 0]])
+            .collect();
         for (i, k) in keys.iter().enumerate() {
             map.insert(k.clone(), i);
         }
@@ -82,7 +85,10 @@ mod tests {
             assert_eq!(map.get(k), Some(&i));
         }
         assert_eq!(map.get(b"/api/svc-2000/".as_slice()), None);
-        let ips: FastMap<std::net::IpAddr, u32> = [("10.0.0.1", 1), ("10.0.0.2", 2), ("::1", 3)].into_iter().map(|(a, i)| (a.parse().unwrap(), i)).collect();
+        let ips: FastMap<std::net::IpAddr, u32> = [("10.0.0.1", 1), ("10.0.0.2", 2), ("::1", 3)]
+            .into_iter()
+            .map(|(a, i)| (a.parse().unwrap(), i))
+            .collect();
         assert_eq!(ips.get(&"10.0.0.2".parse().unwrap()), Some(&2));
         assert_eq!(ips.get(&"10.0.0.3".parse().unwrap()), None);
     }

@@ -51,14 +51,11 @@ impl FlowLog {
     /// Precomputes the record parts of `config`. `local` is the endpoint's own identity, if the
     /// ipcache knows it.
     pub fn new(config: &Config) -> FlowLog {
-        let parties: FastMap<Identity, String> = config.identities.iter().map(|i| (i.id, party(i))).collect();
+        let parties: FastMap<Identity, String> =
+            config.identities.iter().map(|i| (i.id, party(i))).collect();
         let own = format!("{}/{}", config.endpoint.namespace, config.endpoint.name);
-        let local = config
-            .identities
-            .iter()
-            .find(|i| i.name == own)
-            .map(party)
-            .unwrap_or_else(|| {
+        let local =
+            config.identities.iter().find(|i| i.name == own).map(party).unwrap_or_else(|| {
                 let mut s = String::from("\"name\":");
                 push_str(&mut s, own.as_bytes());
                 s.push_str(",\"namespace\":");
@@ -88,7 +85,9 @@ impl FlowLog {
             out.push_str(&self.endpoint);
         }
         if let Some(o) = d.verdict.origin {
-            for (key, value) in [(",\"policy\":", &o.policy), (",\"kind\":", &o.kind), (",\"rule\":", &o.rule)] {
+            for (key, value) in
+                [(",\"policy\":", &o.policy), (",\"kind\":", &o.kind), (",\"rule\":", &o.rule)]
+            {
                 out.push_str(key);
                 push_str(out, value.as_bytes());
             }
@@ -110,7 +109,12 @@ impl FlowLog {
         out.push_str(",\"protocol\":\"");
         out.push_str(protocol);
         out.push('"');
-        for (key, value) in [(",\"method\":", d.method), (",\"path\":", d.path), (",\"host\":", d.host), (",\"sni\":", d.sni.map(str::as_bytes))] {
+        for (key, value) in [
+            (",\"method\":", d.method),
+            (",\"path\":", d.path),
+            (",\"host\":", d.host),
+            (",\"sni\":", d.sni.map(str::as_bytes)),
+        ] {
             if let Some(v) = value {
                 out.push_str(key);
                 push_str(out, v);
@@ -120,7 +124,13 @@ impl FlowLog {
 
     /// `,"src":{...}` (`open` is `,"src":{`): the peer's identity fields, or the endpoint's own
     /// for the local side.
-    fn party(&self, out: &mut String, open: &str, ip: Option<IpAddr>, peer: Option<(Identity, Option<&String>)>) {
+    fn party(
+        &self,
+        out: &mut String,
+        open: &str,
+        ip: Option<IpAddr>,
+        peer: Option<(Identity, Option<&String>)>,
+    ) {
         out.push_str(open);
         let mut sep = "";
         if let Some(ip) = ip {
@@ -155,7 +165,8 @@ fn party(info: &IdentityInfo) -> String {
         push_str(&mut s, ns.as_bytes());
     }
     s.push_str(",\"labels\":[");
-    let key = |l: &&String| !l.starts_with("k8s:io.kubernetes.") && !l.starts_with("k8s:io.cilium.");
+    let key =
+        |l: &&String| !l.starts_with("k8s:io.kubernetes.") && !l.starts_with("k8s:io.cilium.");
     for (i, label) in info.labels.iter().filter(key).enumerate() {
         if i > 0 {
             s.push(',');
@@ -242,8 +253,16 @@ mod tests {
             version: SCHEMA_VERSION,
             endpoint: EndpointRef { name: "inventory-api".into(), namespace: "default".into() },
             identities: vec![
-                info(257, "default/frontend", &["k8s:app=frontend-app", "k8s:io.kubernetes.pod.namespace=default"]),
-                info(258, "default/inventory-api", &["k8s:app=inventory-api", "k8s:io.kubernetes.pod.namespace=default"]),
+                info(
+                    257,
+                    "default/frontend",
+                    &["k8s:app=frontend-app", "k8s:io.kubernetes.pod.namespace=default"],
+                ),
+                info(
+                    258,
+                    "default/inventory-api",
+                    &["k8s:app=inventory-api", "k8s:io.kubernetes.pod.namespace=default"],
+                ),
             ],
             ipcache: vec![],
             ingress: DirectionPolicy { enforced: true, rules: vec![], audit: None },
@@ -259,7 +278,11 @@ mod tests {
 
     #[test]
     fn an_ingress_record_names_both_sides_the_rule_and_the_request() {
-        let origin = Origin { kind: "CiliumNetworkPolicy".into(), policy: "default/inventory-api-l7".into(), rule: "spec.ingress[0].toPorts[0]".into() };
+        let origin = Origin {
+            kind: "CiliumNetworkPolicy".into(),
+            policy: "default/inventory-api-l7".into(),
+            rule: "spec.ingress[0].toPorts[0]".into(),
+        };
         let verdict = Verdict::deny(Reason::L7NotMatched, Some(&origin));
         let d = Decision {
             direction: Direction::Ingress,
@@ -295,7 +318,15 @@ mod tests {
             push_number(&mut s, n);
             assert_eq!(s, n.to_string());
         }
-        for ip in ["0.0.0.0", "127.0.0.10", "255.255.255.255", "10.1.20.3", "::1", "fd00::5", "::ffff:10.0.0.1"] {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.10",
+            "255.255.255.255",
+            "10.1.20.3",
+            "::1",
+            "fd00::5",
+            "::ffff:10.0.0.1",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             let mut s = String::new();
             push_ip(&mut s, ip);

@@ -68,7 +68,10 @@ impl Destination {
 
     /// The destination and port of an HTTP `:authority`, with `default_port` when it names none;
     /// `None` when it names no host or a port that is not a number from 1 to 65535.
-    pub fn of_authority_with_port(authority: &str, default_port: u16) -> Option<(Destination, u16)> {
+    pub fn of_authority_with_port(
+        authority: &str,
+        default_port: u16,
+    ) -> Option<(Destination, u16)> {
         let (host, port) = split_authority(authority)?;
         let port = match port {
             None => default_port,
@@ -110,7 +113,9 @@ impl Destination {
 fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
     let authority = authority.trim();
     if let Some(rest) = authority.strip_prefix('[') {
-        let (inner, after) = rest.split_once(']').filter(|(inner, _)| inner.parse::<std::net::Ipv6Addr>().is_ok())?;
+        let (inner, after) = rest
+            .split_once(']')
+            .filter(|(inner, _)| inner.parse::<std::net::Ipv6Addr>().is_ok())?;
         return match after.strip_prefix(':') {
             Some(port) => Some((inner, Some(port))),
             None if after.is_empty() => Some((inner, None)),
@@ -179,20 +184,72 @@ mod tests {
     #[test]
     fn match_pattern_table() {
         let rows: &[(&str, &[&str], &[&str])] = &[
-            ("*.example.com", &["api.example.com", "API.Example.COM", "api.example.com.", "a-b_c.example.com", "x.example.com", "0.example.com"], &["example.com", "a.b.example.com", "evilexample.com", "evil-example.com", "example.com.evil.net", "api.example.com.evil.net", "api.example.org", "example.com.example.net"]),
-            ("*example.com", &["example.com", "myexample.com", "my-example.com", "my_example.com"], &["www.example.com", "a.myexample.com"]),
-            ("api-*.example.com", &["api-.example.com", "api-v2.example.com", "API-V2.example.com."], &["api-v2.eu.example.com", "api.example.com", "xapi-v2.example.com"]),
-            ("sub*.example.com", &["sub.example.com", "subway.example.com"], &["www.example.com", "sub.way.example.com"]),
-            ("*.*.example.com", &["a.b.example.com", ".b.example.com"], &["a.example.com", "a.b.c.example.com"]),
-            ("**.example.com", &["a.example.com", "a.b.c.example.com", "A.B.Example.Com."], &["example.com", "aexample.com", "a.example.org"]),
-            ("api.**.example.com", &["api.x.example.com", "api.-.example.com"], &["api.x.y.example.com", "www.x.example.com", "api.example.com"]),
+            (
+                "*.example.com",
+                &[
+                    "api.example.com",
+                    "API.Example.COM",
+                    "api.example.com.",
+                    "a-b_c.example.com",
+                    "x.example.com",
+                    "0.example.com",
+                ],
+                &[
+                    "example.com",
+                    "a.b.example.com",
+                    "evilexample.com",
+                    "evil-example.com",
+                    "example.com.evil.net",
+                    "api.example.com.evil.net",
+                    "api.example.org",
+                    "example.com.example.net",
+                ],
+            ),
+            (
+                "*example.com",
+                &["example.com", "myexample.com", "my-example.com", "my_example.com"],
+                &["www.example.com", "a.myexample.com"],
+            ),
+            (
+                "api-*.example.com",
+                &["api-.example.com", "api-v2.example.com", "API-V2.example.com."],
+                &["api-v2.eu.example.com", "api.example.com", "xapi-v2.example.com"],
+            ),
+            (
+                "sub*.example.com",
+                &["sub.example.com", "subway.example.com"],
+                &["www.example.com", "sub.way.example.com"],
+            ),
+            (
+                "*.*.example.com",
+                &["a.b.example.com", ".b.example.com"],
+                &["a.example.com", "a.b.c.example.com"],
+            ),
+            (
+                "**.example.com",
+                &["a.example.com", "a.b.c.example.com", "A.B.Example.Com."],
+                &["example.com", "aexample.com", "a.example.org"],
+            ),
+            (
+                "api.**.example.com",
+                &["api.x.example.com", "api.-.example.com"],
+                &["api.x.y.example.com", "www.x.example.com", "api.example.com"],
+            ),
             ("*", &["anything.at.all", "com", "a.b.c.d.e"], &[]),
             ("**.", &["a.b"], &[]),
             ("***", &["x.y.z"], &[]),
             ("*.", &["single", "x.y"], &[]),
             ("example.com.", &["example.com", "EXAMPLE.com."], &["www.example.com", "example.co"]),
-            ("a*b*c.example.com", &["abc.example.com", "a-b-c.example.com", "axxbyyc.example.com"], &["ab.example.com", "a.b.c.example.com"]),
-            ("api.example.*", &["api.example.com", "api.example.org"], &["api.example.co.uk", "api.example."]),
+            (
+                "a*b*c.example.com",
+                &["abc.example.com", "a-b-c.example.com", "axxbyyc.example.com"],
+                &["ab.example.com", "a.b.c.example.com"],
+            ),
+            (
+                "api.example.*",
+                &["api.example.com", "api.example.org"],
+                &["api.example.co.uk", "api.example."],
+            ),
         ];
         let names: usize = rows.iter().map(|(_, yes, no)| yes.len() + no.len()).sum();
         assert!(names >= 40, "the table checks {names} names");

@@ -41,7 +41,10 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Walks the (name, value) pairs: `None` for a pair that does not fit, NUL terminators included.
-fn pairs<'a>(data: &'a [u8], sizes: &'a [u8]) -> impl Iterator<Item = Option<(&'a [u8], &'a [u8])>> {
+fn pairs<'a>(
+    data: &'a [u8],
+    sizes: &'a [u8],
+) -> impl Iterator<Item = Option<(&'a [u8], &'a [u8])>> {
     let mut at = 0usize;
     let mut field = move |len: usize| -> Option<&'a [u8]> {
         let end = at.checked_add(len)?;
@@ -50,7 +53,9 @@ fn pairs<'a>(data: &'a [u8], sizes: &'a [u8]) -> impl Iterator<Item = Option<(&'
         at = end + 1;
         Some(field)
     };
-    sizes.chunks_exact(8).map(move |pair| Some((field(u32_at(pair, 0)?)?, field(u32_at(pair, 4)?)?)))
+    sizes
+        .chunks_exact(8)
+        .map(move |pair| Some((field(u32_at(pair, 0)?)?, field(u32_at(pair, 4)?)?)))
 }
 
 impl<'a> HeaderMap<'a> {
@@ -60,7 +65,8 @@ impl<'a> HeaderMap<'a> {
         let count = u32_at(bytes, 0)?;
         let sizes = bytes.get(4..4usize.checked_add(count.checked_mul(8)?)?)?;
         let data = bytes.get(4 + sizes.len()..)?;
-        let mut map = HeaderMap { data, sizes, method: None, path: None, authority: None, connection: None };
+        let mut map =
+            HeaderMap { data, sizes, method: None, path: None, authority: None, connection: None };
         for pair in pairs(data, sizes) {
             let (name, value) = pair?;
             let slot = match name {
@@ -88,7 +94,10 @@ impl Headers for HeaderMap<'_> {
             ":path" => self.path,
             ":authority" => self.authority,
             _ => {
-                let mut values = self.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v);
+                let mut values = self
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|(_, v)| v);
                 let first = values.next()?;
                 let Some(second) = values.next() else {
                     return Some(Cow::Borrowed(first));
@@ -117,7 +126,9 @@ pub fn connection_addresses(value: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
 /// local reply).
 pub fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    let mut out = Vec::with_capacity(4 + pairs.len() * 8 + pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
+    let mut out = Vec::with_capacity(
+        4 + pairs.len() * 8 + pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>(),
+    );
     out.extend_from_slice(&len(pairs.len()));
     for (k, v) in pairs {
         out.extend_from_slice(&len(k.len()));
@@ -154,19 +165,34 @@ mod tests {
             ("x-forwarded-for", b"127.0.0.2"),
         ]);
         let m = HeaderMap::parse(&bytes, Some(PEER)).unwrap();
-        assert_eq!((m.method, m.path, m.authority), (Some(&b"GET"[..]), Some(&b"/api/x"[..]), Some(&b"inventory:8080"[..])));
+        assert_eq!(
+            (m.method, m.path, m.authority),
+            (Some(&b"GET"[..]), Some(&b"/api/x"[..]), Some(&b"inventory:8080"[..]))
+        );
         let (peer, local) = connection_addresses(m.connection.unwrap()).unwrap();
         assert_eq!((peer.to_string().as_str(), local.port()), ("127.0.0.2:40000", 8080));
         assert_eq!(m.get("x-forwarded-for").as_deref(), Some(&b"127.0.0.2"[..]));
-        assert!(matches!(m.get(":path"), Some(Cow::Borrowed(_))), "values borrow from the host's buffer");
+        assert!(
+            matches!(m.get(":path"), Some(Cow::Borrowed(_))),
+            "values borrow from the host's buffer"
+        );
         assert_eq!(m.get("x-missing"), None);
-        assert_eq!(HeaderMap::parse(&bytes, None).unwrap().connection, None, "only the configured header is trusted");
+        assert_eq!(
+            HeaderMap::parse(&bytes, None).unwrap().connection,
+            None,
+            "only the configured header is trusted"
+        );
     }
 
     /// spec §5.4: a repeated header is compared as its values joined with ",".
     #[test]
     fn repeated_headers_are_joined_in_order() {
-        let bytes = map(&[(":method", b"GET"), ("x-tenant", b"blue"), ("X-Tenant", b"red"), ("x-tenant", b"\xff")]);
+        let bytes = map(&[
+            (":method", b"GET"),
+            ("x-tenant", b"blue"),
+            ("X-Tenant", b"red"),
+            ("x-tenant", b"\xff"),
+        ]);
         let m = HeaderMap::parse(&bytes, None).unwrap();
         assert_eq!(m.get("x-tenant").as_deref(), Some(&b"blue,red,\xff"[..]));
         assert_eq!(m.iter().count(), 4);
@@ -192,7 +218,14 @@ mod tests {
     fn connection_header_values() {
         let (peer, local) = connection_addresses(b"[::1]:5000 [fd00::10]:8080").unwrap();
         assert_eq!((peer.ip().to_string().as_str(), local.port()), ("::1", 8080));
-        for bad in [&b""[..], b"127.0.0.2:1", b"127.0.0.2 127.0.0.3:80", b"127.0.0.2:1  127.0.0.3:80", b"x:1 127.0.0.3:80", b"\xff"] {
+        for bad in [
+            &b""[..],
+            b"127.0.0.2:1",
+            b"127.0.0.2 127.0.0.3:80",
+            b"127.0.0.2:1  127.0.0.3:80",
+            b"x:1 127.0.0.3:80",
+            b"\xff",
+        ] {
             assert_eq!(connection_addresses(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }

@@ -1,12 +1,15 @@
 //! l7gate's data plane. The library half (config schema, CIDRs, FQDN matching, the policy engine)
 //! is portable Rust, unit-tested natively and on wasm32, and reused by the control plane for
 //! `trace`. The proxy-wasm glue in [`wasm`] exists only on wasm32.
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
 
 pub mod cidr;
-pub mod fasthash;
 pub mod config;
 pub mod engine;
+pub mod fasthash;
 pub mod flowlog;
 pub mod fqdn;
 pub mod headermap;

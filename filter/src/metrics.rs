@@ -68,7 +68,9 @@ impl Metrics {
     /// Defines the counters of decisions without a rule (all there is without a configuration).
     pub fn defaults(host: &mut dyn Host) -> Metrics {
         let mut m = Metrics::default();
-        for (direction, dm) in [(Direction::Ingress, &mut m.ingress), (Direction::Egress, &mut m.egress)] {
+        for (direction, dm) in
+            [(Direction::Ingress, &mut m.ingress), (Direction::Egress, &mut m.egress)]
+        {
             for (verdict, reason) in DEFAULTS {
                 let name = format!("l7gate.default_verdicts.direction={direction}.verdict={verdict}.reason={reason}");
                 let ids = dm.defaults.entry(reason).or_default();
@@ -94,7 +96,10 @@ impl Metrics {
 
     /// The counter of a request denied before the engine could decide ([`NO_ADDRESS`]).
     pub fn no_address(&self, direction: Direction) -> Option<u32> {
-        self.direction(direction).defaults.get(NO_ADDRESS).and_then(|ids| ids.get(1).copied().flatten())
+        self.direction(direction)
+            .defaults
+            .get(NO_ADDRESS)
+            .and_then(|ids| ids.get(1).copied().flatten())
     }
 
     fn direction(&self, direction: Direction) -> &DirectionMetrics {
@@ -109,16 +114,23 @@ impl Metrics {
 /// when they have HTTP rules (an L7 denial names the rule whose HTTP rules were tried); deny
 /// rules count `denied`. Rules of the audit view only ever attribute a would-be denial, so they
 /// count `audit` where the enforced rules would count `denied`.
-fn define_direction(dm: &mut DirectionMetrics, direction: Direction, policy: &DirectionPolicy, host: &mut dyn Host) {
+fn define_direction(
+    dm: &mut DirectionMetrics,
+    direction: Direction,
+    policy: &DirectionPolicy,
+    host: &mut dyn Host,
+) {
     let enforced = policy.rules.iter().map(|r| (r, false));
     let audit = policy.audit.iter().flat_map(|a| a.rules.iter()).map(|r| (r, true));
     for (rule, audit) in enforced.chain(audit) {
         let can_deny = rule.action == Action::Deny || rule.http.is_some();
-        let possible = [rule.action == Action::Allow && !audit, can_deny && !audit, can_deny && audit];
+        let possible =
+            [rule.action == Action::Allow && !audit, can_deny && !audit, can_deny && audit];
         let (p, r) = labels(&rule.origin);
         let ids = dm.rules.entry(p.to_string()).or_default().entry(r.to_string()).or_default();
         for (i, verdict) in VERDICTS.iter().enumerate() {
-            if possible.get(i).copied().unwrap_or(false) && ids.get(i).copied().flatten().is_none() {
+            if possible.get(i).copied().unwrap_or(false) && ids.get(i).copied().flatten().is_none()
+            {
                 let name = format!("l7gate.rule_verdicts.direction={direction}.verdict={verdict}.policy={p}.rule={r}");
                 set(ids, verdict, host.counter(&name));
             }
@@ -172,30 +184,49 @@ mod tests {
     fn rule(action: Action, policy: &str, path: &str, http: bool) -> Rule {
         Rule {
             action,
-            origin: Origin { kind: "CiliumNetworkPolicy".into(), policy: policy.into(), rule: path.into() },
+            origin: Origin {
+                kind: "CiliumNetworkPolicy".into(),
+                policy: policy.into(),
+                rule: path.into(),
+            },
             peers: Peers::Identities(vec![257]),
             ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 }]),
-            http: http.then(|| vec![HttpRule { method: Some("GET".into()), ..HttpRule::default() }]),
+            http: http
+                .then(|| vec![HttpRule { method: Some("GET".into()), ..HttpRule::default() }]),
         }
     }
 
     fn config() -> Config {
         let localhost = Rule {
             action: Action::Allow,
-            origin: Origin { kind: "l7gate".into(), policy: "allow-localhost".into(), rule: "the local node may always reach its pods".into() },
+            origin: Origin {
+                kind: "l7gate".into(),
+                policy: "allow-localhost".into(),
+                rule: "the local node may always reach its pods".into(),
+            },
             peers: Peers::Identities(vec![1]),
             ports: None,
             http: None,
         };
-        let block = Rule { peers: Peers::Identities(vec![300]), ..rule(Action::Deny, "block", "spec.ingressDeny[0].toPorts[0]", false) };
+        let block = Rule {
+            peers: Peers::Identities(vec![300]),
+            ..rule(Action::Deny, "block", "spec.ingressDeny[0].toPorts[0]", false)
+        };
         Config {
             version: SCHEMA_VERSION,
             endpoint: EndpointRef { name: "inventory-api".into(), namespace: "default".into() },
             identities: vec![],
-            ipcache: vec![crate::config::IpCacheEntry { cidr: "127.0.0.2/32".into(), identity: 257 }],
+            ipcache: vec![crate::config::IpCacheEntry {
+                cidr: "127.0.0.2/32".into(),
+                identity: 257,
+            }],
             ingress: DirectionPolicy {
                 enforced: true,
-                rules: vec![rule(Action::Allow, "default/inv", "spec.ingress[0].toPorts[0]", true), block, localhost],
+                rules: vec![
+                    rule(Action::Allow, "default/inv", "spec.ingress[0].toPorts[0]", true),
+                    block,
+                    localhost,
+                ],
                 audit: None,
             },
             egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
@@ -206,7 +237,12 @@ mod tests {
     fn names_carry_labels_and_their_number_is_bounded_by_the_rules() {
         let mut host = Recorder::default();
         Metrics::define(&config(), &mut host);
-        let rules: Vec<&str> = host.0.iter().filter(|n| n.starts_with("l7gate.rule_verdicts")).map(String::as_str).collect();
+        let rules: Vec<&str> = host
+            .0
+            .iter()
+            .filter(|n| n.starts_with("l7gate.rule_verdicts"))
+            .map(String::as_str)
+            .collect();
         assert_eq!(
             rules,
             [
@@ -218,7 +254,11 @@ mod tests {
         );
         // Five per direction for decisions without a rule, whatever the configuration.
         assert_eq!(host.0.len(), rules.len() + 2 * DEFAULTS.len());
-        assert!(host.0.iter().any(|n| n == "l7gate.default_verdicts.direction=egress.verdict=denied.reason=default-deny"));
+        assert!(host
+            .0
+            .iter()
+            .any(|n| n
+                == "l7gate.default_verdicts.direction=egress.verdict=denied.reason=default-deny"));
     }
 
     #[test]
@@ -227,8 +267,16 @@ mod tests {
         let config = config();
         let metrics = Metrics::define(&config, &mut host);
         let engine = Engine::compile(&config).expect("compiles");
-        let name = |v: &Verdict<'_>, d| metrics.counter(d, v).and_then(|id| host.0.get(id as usize)).cloned();
-        let request = |peer, port| Request { direction: Direction::Ingress, peer, port, protocol: Protocol::Tcp, server_name: None };
+        let name = |v: &Verdict<'_>, d| {
+            metrics.counter(d, v).and_then(|id| host.0.get(id as usize)).cloned()
+        };
+        let request = |peer, port| Request {
+            direction: Direction::Ingress,
+            peer,
+            port,
+            protocol: Protocol::Tcp,
+            server_name: None,
+        };
         struct Method(&'static str);
         impl crate::engine::Headers for Method {
             fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
@@ -243,7 +291,11 @@ mod tests {
         let cases = [
             (request(257, 8080), Method("GET"), "verdict=allowed.policy=default/inv"),
             (request(257, 8080), Method("POST"), "verdict=denied.policy=default/inv"),
-            (request(300, 8080), Method("GET"), "verdict=denied.policy=block.rule=spec.ingressDeny[0]"),
+            (
+                request(300, 8080),
+                Method("GET"),
+                "verdict=denied.policy=block.rule=spec.ingressDeny[0]",
+            ),
             (request(2, 8080), Method("GET"), "verdict=denied.reason=default-deny"),
             (request(1, 9), Method("GET"), "verdict=allowed.policy=l7gate.rule=allow-localhost"),
         ];
@@ -257,8 +309,19 @@ mod tests {
         assert_eq!(name(&v, Direction::Egress).as_deref(), Some("l7gate.default_verdicts.direction=egress.verdict=allowed.reason=policy-not-enforced"));
         let unconfigured = Engine::unconfigured("none");
         let v = unconfigured.decide(&request(257, 8080), None);
-        assert_eq!(name(&v, Direction::Ingress).as_deref(), Some("l7gate.default_verdicts.direction=ingress.verdict=denied.reason=no-configuration"));
-        assert_eq!(metrics.no_address(Direction::Ingress).and_then(|id| host.0.get(id as usize)).map(String::as_str), Some("l7gate.default_verdicts.direction=ingress.verdict=denied.reason=no-address"));
+        assert_eq!(
+            name(&v, Direction::Ingress).as_deref(),
+            Some(
+                "l7gate.default_verdicts.direction=ingress.verdict=denied.reason=no-configuration"
+            )
+        );
+        assert_eq!(
+            metrics
+                .no_address(Direction::Ingress)
+                .and_then(|id| host.0.get(id as usize))
+                .map(String::as_str),
+            Some("l7gate.default_verdicts.direction=ingress.verdict=denied.reason=no-address")
+        );
     }
 
     /// spec §8: the audit view's rules count `audit` only, and an audit verdict finds its counter
@@ -267,10 +330,18 @@ mod tests {
     fn audit_verdicts_have_their_counters() {
         let mut host = Recorder::default();
         let mut config = config();
-        let enforced = std::mem::replace(&mut config.ingress, DirectionPolicy { enforced: false, rules: vec![], audit: None });
+        let enforced = std::mem::replace(
+            &mut config.ingress,
+            DirectionPolicy { enforced: false, rules: vec![], audit: None },
+        );
         config.ingress.audit = Some(Box::new(enforced));
         let metrics = Metrics::define(&config, &mut host);
-        let rules: Vec<&str> = host.0.iter().filter(|n| n.starts_with("l7gate.rule_verdicts")).map(String::as_str).collect();
+        let rules: Vec<&str> = host
+            .0
+            .iter()
+            .filter(|n| n.starts_with("l7gate.rule_verdicts"))
+            .map(String::as_str)
+            .collect();
         assert_eq!(
             rules,
             [
@@ -280,13 +351,29 @@ mod tests {
         );
         let engine = Engine::compile(&config).expect("compiles");
         let name = |peer| {
-            let v = engine.decide(&Request { direction: Direction::Ingress, peer, port: 8080, protocol: Protocol::Tcp, server_name: None }, None);
+            let v = engine.decide(
+                &Request {
+                    direction: Direction::Ingress,
+                    peer,
+                    port: 8080,
+                    protocol: Protocol::Tcp,
+                    server_name: None,
+                },
+                None,
+            );
             assert!(v.allowed && v.audit, "{v:?}");
-            metrics.counter(Direction::Ingress, &v).and_then(|id| host.0.get(id as usize)).cloned().unwrap_or_default()
+            metrics
+                .counter(Direction::Ingress, &v)
+                .and_then(|id| host.0.get(id as usize))
+                .cloned()
+                .unwrap_or_default()
         };
         assert_eq!(name(300), "l7gate.rule_verdicts.direction=ingress.verdict=audit.policy=block.rule=spec.ingressDeny[0].toPorts[0]");
         assert_eq!(name(257), "l7gate.rule_verdicts.direction=ingress.verdict=audit.policy=default/inv.rule=spec.ingress[0].toPorts[0]");
-        assert_eq!(name(2), "l7gate.default_verdicts.direction=ingress.verdict=audit.reason=default-deny");
+        assert_eq!(
+            name(2),
+            "l7gate.default_verdicts.direction=ingress.verdict=audit.reason=default-deny"
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub const PROMETHEUS: &str = "127.0.0.1:9090";
 /// The applications behind sidecars.
 pub const APPS: [&str; 3] = ["inventory-api", "payment-gateway", "catalog"];
 /// Every Envoy of the deployment (node ids).
-pub const ENVOYS: [&str; 4] = ["default/inventory-api", "default/payment-gateway", "default/catalog", "default/frontend"];
+pub const ENVOYS: [&str; 4] =
+    ["default/inventory-api", "default/payment-gateway", "default/catalog", "default/frontend"];
 /// The external service's CA certificate, as the client containers see it.
 const CA: &str = "/shared/ca.der";
 /// A bound on every wait; a guard against hanging, never an assertion of speed.
@@ -86,11 +87,20 @@ impl Deployment {
 
     /// Runs a compose command; its stdout, or stderr as the error.
     pub fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = self.compose(args).stdin(Stdio::null()).output().map_err(|e| format!("{}: {e}", self.command[0]))?;
+        let out = self
+            .compose(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("{}: {e}", self.command[0]))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!("{} {}: {}", self.command.join(" "), args.join(" "), String::from_utf8_lossy(&out.stderr)))
+            Err(format!(
+                "{} {}: {}",
+                self.command.join(" "),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     }
 
@@ -104,11 +114,25 @@ impl Deployment {
             .spawn()
             .map_err(|e| format!("{}: {e}", self.command[0]))?;
         let input: String = requests.iter().map(|r| format!("{r}\n")).collect();
-        child.stdin.take().ok_or("no stdin")?.write_all(input.as_bytes()).map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .ok_or("no stdin")?
+            .write_all(input.as_bytes())
+            .map_err(|e| e.to_string())?;
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        let results: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let results: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         if results.len() != requests.len() {
-            return Err(format!("probe in {client}: {} results for {} requests ({}): {}", results.len(), requests.len(), out.status, String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "probe in {client}: {} results for {} requests ({}): {}",
+                results.len(),
+                requests.len(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(results)
     }
@@ -116,7 +140,11 @@ impl Deployment {
     /// The JSON lines a service has logged (what `l7gate-example` apps received).
     pub fn log(&self, service: &str) -> Result<Vec<Value>, String> {
         let text = self.run(&["logs", "--no-color", "--no-log-prefix", service])?;
-        Ok(text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("app").is_some()).collect())
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("app").is_some())
+            .collect())
     }
 
     /// Waits until every Envoy of the deployment is connected and has accepted what it was sent.
@@ -131,7 +159,10 @@ impl Deployment {
                         n.node == *id
                             && n.connected
                             && n.resources.iter().any(|s| s.pushes > 0)
-                            && n.resources.iter().filter(|s| s.pushes > 0).all(|s| s.acked.is_some() && s.acked == s.current)
+                            && n.resources
+                                .iter()
+                                .filter(|s| s.pushes > 0)
+                                .all(|s| s.acked.is_some() && s.acked == s.current)
                     })
                 })
             });
@@ -139,7 +170,9 @@ impl Deployment {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("the Envoys did not get in sync with l7gate serve: {report:#?}"));
+                return Err(format!(
+                    "the Envoys did not get in sync with l7gate serve: {report:#?}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -149,7 +182,11 @@ impl Deployment {
     /// judges each response, then checks that each application received exactly the allowed
     /// requests (the last row says so, or how it differs).
     pub fn seed(&self) -> Result<Vec<Row>, String> {
-        let before: BTreeMap<&str, usize> = APPS.iter().chain(["external"].iter()).map(|a| Ok((*a, self.log(a)?.len()))).collect::<Result<_, String>>()?;
+        let before: BTreeMap<&str, usize> = APPS
+            .iter()
+            .chain(["external"].iter())
+            .map(|a| Ok((*a, self.log(a)?.len())))
+            .collect::<Result<_, String>>()?;
         let mut rows: Vec<Option<Row>> = vec![None; scenario::requests(SEED).count()];
         let mut expected_apps: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for client in ["frontend", "reporting", "outsider"] {
@@ -158,17 +195,26 @@ impl Deployment {
                 .filter(|(_, (case, _))| client_of(case.from) == client)
                 .map(|(i, (case, protocol))| (i, case, protocol))
                 .collect();
-            let requests: Vec<Value> = batch.iter().map(|(_, case, protocol)| http_request(case, *protocol)).collect();
+            let requests: Vec<Value> =
+                batch.iter().map(|(_, case, protocol)| http_request(case, *protocol)).collect();
             let results = self.probe(client, &requests)?;
             for ((i, case, protocol), result) in batch.into_iter().zip(results) {
                 if let Expect::Allow { upstream_path } = case.expect {
-                    expected_apps.entry(case.to.to_string()).or_default().push((case.method.to_string(), upstream_path.to_string()));
+                    expected_apps
+                        .entry(case.to.to_string())
+                        .or_default()
+                        .push((case.method.to_string(), upstream_path.to_string()));
                 }
                 let (actual, failure) = match response_of(&result) {
                     Ok(r) => (summary(&r), scenario::check_response(case, &r).err()),
                     Err(e) => (e.clone(), Some(e)),
                 };
-                rows[i] = Some(Row { request: format!("{} (in {client})", case.describe(protocol)), expected: case.expected(), actual, failure });
+                rows[i] = Some(Row {
+                    request: format!("{} (in {client})", case.describe(protocol)),
+                    expected: case.expected(),
+                    actual,
+                    failure,
+                });
             }
         }
         let mut rows: Vec<Row> = rows.into_iter().flatten().collect();
@@ -177,26 +223,53 @@ impl Deployment {
         std::thread::sleep(Duration::from_millis(300));
         let mut failures = Vec::new();
         for app in APPS {
-            let got: Vec<(String, String)> = self.log(app)?.into_iter().skip(before[app]).map(|v| {
-                if v["headers"].as_array().is_some_and(|h| h.iter().any(|n| n == CONNECTION_HEADER)) {
-                    failures.push(format!("{app} received the sidecar's internal header {CONNECTION_HEADER}"));
-                }
-                (v["method"].as_str().unwrap_or_default().to_string(), v["path"].as_str().unwrap_or_default().to_string())
-            }).collect();
+            let got: Vec<(String, String)> = self
+                .log(app)?
+                .into_iter()
+                .skip(before[app])
+                .map(|v| {
+                    if v["headers"]
+                        .as_array()
+                        .is_some_and(|h| h.iter().any(|n| n == CONNECTION_HEADER))
+                    {
+                        failures.push(format!(
+                            "{app} received the sidecar's internal header {CONNECTION_HEADER}"
+                        ));
+                    }
+                    (
+                        v["method"].as_str().unwrap_or_default().to_string(),
+                        v["path"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
             let want = expected_apps.remove(app).unwrap_or_default();
             if got != want {
                 failures.push(format!("{app} received {got:?}, expected exactly {want:?}"));
             }
         }
-        let mut got: Vec<String> = self.log("external")?.into_iter().skip(before["external"]).map(|v| match v["sni"].as_str() {
-            Some(sni) => format!("TLS {sni} {}", v["line"].as_str().unwrap_or_default()),
-            None => format!("HTTP {} {}", v["method"].as_str().unwrap_or_default(), v["path"].as_str().unwrap_or_default()),
-        }).collect();
-        let mut want: Vec<String> = EGRESS.iter().filter(|e| e.allowed).map(|e| if e.tls { format!("TLS {} GET /", e.name) } else { "HTTP GET /".to_string() }).collect();
+        let mut got: Vec<String> = self
+            .log("external")?
+            .into_iter()
+            .skip(before["external"])
+            .map(|v| match v["sni"].as_str() {
+                Some(sni) => format!("TLS {sni} {}", v["line"].as_str().unwrap_or_default()),
+                None => format!(
+                    "HTTP {} {}",
+                    v["method"].as_str().unwrap_or_default(),
+                    v["path"].as_str().unwrap_or_default()
+                ),
+            })
+            .collect();
+        let mut want: Vec<String> = EGRESS
+            .iter()
+            .filter(|e| e.allowed)
+            .map(|e| if e.tls { format!("TLS {} GET /", e.name) } else { "HTTP GET /".to_string() })
+            .collect();
         got.sort();
         want.sort();
         if got != want {
-            failures.push(format!("the external service received {got:?}, expected exactly {want:?}"));
+            failures
+                .push(format!("the external service received {got:?}, expected exactly {want:?}"));
         }
         rows.push(Row {
             request: "what the applications received (their logs)".into(),
@@ -218,35 +291,53 @@ impl Deployment {
             })
             .collect();
         let results = self.probe("frontend", &requests)?;
-        Ok(EGRESS.iter().zip(results).map(|(e, result)| {
-            let (over, expected) = match (e.tls, e.allowed) {
-                (true, true) => ("TLS (SNI)", "handshake with the real service; \"external saw GET /\""),
-                (true, false) => ("TLS (SNI)", "closed before any upstream is contacted"),
-                (false, true) => ("HTTP (Host)", "200 \"external saw GET /\""),
-                (false, false) => ("HTTP (Host)", "403 Access denied"),
-            };
-            let (actual, ok) = if e.tls {
-                match (result.get("reply").and_then(Value::as_str), result.get("closed")) {
-                    (Some(reply), _) => (format!("reply {reply:?}"), e.allowed && reply == "external saw GET /\n"),
-                    (None, Some(why)) => (format!("closed ({})", why.as_str().unwrap_or_default()), !e.allowed),
-                    _ => (result.to_string(), false),
-                }
-            } else {
-                match response_of(&result) {
-                    Ok(r) => {
-                        let ok = if e.allowed { r.status == 200 && r.body == "external saw GET /" } else { r.status == 403 && r.body == "Access denied\r\n" };
-                        (summary(&r), ok)
+        Ok(EGRESS
+            .iter()
+            .zip(results)
+            .map(|(e, result)| {
+                let (over, expected) = match (e.tls, e.allowed) {
+                    (true, true) => {
+                        ("TLS (SNI)", "handshake with the real service; \"external saw GET /\"")
                     }
-                    Err(err) => (err, false),
+                    (true, false) => ("TLS (SNI)", "closed before any upstream is contacted"),
+                    (false, true) => ("HTTP (Host)", "200 \"external saw GET /\""),
+                    (false, false) => ("HTTP (Host)", "403 Access denied"),
+                };
+                let (actual, ok) = if e.tls {
+                    match (result.get("reply").and_then(Value::as_str), result.get("closed")) {
+                        (Some(reply), _) => (
+                            format!("reply {reply:?}"),
+                            e.allowed && reply == "external saw GET /\n",
+                        ),
+                        (None, Some(why)) => {
+                            (format!("closed ({})", why.as_str().unwrap_or_default()), !e.allowed)
+                        }
+                        _ => (result.to_string(), false),
+                    }
+                } else {
+                    match response_of(&result) {
+                        Ok(r) => {
+                            let ok = if e.allowed {
+                                r.status == 200 && r.body == "external saw GET /"
+                            } else {
+                                r.status == 403 && r.body == "Access denied\r\n"
+                            };
+                            (summary(&r), ok)
+                        }
+                        Err(err) => (err, false),
+                    }
+                };
+                Row {
+                    request: format!(
+                        "frontend → {} {over} egress (in frontend, via its egress Envoy)",
+                        e.name
+                    ),
+                    expected: expected.to_string(),
+                    failure: (!ok).then(|| format!("expected: {expected}")),
+                    actual,
                 }
-            };
-            Row {
-                request: format!("frontend → {} {over} egress (in frontend, via its egress Envoy)", e.name),
-                expected: expected.to_string(),
-                failure: (!ok).then(|| format!("expected: {expected}")),
-                actual,
-            }
-        }).collect())
+            })
+            .collect())
     }
 }
 
@@ -275,10 +366,17 @@ fn response_of(result: &Value) -> Result<Response, String> {
     }
     let headers = result["headers"]
         .as_array()
-        .map(|h| h.iter().filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string()))).collect())
+        .map(|h| {
+            h.iter()
+                .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(Response {
-        status: result["status"].as_u64().and_then(|s| u16::try_from(s).ok()).ok_or(format!("no status in {result}"))?,
+        status: result["status"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or(format!("no status in {result}"))?,
         headers,
         body: result["body"].as_str().unwrap_or_default().to_string(),
     })
@@ -313,7 +411,8 @@ pub fn print_table(rows: &[Row]) -> usize {
 pub fn dashboard_queries() -> Result<Vec<(String, String)>, String> {
     let path = repo_root().join("manifests/observability/grafana-dashboard.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let dashboard: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dashboard: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut queries = Vec::new();
     for panel in dashboard["panels"].as_array().into_iter().flatten() {
         if panel["datasource"]["type"] != "prometheus" {
@@ -321,7 +420,10 @@ pub fn dashboard_queries() -> Result<Vec<(String, String)>, String> {
         }
         for target in panel["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = target["expr"].as_str() {
-                let filled = expr.replace("$instance", ".+").replace("$__rate_interval", "1m").replace("$__range", "15m");
+                let filled = expr
+                    .replace("$instance", ".+")
+                    .replace("$__rate_interval", "1m")
+                    .replace("$__range", "15m");
                 queries.push((panel["title"].as_str().unwrap_or_default().to_string(), filled));
             }
         }
@@ -334,7 +436,8 @@ pub fn prometheus_series(query: &str) -> Result<usize, String> {
     let addr: SocketAddr = PROMETHEUS.parse().map_err(|e| format!("{e}"))?;
     let path = format!("/api/v1/query?query={}", percent_encode(query));
     let (code, body) = crate::harness::envoy::http_request(addr, "GET", &path)?;
-    let answer: Value = serde_json::from_str(&body).map_err(|e| format!("Prometheus answered {code}: {e}: {body}"))?;
+    let answer: Value = serde_json::from_str(&body)
+        .map_err(|e| format!("Prometheus answered {code}: {e}: {body}"))?;
     if answer["status"] != "success" {
         return Err(format!("Prometheus: {body}"));
     }
@@ -344,14 +447,19 @@ pub fn prometheus_series(query: &str) -> Result<usize, String> {
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
 /// Polls `check` until it returns `Ok(Some)`, or fails after [`DEADLINE`].
-pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>, String>) -> Result<T, String> {
+pub fn wait_for<T>(
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<T, String> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let last = check();
@@ -367,7 +475,9 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>, Stri
 
 /// The policies directory the deployment mounts (`$L7GATE_POLICIES`, as in the compose file).
 pub fn policies_dir() -> PathBuf {
-    std::env::var_os("L7GATE_POLICIES").map(PathBuf::from).unwrap_or_else(|| repo_root().join("manifests/policies"))
+    std::env::var_os("L7GATE_POLICIES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("manifests/policies"))
 }
 
 /// Replaces a file by rename, as editors do.

@@ -104,9 +104,7 @@ pub const SEED: &[Case] = &[
 
 /// Every (row, protocol) pair of a table, in order.
 pub fn requests(table: &'static [Case]) -> impl Iterator<Item = (&'static Case, Protocol)> {
-    table
-        .iter()
-        .flat_map(|case| case.over.iter().map(move |p| (case, *p)))
+    table.iter().flat_map(|case| case.over.iter().map(move |p| (case, *p)))
 }
 
 /// What actually happened.
@@ -124,11 +122,7 @@ impl Outcome {
         let reply = match &self.response {
             Ok(r) if r.status == 200 => format!("200 {:?}", r.body),
             Ok(r) if (300..400).contains(&r.status) => {
-                format!(
-                    "{} → {}",
-                    r.status,
-                    r.header("location").unwrap_or("(no location)")
-                )
+                format!("{} → {}", r.status, r.header("location").unwrap_or("(no location)"))
             }
             Ok(r) => format!("{} {:?}", r.status, r.body),
             Err(e) => e.clone(),
@@ -153,10 +147,7 @@ impl Case {
             Peer::Endpoint(name) => name,
             Peer::Address(ip) => ip,
         };
-        format!(
-            "{from} → {} {protocol} {} {}",
-            self.to, self.method, self.path
-        )
+        format!("{from} → {} {protocol} {} {}", self.to, self.method, self.path)
     }
 
     /// The expectation as a table cell.
@@ -208,29 +199,18 @@ impl Exchange<'_> {
                 .ok_or(format!("{name} is not in the inventory"))?,
             Peer::Address(ip) => ip.parse().map_err(|e| format!("{ip}: {e}"))?,
         };
-        let target = cluster
-            .sidecar(self.to)
-            .ok_or(format!("{} has no sidecar in the cluster", self.to))?;
+        let target =
+            cluster.sidecar(self.to).ok_or(format!("{} has no sidecar in the cluster", self.to))?;
         let to = target.envoy.listener();
         let authority = self
             .authority
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}:{}", self.to, to.port()));
-        let before: Vec<usize> = cluster
-            .sidecars
-            .iter()
-            .map(|s| s.upstream.count())
-            .collect();
-        let request = Request {
-            from,
-            to,
-            authority: &authority,
-            method: self.method,
-            path: self.path,
-        };
-        let response = client::send_with(protocol, &request, self.headers)
-            .await
-            .map_err(|e| match e {
+        let before: Vec<usize> = cluster.sidecars.iter().map(|s| s.upstream.count()).collect();
+        let request =
+            Request { from, to, authority: &authority, method: self.method, path: self.path };
+        let response =
+            client::send_with(protocol, &request, self.headers).await.map_err(|e| match e {
                 SendError::Connect(e) => format!("connect {from} → {to}: {e}"),
                 other => other.to_string(),
             });
@@ -246,19 +226,13 @@ impl Exchange<'_> {
                     .map(|seen| (s.upstream.name().to_string(), seen))
             })
             .collect();
-        Ok(Outcome {
-            response,
-            contacted,
-        })
+        Ok(Outcome { response, contacted })
     }
 }
 
 /// Whether the outcome is what the row expects; `Err` says how it differs.
 pub fn check(case: &Case, outcome: &Outcome) -> Result<(), String> {
-    let response = outcome
-        .response
-        .as_ref()
-        .map_err(|e| format!("no response: {e}"))?;
+    let response = outcome.response.as_ref().map_err(|e| format!("no response: {e}"))?;
     check_response(case, response)?;
     match case.expect {
         Expect::Allow { upstream_path } => match outcome.contacted.as_slice() {
@@ -267,7 +241,9 @@ pub fn check(case: &Case, outcome: &Outcome) -> Result<(), String> {
             {
                 // The sidecar's connection header (envoy/sidecar.yaml) is removed upstream.
                 match seen.header_names.iter().find(|n| *n == CONNECTION_HEADER) {
-                    Some(n) => Err(format!("{} received the sidecar's internal header {n}", case.to)),
+                    Some(n) => {
+                        Err(format!("{} received the sidecar's internal header {n}", case.to))
+                    }
                     None => Ok(()),
                 }
             }
@@ -323,9 +299,6 @@ fn no_app_contacted(outcome: &Outcome) -> Result<(), String> {
     if outcome.contacted.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "no application may be contacted, but got {:?}",
-            outcome.contacted
-        ))
+        Err(format!("no application may be contacted, but got {:?}", outcome.contacted))
     }
 }

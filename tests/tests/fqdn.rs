@@ -35,12 +35,9 @@ const TLS_NAMES: &[&str] = &[
 ];
 
 fn load(manifests: &Path) -> Cluster {
-    l7gate::load(
-        &manifests.join("policies"),
-        &manifests.join("endpoints.yaml"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-    .cluster
+    l7gate::load(&manifests.join("policies"), &manifests.join("endpoints.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cluster
 }
 
 fn seed() -> Cluster {
@@ -49,10 +46,7 @@ fn seed() -> Cluster {
 
 fn config_json(cluster: &Cluster, endpoint: &str) -> String {
     let endpoint = cluster.endpoint(endpoint).unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .compile(endpoint)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .to_json()
+    cluster.compile(endpoint).unwrap_or_else(|e| panic!("{e}")).to_json()
 }
 
 /// A DNS server resolving every one of `names` to `ip`.
@@ -101,9 +95,7 @@ fn traced(
         ..Query::default()
     };
     let t = trace(cluster, &query).unwrap_or_else(|e| panic!("trace {from} -> {to}: {e}"));
-    t.egress
-        .unwrap_or_else(|| panic!("trace {from} -> {to}: no egress side"))
-        .verdict
+    t.egress.unwrap_or_else(|| panic!("trace {from} -> {to}: no egress side")).verdict
 }
 
 // spec §6.2 / §6.4 with the seed CCNP (`*.example.com` on 80/443): the SNI decides. A denied
@@ -125,26 +117,10 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
         config_json(&cluster, "frontend"),
     );
 
-    for name in [
-        "example.com",
-        "a.b.example.com",
-        "evil-example.com",
-        "example.com.evil.net",
-    ] {
-        let outcome = exchange(
-            &pki,
-            FRONTEND,
-            spec.tls_listener(),
-            Some(name),
-            name,
-            "hello",
-        )
-        .await
-        .unwrap();
-        assert!(
-            matches!(outcome, TlsOutcome::Closed(_)),
-            "{name}: {outcome:?}"
-        );
+    for name in ["example.com", "a.b.example.com", "evil-example.com", "example.com.evil.net"] {
+        let outcome =
+            exchange(&pki, FRONTEND, spec.tls_listener(), Some(name), name, "hello").await.unwrap();
+        assert!(matches!(outcome, TlsOutcome::Closed(_)), "{name}: {outcome:?}");
         assert_eq!(
             traced(&cluster, "frontend", name, 443, Some(name), None, "GET"),
             "deny",
@@ -153,20 +129,10 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
         assert!(!dns.was_asked(name), "{name} was resolved although denied");
         assert_eq!(upstream.accepted(), 0, "{name}: the upstream was contacted");
     }
-    let no_sni = exchange(
-        &pki,
-        FRONTEND,
-        spec.tls_listener(),
-        None,
-        "api.example.com",
-        "hello",
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(no_sni, TlsOutcome::Closed(_)),
-        "no SNI: {no_sni:?}"
-    );
+    let no_sni = exchange(&pki, FRONTEND, spec.tls_listener(), None, "api.example.com", "hello")
+        .await
+        .unwrap();
+    assert!(matches!(no_sni, TlsOutcome::Closed(_)), "no SNI: {no_sni:?}");
     assert_eq!(
         (upstream.accepted(), dns.queries().len()),
         (0, 0),
@@ -177,48 +143,25 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
     // it from the SNI it sends, RFC 6066; the Host test below sends one).
     for sni in ["api.example.com", "API.Example.COM", "api.example.com."] {
         let before = upstream.seen().len();
-        let outcome = exchange(&pki, FRONTEND, spec.tls_listener(), Some(sni), sni, "hello")
-            .await
-            .unwrap();
+        let outcome =
+            exchange(&pki, FRONTEND, spec.tls_listener(), Some(sni), sni, "hello").await.unwrap();
+        assert_eq!(outcome, TlsOutcome::Reply("api saw hello\n".into()), "{sni}");
         assert_eq!(
-            outcome,
-            TlsOutcome::Reply("api saw hello\n".into()),
-            "{sni}"
-        );
-        assert_eq!(
-            traced(
-                &cluster,
-                "frontend",
-                "api.example.com",
-                443,
-                Some(sni),
-                None,
-                "GET"
-            ),
+            traced(&cluster, "frontend", "api.example.com", 443, Some(sni), None, "GET"),
             "allow",
             "{sni}"
         );
         let seen = upstream.seen();
-        assert_eq!(
-            seen.len(),
-            before + 1,
-            "{sni}: the upstream did not see the request"
-        );
+        assert_eq!(seen.len(), before + 1, "{sni}: the upstream did not see the request");
         let got = seen.last().and_then(|s| s.sni.clone()).unwrap_or_default();
-        assert!(
-            got.eq_ignore_ascii_case("api.example.com"),
-            "{sni}: upstream saw SNI {got:?}"
-        );
+        assert!(got.eq_ignore_ascii_case("api.example.com"), "{sni}: upstream saw SNI {got:?}");
     }
     assert!(
         dns.was_asked("api.example.com"),
         "the upstream address must come from the checked name"
     );
     assert!(
-        TLS_NAMES
-            .iter()
-            .filter(|n| **n != "api.example.com")
-            .all(|n| !dns.was_asked(n)),
+        TLS_NAMES.iter().filter(|n| **n != "api.example.com").all(|n| !dns.was_asked(n)),
         "{:?}",
         dns.queries()
     );
@@ -229,11 +172,8 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
     let lines: Vec<(String, &str, &str, Option<&str>)> = records
         .iter()
         .map(|r| {
-            let sni = r["sni"]
-                .as_str()
-                .unwrap_or_default()
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
+            let sni =
+                r["sni"].as_str().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase();
             (
                 sni,
                 r["verdict"].as_str().unwrap_or_default(),
@@ -259,11 +199,7 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
     assert_eq!(lines, want, "{records:#?}");
     for r in &records {
         assert_eq!(
-            (
-                r["direction"].as_str(),
-                r["port"].as_u64(),
-                r["protocol"].as_str()
-            ),
+            (r["direction"].as_str(), r["port"].as_u64(), r["protocol"].as_str()),
             (Some("egress"), Some(443), Some("TCP")),
             "{r}"
         );
@@ -277,25 +213,15 @@ async fn seed_tls_egress_is_decided_by_sni_before_any_upstream_contact() {
     }
     let stats = |name: &str| egress_counter(&envoy, name);
     assert_eq!(stats("rule_verdicts.direction=egress.verdict=allowed.policy=egress-allowlist.rule=spec.egress[1].toPorts[0]"), 3);
-    assert_eq!(
-        stats("default_verdicts.direction=egress.verdict=denied.reason=default-deny"),
-        4
-    );
-    assert_eq!(
-        stats("default_verdicts.direction=egress.verdict=denied.reason=no-address"),
-        1
-    );
+    assert_eq!(stats("default_verdicts.direction=egress.verdict=denied.reason=default-deny"), 4);
+    assert_eq!(stats("default_verdicts.direction=egress.verdict=denied.reason=no-address"), 1);
 }
 
 /// The value of the l7gate counter `wasmcustom.l7gate.<name>` (0 when Envoy has none).
 fn egress_counter(envoy: &Envoy, name: &str) -> u64 {
-    let (_, body) = envoy
-        .admin_get("/stats?filter=l7gate")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_, body) = envoy.admin_get("/stats?filter=l7gate").unwrap_or_else(|e| panic!("{e}"));
     let full = format!("wasmcustom.l7gate.{name}: ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(full.as_str())?.trim().parse().ok())
-        .unwrap_or(0)
+    body.lines().find_map(|l| l.strip_prefix(full.as_str())?.trim().parse().ok()).unwrap_or(0)
 }
 
 // spec §6.4 then §3.8: the name is allowed, the port is not (the CCNP names 80 and 443 only).
@@ -330,33 +256,15 @@ async fn an_allowed_name_on_a_port_the_policy_does_not_name_is_closed() {
     .unwrap();
     assert!(matches!(outcome, TlsOutcome::Closed(_)), "{outcome:?}");
     assert_eq!(
-        traced(
-            &cluster,
-            "frontend",
-            "api.example.com",
-            8443,
-            Some("api.example.com"),
-            None,
-            "GET"
-        ),
+        traced(&cluster, "frontend", "api.example.com", 8443, Some("api.example.com"), None, "GET"),
         "deny"
     );
-    assert_eq!(
-        (upstream.accepted(), dns.queries().len()),
-        (0, 0),
-        "upstream or DNS contacted"
-    );
+    assert_eq!((upstream.accepted(), dns.queries().len()), (0, 0), "upstream or DNS contacted");
 }
 
 /// One plain-HTTP request through an egress Envoy: `(status, body)`.
 async fn http(to: SocketAddr, authority: &str, method: &str) -> (u16, String) {
-    let req = Request {
-        from: FRONTEND,
-        to,
-        authority,
-        method,
-        path: "/",
-    };
+    let req = Request { from: FRONTEND, to, authority, method, path: "/" };
     let r = client::send(Protocol::Http1, &req)
         .await
         .unwrap_or_else(|e| panic!("{method} {authority}: {e}"));
@@ -394,11 +302,7 @@ async fn seed_plain_http_egress_is_decided_by_host() {
         ("api.example.com:8080", 8080, denied.clone()),
         ("evil.net", 80, denied.clone()),
         ("example.com", 80, denied.clone()),
-        (
-            "127.0.0.3:8081",
-            8081,
-            (200, "reporting-app saw GET /".into()),
-        ),
+        ("127.0.0.3:8081", 8081, (200, "reporting-app saw GET /".into())),
         ("127.0.0.99", 80, denied.clone()),
     ];
     for (authority, port, expected) in cases {
@@ -410,28 +314,13 @@ async fn seed_plain_http_egress_is_decided_by_host() {
         let to = authority.rsplit_once(':').map_or(*authority, |(h, _)| h);
         let verdict = if expected.0 == 200 { "allow" } else { "deny" };
         assert_eq!(
-            traced(
-                &cluster,
-                "frontend",
-                to,
-                *port,
-                None,
-                Some(authority),
-                "GET"
-            ),
+            traced(&cluster, "frontend", to, *port, None, Some(authority), "GET"),
             verdict,
             "trace Host: {authority}"
         );
     }
-    assert_eq!(
-        (app.count(), in_cluster.count(), outside.count()),
-        (3, 1, 0)
-    );
-    assert!(
-        !dns.was_asked("evil.net") && !dns.was_asked("example.com"),
-        "{:?}",
-        dns.queries()
-    );
+    assert_eq!((app.count(), in_cluster.count(), outside.count()), (3, 1, 0));
+    assert!(!dns.was_asked("evil.net") && !dns.was_asked("example.com"), "{:?}", dns.queries());
 }
 
 // spec §2.3: a CNP selects only endpoints of its own namespace, also for egress; spec §5 on an
@@ -446,14 +335,8 @@ async fn namespaced_fqdn_policies_apply_to_their_namespace_with_their_l7_rules()
     let app = Upstream::start_at("external", SocketAddr::new(external.into(), 80)).unwrap();
     let shop_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 31));
     let billing_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 32));
-    let (shop, _shop_envoy) = start_egress(
-        &tools,
-        "shop",
-        shop_ip,
-        (443, 80),
-        &dns,
-        config_json(&cluster, "shop"),
-    );
+    let (shop, _shop_envoy) =
+        start_egress(&tools, "shop", shop_ip, (443, 80), &dns, config_json(&cluster, "shop"));
     let (billing, _billing_envoy) = start_egress(
         &tools,
         "billing",
@@ -466,34 +349,10 @@ async fn namespaced_fqdn_policies_apply_to_their_namespace_with_their_l7_rules()
     let cases = [
         ("shop", shop.http_listener(), "api.example.com", "GET", 200),
         ("shop", shop.http_listener(), "api.example.com", "POST", 403),
-        (
-            "shop",
-            shop.http_listener(),
-            "status.example.org",
-            "GET",
-            403,
-        ),
-        (
-            "billing",
-            billing.http_listener(),
-            "status.example.org",
-            "GET",
-            200,
-        ),
-        (
-            "billing",
-            billing.http_listener(),
-            "status.example.org",
-            "POST",
-            200,
-        ),
-        (
-            "billing",
-            billing.http_listener(),
-            "api.example.com",
-            "GET",
-            403,
-        ),
+        ("shop", shop.http_listener(), "status.example.org", "GET", 403),
+        ("billing", billing.http_listener(), "status.example.org", "GET", 200),
+        ("billing", billing.http_listener(), "status.example.org", "POST", 200),
+        ("billing", billing.http_listener(), "api.example.com", "GET", 403),
     ];
     for (from, listener, host, method, status) in cases {
         let (got, body) = http(listener, host, method).await;
@@ -509,15 +368,7 @@ async fn namespaced_fqdn_policies_apply_to_their_namespace_with_their_l7_rules()
     // A TLS connection carries no HTTP request, so a rule with HTTP rules cannot allow it
     // (the TLS filter decides with no headers, and so does trace with --sni).
     assert_eq!(
-        traced(
-            &cluster,
-            "shop",
-            "api.example.com",
-            80,
-            Some("api.example.com"),
-            None,
-            "GET"
-        ),
+        traced(&cluster, "shop", "api.example.com", 80, Some("api.example.com"), None, "GET"),
         "deny"
     );
 }
@@ -533,7 +384,10 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
     let tools = Tools::require();
     let manifests = tools::seed_copy().unwrap_or_else(|e| panic!("{e}"));
     let policy = manifests.path().join("policies/egress-example-com.yaml");
-    let cp = ControlPlane::start(ServeSpec { egress: true, ..ServeSpec::files(manifests.path(), &tools.wasm) })
+    let cp = ControlPlane::start(ServeSpec {
+        egress: true,
+        ..ServeSpec::files(manifests.path(), &tools.wasm)
+    })
     .unwrap_or_else(|e| panic!("{e}"));
     let pki = TestPki::new(&names).unwrap();
     let upstream = TlsUpstream::start("api", SocketAddr::new(UPSTREAM.into(), 443), &pki).unwrap();
@@ -555,9 +409,8 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
             for _ in 0..300 {
                 last.clear();
                 for name in names {
-                    let outcome = exchange(pki, FRONTEND, to, Some(name), name, "hello")
-                        .await
-                        .unwrap();
+                    let outcome =
+                        exchange(pki, FRONTEND, to, Some(name), name, "hello").await.unwrap();
                     last.push((name, outcome));
                 }
                 let expected = |(name, outcome): &(&str, TlsOutcome)| match outcome {
@@ -582,14 +435,6 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
     .unwrap();
     verdicts_become("api.example.org").await;
     let seen: Vec<Option<String>> = upstream.seen().into_iter().map(|s| s.sni).collect();
-    assert_eq!(
-        seen.first(),
-        Some(&Some("api.example.com".to_string())),
-        "{seen:?}"
-    );
-    assert_eq!(
-        seen.last(),
-        Some(&Some("api.example.org".to_string())),
-        "{seen:?}"
-    );
+    assert_eq!(seen.first(), Some(&Some("api.example.com".to_string())), "{seen:?}");
+    assert_eq!(seen.last(), Some(&Some("api.example.org".to_string())), "{seen:?}");
 }

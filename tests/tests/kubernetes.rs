@@ -62,20 +62,54 @@ fn seed(api: &KubeApi) {
         "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
     api.apply(NODES, json!({"kind": "Node", "apiVersion": "v1", "metadata": metadata("node-1", None, json!({"kubernetes.io/hostname": "node-1"})),
         "status": {"addresses": [{"type": "InternalIP", "address": "127.0.1.1"}, {"type": "Hostname", "address": "node-1"}]}}));
-    api.apply(PODS, pod("frontend-7f9c", json!({"app": "frontend-app", "pod-template-hash": "7f9c"}), "127.0.0.71", json!({}), "Running"));
-    api.apply(PODS, pod("reporting-28f1", json!({"app": "reporting-job"}), "127.0.0.72", json!({}), "Running"));
-    api.apply(PODS, pod("inventory-api-5d8f7c9b4-x2kqp", json!({"app": "inventory-api"}), "127.0.0.70", json!({}), "Running"));
+    api.apply(
+        PODS,
+        pod(
+            "frontend-7f9c",
+            json!({"app": "frontend-app", "pod-template-hash": "7f9c"}),
+            "127.0.0.71",
+            json!({}),
+            "Running",
+        ),
+    );
+    api.apply(
+        PODS,
+        pod("reporting-28f1", json!({"app": "reporting-job"}), "127.0.0.72", json!({}), "Running"),
+    );
+    api.apply(
+        PODS,
+        pod(
+            "inventory-api-5d8f7c9b4-x2kqp",
+            json!({"app": "inventory-api"}),
+            "127.0.0.70",
+            json!({}),
+            "Running",
+        ),
+    );
     // Neither may become an endpoint: a host-network pod has the node's address, and a
     // finished pod's address may already be someone else's.
-    api.apply(PODS, pod("node-exporter-abcde", json!({"app": "node-exporter"}), "127.0.1.1", json!({"hostNetwork": true}), "Running"));
-    api.apply(PODS, pod("migrate-done", json!({"app": "frontend-app"}), "127.0.0.70", json!({}), "Succeeded"));
+    api.apply(
+        PODS,
+        pod(
+            "node-exporter-abcde",
+            json!({"app": "node-exporter"}),
+            "127.0.1.1",
+            json!({"hostNetwork": true}),
+            "Running",
+        ),
+    );
+    api.apply(
+        PODS,
+        pod("migrate-done", json!({"app": "frontend-app"}), "127.0.0.70", json!({}), "Succeeded"),
+    );
     api.apply(CNPS, inventory_policy("GET"));
 }
 
 /// The `Valid` condition the server holds for a policy: (status, message).
 fn valid_condition(api: &KubeApi, key: &str) -> Option<(String, String)> {
     let object = api.object(CNPS, key)?;
-    let c = object["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Valid")?.clone();
+    let c =
+        object["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Valid")?.clone();
     Some((c["status"].as_str()?.to_string(), c["message"].as_str()?.to_string()))
 }
 
@@ -88,23 +122,48 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
-    let cp = ControlPlane::start(ServeSpec { kubeconfig: Some(kubeconfig), ..ServeSpec::files(dir.path(), &tools.wasm) })
+    let cp = ControlPlane::start(ServeSpec {
+        kubeconfig: Some(kubeconfig),
+        ..ServeSpec::files(dir.path(), &tools.wasm)
+    })
     .unwrap_or_else(|e| panic!("{e}"));
-    let ready = || http_request(cp.status_addr(), "GET", "/readyz").map(|(code, _)| code).unwrap_or(0);
+    let ready =
+        || http_request(cp.status_addr(), "GET", "/readyz").map(|(code, _)| code).unwrap_or(0);
     eventually("ready after the first lists", async || (ready() == 200).then_some(())).await;
     for collection in [PODS, NAMESPACES, NODES, CNPS, CCNPS] {
         assert!(lists(&api, collection) > 0, "no list of {collection}: {:?}", api.requests());
         let watch = format!("GET {collection}?");
-        eventually(&format!("a watch of {collection}"), async || api.requests().iter().any(|r| r.starts_with(&watch) && r.contains("watch=true") && r.contains("allowWatchBookmarks=true")).then_some(())).await;
+        eventually(&format!("a watch of {collection}"), async || {
+            api.requests()
+                .iter()
+                .any(|r| {
+                    r.starts_with(&watch)
+                        && r.contains("watch=true")
+                        && r.contains("allowWatchBookmarks=true")
+                })
+                .then_some(())
+        })
+        .await;
     }
 
     // A real sidecar for the pod; its node id is the pod's namespace/name.
     let app = Upstream::start("inventory-api").unwrap();
-    let spec = AdsSidecarSpec { name: SIDECAR.into(), listen: "127.0.0.70:8080".parse().unwrap(), upstream: app.addr(), xds: cp.xds() };
+    let spec = AdsSidecarSpec {
+        name: SIDECAR.into(),
+        listen: "127.0.0.70:8080".parse().unwrap(),
+        upstream: app.addr(),
+        xds: cp.xds(),
+    };
     let mut envoy = Envoy::spawn_ads(&tools, &spec).unwrap_or_else(|e| panic!("{e}"));
     envoy.wait_ready().unwrap_or_else(|e| panic!("{e}"));
     let status = async |from: &str, method: &str| -> u16 {
-        let request = Request { from: from.parse().unwrap(), to: envoy.listener(), authority: "inventory-api", method, path: "/api/inventory/item1" };
+        let request = Request {
+            from: from.parse().unwrap(),
+            to: envoy.listener(),
+            authority: "inventory-api",
+            method,
+            path: "/api/inventory/item1",
+        };
         client::send(Protocol::Http1, &request).await.map(|r| r.status).unwrap_or(0)
     };
     assert_eq!(status("127.0.0.71", "GET").await, 200, "frontend may GET");
@@ -112,7 +171,9 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     assert_eq!(status("127.0.0.72", "GET").await, 403, "reporting may not");
     assert_eq!(status("127.0.0.79", "GET").await, 403, "an unknown address is world");
     eventually("Valid: True written", async || {
-        (valid_condition(&api, "default/inventory-api-l7") == Some(("True".into(), "Policy validation succeeded".into()))).then_some(())
+        (valid_condition(&api, "default/inventory-api-l7")
+            == Some(("True".into(), "Policy validation succeeded".into())))
+        .then_some(())
     })
     .await;
 
@@ -122,12 +183,26 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     bad["metadata"]["name"] = json!("bad-regex");
     bad["spec"]["ingress"][0]["toPorts"][0]["rules"]["http"][0]["path"] = json!("(");
     api.apply(CNPS, bad);
-    let (valid, message) = eventually("Valid: False written", async || valid_condition(&api, "default/bad-regex").filter(|(s, _)| s == "False")).await;
+    let (valid, message) = eventually("Valid: False written", async || {
+        valid_condition(&api, "default/bad-regex").filter(|(s, _)| s == "False")
+    })
+    .await;
     assert_eq!(valid, "False");
-    assert!(message.contains("CiliumNetworkPolicy default/bad-regex") && message.contains("spec.ingress[0].toPorts[0].rules.http[0].path"), "{message}");
+    assert!(
+        message.contains("CiliumNetworkPolicy default/bad-regex")
+            && message.contains("spec.ingress[0].toPorts[0].rules.http[0].path"),
+        "{message}"
+    );
     let report: StatusReport = cp.wait_for_status(|r| r.reload.error.is_some()).unwrap();
-    assert!(report.reload.error.as_deref().is_some_and(|e| e.contains("default/bad-regex")), "{report:?}");
-    assert_eq!(valid_condition(&api, "default/inventory-api-l7").map(|v| v.0), Some("True".into()), "a valid policy stays Valid");
+    assert!(
+        report.reload.error.as_deref().is_some_and(|e| e.contains("default/bad-regex")),
+        "{report:?}"
+    );
+    assert_eq!(
+        valid_condition(&api, "default/inventory-api-l7").map(|v| v.0),
+        Some("True".into()),
+        "a valid policy stays Valid"
+    );
     assert_eq!(status("127.0.0.71", "GET").await, 200, "the last good state stays");
 
     // 410 Gone: every watch must relist. Meanwhile the bad policy goes away and inventory-api's
@@ -136,20 +211,35 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     api.expire_watches();
     api.delete(CNPS, "default/bad-regex");
     api.apply(CNPS, inventory_policy("GET|DELETE"));
-    eventually("DELETE allowed after the relist", async || (status("127.0.0.71", "DELETE").await == 200).then_some(())).await;
+    eventually("DELETE allowed after the relist", async || {
+        (status("127.0.0.71", "DELETE").await == 200).then_some(())
+    })
+    .await;
     let lists_after = lists(&api, CNPS);
-    assert!(lists_after > lists_before, "410 Gone must lead to a new list ({lists_before} → {lists_after})");
+    assert!(
+        lists_after > lists_before,
+        "410 Gone must lead to a new list ({lists_before} → {lists_after})"
+    );
     assert!(cp.status().unwrap().reload.error.is_none(), "the bad policy is gone");
 
     // A cut stream: the watch reconnects from its resourceVersion and sees the next change.
     api.cut_watches();
     api.apply(CNPS, inventory_policy("GET"));
-    eventually("DELETE denied again after the reconnect", async || (status("127.0.0.71", "DELETE").await == 403).then_some(())).await;
+    eventually("DELETE denied again after the reconnect", async || {
+        (status("127.0.0.71", "DELETE").await == 403).then_some(())
+    })
+    .await;
     // A pod that goes away loses its identity: reporting's address becomes world (still denied),
     // and frontend's pod replaced by one with another address moves the allow with it.
     api.delete(PODS, "default/frontend-7f9c");
-    api.apply(PODS, pod("frontend-8a1b", json!({"app": "frontend-app"}), "127.0.0.73", json!({}), "Running"));
-    eventually("the new frontend pod is allowed", async || (status("127.0.0.73", "GET").await == 200).then_some(())).await;
+    api.apply(
+        PODS,
+        pod("frontend-8a1b", json!({"app": "frontend-app"}), "127.0.0.73", json!({}), "Running"),
+    );
+    eventually("the new frontend pod is allowed", async || {
+        (status("127.0.0.73", "GET").await == 200).then_some(())
+    })
+    .await;
     assert_eq!(status("127.0.0.71", "GET").await, 403, "the old pod's address is world now");
     // Status writes do not loop: a few quiet moments add none.
     let patches = api.patches().len();

@@ -11,7 +11,8 @@ use l7gate_e2e::scenario::{self, SEED};
 /// Every row of the seed table holds.
 async fn assert_seed_table(cluster: &Cluster, when: &str) {
     for (case, protocol) in scenario::requests(SEED) {
-        let outcome = scenario::run(cluster, case, protocol).await.unwrap_or_else(|e| panic!("{e}"));
+        let outcome =
+            scenario::run(cluster, case, protocol).await.unwrap_or_else(|e| panic!("{e}"));
         if let Err(e) = scenario::check(case, &outcome) {
             panic!("{} ({when}): {e}", case.describe(protocol));
         }
@@ -26,7 +27,11 @@ async fn sigterm_closes_every_stream_and_exits_0_while_the_sidecars_keep_enforci
     assert!(status.success(), "l7gate serve exited with {status}");
     let log = cluster.control.as_ref().unwrap().log();
     assert!(log.contains("shutting down") && log.contains("stopped"), "{log}");
-    assert_eq!(log.matches("reason=control plane shutting down").count(), cluster.sidecars.len(), "every stream closed by the server:\n{log}");
+    assert_eq!(
+        log.matches("reason=control plane shutting down").count(),
+        cluster.sidecars.len(),
+        "every stream closed by the server:\n{log}"
+    );
     for s in &cluster.sidecars {
         let connected = eventually("the sidecar sees the stream closed", async || {
             (s.envoy.stat("control_plane.connected_state") == Some(0)).then_some(())
@@ -44,14 +49,15 @@ async fn readyz_waits_for_valid_inputs_and_healthz_answers_meanwhile() {
     let good = std::fs::read_to_string(&policy).unwrap();
     std::fs::write(&policy, good.replace("endpointSelector", "endpointSelektor")).unwrap();
     let cp = ControlPlane::start(ServeSpec::files(manifests.path(), &tools.wasm))
-    .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
     let get = |path: &str| http_request(cp.status_addr(), "GET", path).unwrap();
     assert_eq!(get("/healthz"), (200, "ok\n".to_string()));
     let (code, body) = get("/readyz");
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("inventory-api.yaml") && body.contains("endpointSelektor"), "{body}");
     std::fs::write(&policy, good).unwrap();
-    eventually("ready once the inputs are valid", async || (get("/readyz").0 == 200).then_some(())).await;
+    eventually("ready once the inputs are valid", async || (get("/readyz").0 == 200).then_some(()))
+        .await;
     assert_eq!(get("/readyz").1, "ready: generation 1\n");
     assert_eq!(get("/wasm/0000.wasm").0, 404, "no module is served without --serve-wasm");
 }
@@ -66,9 +72,24 @@ async fn the_metrics_listener_serves_prometheus_text_and_nothing_of_the_admin_in
     assert_ne!(metrics, sidecar.envoy.listener());
     let (code, body) = http_request(metrics, "GET", "/metrics").unwrap();
     assert_eq!(code, 200);
-    assert!(body.contains("# TYPE envoy_cluster_upstream_rq_total counter"), "Prometheus text expected");
-    assert!(body.lines().any(|l| l.starts_with("l7gate_rule_verdicts{") && l.contains("verdict=\"denied\"")), "l7gate's labelled counters expected");
-    for (method, path) in [("GET", "/stats"), ("GET", "/config_dump"), ("POST", "/quitquitquit"), ("POST", "/metrics"), ("GET", "/metrics/../quitquitquit"), ("GET", "/metricsx"), ("GET", "/Metrics")] {
+    assert!(
+        body.contains("# TYPE envoy_cluster_upstream_rq_total counter"),
+        "Prometheus text expected"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("l7gate_rule_verdicts{") && l.contains("verdict=\"denied\"")),
+        "l7gate's labelled counters expected"
+    );
+    for (method, path) in [
+        ("GET", "/stats"),
+        ("GET", "/config_dump"),
+        ("POST", "/quitquitquit"),
+        ("POST", "/metrics"),
+        ("GET", "/metrics/../quitquitquit"),
+        ("GET", "/metricsx"),
+        ("GET", "/Metrics"),
+    ] {
         let (code, _) = http_request(metrics, method, path).unwrap();
         assert_eq!(code, 404, "{method} {path} on the metrics listener");
     }

@@ -21,7 +21,8 @@ type Series = (String, BTreeMap<String, String>);
 
 /// Parses Envoy's Prometheus text output (`name{k="v",...} value`).
 fn prometheus(envoy: &Envoy, query: &str) -> BTreeMap<Series, f64> {
-    let (status, body) = envoy.admin_get(&format!("/stats/prometheus{query}")).unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) =
+        envoy.admin_get(&format!("/stats/prometheus{query}")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status, 200, "{body}");
     let mut out = BTreeMap::new();
     for line in body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
@@ -34,11 +35,15 @@ fn prometheus(envoy: &Envoy, query: &str) -> BTreeMap<Series, f64> {
             .split("\",")
             .filter(|l| !l.is_empty())
             .map(|kv| {
-                let (k, v) = kv.split_once("=\"").unwrap_or_else(|| panic!("bad label {kv:?} in {line:?}"));
+                let (k, v) =
+                    kv.split_once("=\"").unwrap_or_else(|| panic!("bad label {kv:?} in {line:?}"));
                 (k.to_string(), v.trim_end_matches('"').to_string())
             })
             .collect();
-        out.insert((name.to_string(), labels), value.parse().unwrap_or_else(|e| panic!("{line:?}: {e}")));
+        out.insert(
+            (name.to_string(), labels),
+            value.parse().unwrap_or_else(|e| panic!("{line:?}: {e}")),
+        );
     }
     out
 }
@@ -69,15 +74,23 @@ fn expected(case: &Case) -> Option<Expected> {
         // spec §4.1 case 1: no policy selects catalog for ingress.
         ("catalog", _, _) => Expected { verdict, reason: "policy-not-enforced", rule: None, code },
         // spec §4.1 case 2: only frontend is selected by fromEndpoints; anyone else is default-denied.
-        (_, Peer::Endpoint("frontend"), "allowed") => Expected { verdict, reason: "allowed-l7", rule, code },
-        (_, Peer::Endpoint("frontend"), _) => Expected { verdict, reason: "denied-l7-no-rule-matched", rule, code },
+        (_, Peer::Endpoint("frontend"), "allowed") => {
+            Expected { verdict, reason: "allowed-l7", rule, code }
+        }
+        (_, Peer::Endpoint("frontend"), _) => {
+            Expected { verdict, reason: "denied-l7-no-rule-matched", rule, code }
+        }
         _ => Expected { verdict, reason: "default-deny", rule: None, code },
     })
 }
 
 fn source_ip(cluster: &Cluster, peer: Peer) -> IpAddr {
     match peer {
-        Peer::Endpoint(name) => *cluster.inventory.endpoint(name).and_then(|e| e.ips.first()).unwrap_or_else(|| panic!("{name}")),
+        Peer::Endpoint(name) => *cluster
+            .inventory
+            .endpoint(name)
+            .and_then(|e| e.ips.first())
+            .unwrap_or_else(|| panic!("{name}")),
         Peer::Address(ip) => ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}")),
     }
 }
@@ -87,8 +100,11 @@ fn source_ip(cluster: &Cluster, peer: Peer) -> IpAddr {
 async fn run_seed(cluster: &Cluster) -> BTreeMap<&'static str, Vec<&'static Case>> {
     let mut decided: BTreeMap<&'static str, Vec<&'static Case>> = BTreeMap::new();
     for (case, protocol) in scenario::requests(SEED) {
-        let outcome = scenario::run(cluster, case, protocol).await.unwrap_or_else(|e| panic!("{}: {e}", case.describe(protocol)));
-        scenario::check(case, &outcome).unwrap_or_else(|e| panic!("{}: {e}", case.describe(protocol)));
+        let outcome = scenario::run(cluster, case, protocol)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", case.describe(protocol)));
+        scenario::check(case, &outcome)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.describe(protocol)));
         if expected(case).is_some() {
             decided.entry(case.to).or_default().push(case);
         }
@@ -101,7 +117,9 @@ async fn run_seed(cluster: &Cluster) -> BTreeMap<&'static str, Vec<&'static Case
 fn logged_path(case: &Case) -> Option<&'static str> {
     match case.expect {
         Expect::Allow { upstream_path } => Some(upstream_path),
-        _ if !case.path.contains("/.") && !case.path.contains('%') && !case.path.contains("//") => Some(case.path),
+        _ if !case.path.contains("/.") && !case.path.contains('%') && !case.path.contains("//") => {
+            Some(case.path)
+        }
         _ => None,
     }
 }
@@ -113,7 +131,10 @@ async fn seed_requests_write_exactly_the_expected_flow_lines_and_counts() {
     let cluster = Cluster::start_seed().unwrap_or_else(|e| panic!("{e}"));
     let before: Vec<_> = cluster.sidecars.iter().map(|s| prometheus(&s.envoy, "")).collect();
     let decided = run_seed(&cluster).await;
-    assert_eq!(decided.keys().copied().collect::<Vec<_>>(), ["catalog", "inventory-api", "payment-gateway"]);
+    assert_eq!(
+        decided.keys().copied().collect::<Vec<_>>(),
+        ["catalog", "inventory-api", "payment-gateway"]
+    );
 
     for (sidecar, before) in cluster.sidecars.iter().zip(before) {
         let name = sidecar.endpoint.name.as_str();
@@ -135,30 +156,60 @@ async fn seed_requests_write_exactly_the_expected_flow_lines_and_counts() {
                 assert_eq!(r["path"], path, "{what}");
             }
             assert_eq!(r["host"], format!("{name}:8080"), "{what}");
-            assert_eq!((r["port"].as_u64(), r["protocol"].as_str()), (Some(8080), Some("TCP")), "{what}");
+            assert_eq!(
+                (r["port"].as_u64(), r["protocol"].as_str()),
+                (Some(8080), Some("TCP")),
+                "{what}"
+            );
             assert_eq!(r["src"]["ip"], source_ip(&cluster, case.from).to_string(), "{what}");
             match case.from {
                 Peer::Endpoint(peer) => {
                     assert_eq!(r["src"]["name"], format!("default/{peer}"), "{what}");
                     assert_eq!(r["src"]["namespace"], "default", "{what}");
-                    let app = cluster.inventory.endpoint(peer).and_then(|e| e.labels.get("app")).cloned().unwrap_or_default();
-                    assert_eq!(r["src"]["labels"], serde_json::json!([format!("k8s:app={app}")]), "{what}");
+                    let app = cluster
+                        .inventory
+                        .endpoint(peer)
+                        .and_then(|e| e.labels.get("app"))
+                        .cloned()
+                        .unwrap_or_default();
+                    assert_eq!(
+                        r["src"]["labels"],
+                        serde_json::json!([format!("k8s:app={app}")]),
+                        "{what}"
+                    );
                 }
                 // spec §2.4: an address the inventory does not know is reserved:world.
-                Peer::Address(_) => assert_eq!((r["src"]["identity"].as_u64(), r["src"]["name"].as_str()), (Some(2), Some("reserved:world")), "{what}"),
+                Peer::Address(_) => assert_eq!(
+                    (r["src"]["identity"].as_u64(), r["src"]["name"].as_str()),
+                    (Some(2), Some("reserved:world")),
+                    "{what}"
+                ),
             }
             assert_eq!(r["dst"]["ip"], sidecar.envoy.listener().ip().to_string(), "{what}");
             assert_eq!(r["dst"]["name"], format!("default/{name}"), "{what}");
             match &want.rule {
                 Some((policy, rule)) => {
-                    assert_eq!((r["policy"].as_str(), r["rule"].as_str()), (Some(policy.as_str()), Some(*rule)), "{what}");
+                    assert_eq!(
+                        (r["policy"].as_str(), r["rule"].as_str()),
+                        (Some(policy.as_str()), Some(*rule)),
+                        "{what}"
+                    );
                     assert_eq!(r["kind"], "CiliumNetworkPolicy", "{what}");
-                    let series = labels(&[("direction", "ingress"), ("policy", policy), ("rule", rule), ("verdict", want.verdict)]);
+                    let series = labels(&[
+                        ("direction", "ingress"),
+                        ("policy", policy),
+                        ("rule", rule),
+                        ("verdict", want.verdict),
+                    ]);
                     *counts.entry(("l7gate_rule_verdicts".into(), series)).or_default() += 1.0;
                 }
                 None => {
                     assert_eq!(r.get("policy"), None, "{what}");
-                    let series = labels(&[("direction", "ingress"), ("reason", want.reason), ("verdict", want.verdict)]);
+                    let series = labels(&[
+                        ("direction", "ingress"),
+                        ("reason", want.reason),
+                        ("verdict", want.verdict),
+                    ]);
                     *counts.entry(("l7gate_default_verdicts".into(), series)).or_default() += 1.0;
                 }
             }
@@ -169,11 +220,20 @@ async fn seed_requests_write_exactly_the_expected_flow_lines_and_counts() {
         let verdict_series = |m: &BTreeMap<Series, f64>| -> BTreeSet<Series> {
             m.keys().filter(|(n, _)| n.ends_with("_verdicts")).cloned().collect()
         };
-        assert_eq!(verdict_series(&after), verdict_series(&before), "{name}: the set of counters changed");
+        assert_eq!(
+            verdict_series(&after),
+            verdict_series(&before),
+            "{name}: the set of counters changed"
+        );
         assert!(!verdict_series(&after).is_empty(), "{name}: no verdict counters at all");
         for series in verdict_series(&after) {
-            let moved = after.get(&series).copied().unwrap_or_default() - before.get(&series).copied().unwrap_or_default();
-            assert_eq!(moved, counts.get(&series).copied().unwrap_or_default(), "{name}: {series:?}");
+            let moved = after.get(&series).copied().unwrap_or_default()
+                - before.get(&series).copied().unwrap_or_default();
+            assert_eq!(
+                moved,
+                counts.get(&series).copied().unwrap_or_default(),
+                "{name}: {series:?}"
+            );
         }
         for series in counts.keys() {
             assert!(after.contains_key(series), "{name}: no counter {series:?}");
@@ -189,8 +249,12 @@ async fn an_audit_mode_policy_lets_would_be_denials_through_and_reports_them() {
     let tools = Tools::require();
     let app = Upstream::start("audit-app").unwrap_or_else(|e| panic!("{e}"));
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/observability/audit");
-    let config = l7gate::compile_endpoint(&fixtures, &repo_root().join("manifests/endpoints.yaml"), "inventory-api")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = l7gate::compile_endpoint(
+        &fixtures,
+        &repo_root().join("manifests/endpoints.yaml"),
+        "inventory-api",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(config.ingress.audit.is_some(), "the lockdown policy gives ingress an audit view");
     let spec = SidecarSpec {
         name: "audit".into(),
@@ -208,26 +272,55 @@ async fn an_audit_mode_policy_lets_would_be_denials_through_and_reports_them() {
         ("127.0.0.2", "GET", "/api/inventory/item1", 200, "audit", "denied-by-deny-rule", lockdown),
         ("127.0.0.2", "GET", "/api/inventory/item2", 200, "audit", "denied-by-deny-rule", lockdown),
         ("127.0.0.2", "GET", "/api/inventory/item3", 200, "audit", "denied-by-deny-rule", lockdown),
-        ("127.0.0.2", "DELETE", "/api/inventory/item1", 403, "denied", "denied-l7-no-rule-matched", Some("default/inventory-api-l7")),
+        (
+            "127.0.0.2",
+            "DELETE",
+            "/api/inventory/item1",
+            403,
+            "denied",
+            "denied-l7-no-rule-matched",
+            Some("default/inventory-api-l7"),
+        ),
         ("127.0.0.3", "GET", "/api/inventory/item1", 403, "denied", "default-deny", None),
     ];
     for (from, method, path, status, ..) in cases {
-        let request = l7gate_e2e::harness::client::Request { from: ip(from), to: envoy.listener(), authority: "inventory-api:8080", method, path };
-        let response = l7gate_e2e::harness::client::send(l7gate_e2e::harness::client::Protocol::Http1, &request)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let request = l7gate_e2e::harness::client::Request {
+            from: ip(from),
+            to: envoy.listener(),
+            authority: "inventory-api:8080",
+            method,
+            path,
+        };
+        let response = l7gate_e2e::harness::client::send(
+            l7gate_e2e::harness::client::Protocol::Http1,
+            &request,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(response.status, status, "{from} {method} {path}");
     }
     let seen: Vec<String> = app.seen().iter().map(|s| format!("{} {}", s.method, s.path)).collect();
-    assert_eq!(seen, ["GET /api/inventory/item1", "GET /api/inventory/item2", "GET /api/inventory/item3"], "the audited requests reached the application");
+    assert_eq!(
+        seen,
+        ["GET /api/inventory/item1", "GET /api/inventory/item2", "GET /api/inventory/item3"],
+        "the audited requests reached the application"
+    );
 
     let records = envoy.wait_for_flow_records(cases.len());
     assert_eq!(records.len(), cases.len(), "{records:#?}");
     for ((from, method, path, status, verdict, reason, policy), r) in cases.iter().zip(&records) {
         let what = format!("{from} {method} {path}: {r}");
-        assert_eq!((r["verdict"].as_str(), r["reason"].as_str(), r["response_code"].as_u64()), (Some(*verdict), Some(*reason), Some(u64::from(*status))), "{what}");
+        assert_eq!(
+            (r["verdict"].as_str(), r["reason"].as_str(), r["response_code"].as_u64()),
+            (Some(*verdict), Some(*reason), Some(u64::from(*status))),
+            "{what}"
+        );
         assert_eq!(r["policy"].as_str(), *policy, "{what}");
-        assert_eq!((r["src"]["ip"].as_str(), r["path"].as_str()), (Some(*from), Some(*path)), "{what}");
+        assert_eq!(
+            (r["src"]["ip"].as_str(), r["path"].as_str()),
+            (Some(*from), Some(*path)),
+            "{what}"
+        );
     }
     assert_eq!(records[0]["rule"], "spec.ingressDeny[0].toPorts[0]");
 
@@ -236,24 +329,45 @@ async fn an_audit_mode_policy_lets_would_be_denials_through_and_reports_them() {
     let after = prometheus(&envoy, "");
     let moved = |series: &[(&str, &str)]| {
         let key = ("l7gate_rule_verdicts".to_string(), labels(series));
-        after.get(&key).copied().unwrap_or_else(|| panic!("no series {series:?}")) - before.get(&key).copied().unwrap_or_default()
+        after.get(&key).copied().unwrap_or_else(|| panic!("no series {series:?}"))
+            - before.get(&key).copied().unwrap_or_default()
     };
-    let rule = |policy, rule, verdict| [("direction", "ingress"), ("policy", policy), ("rule", rule), ("verdict", verdict)];
-    assert_eq!(moved(&rule("default/inventory-api-lockdown", "spec.ingressDeny[0].toPorts[0]", "audit")), 3.0);
-    assert_eq!(moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "allowed")), 0.0);
-    assert_eq!(moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "denied")), 1.0);
+    let rule = |policy, rule, verdict| {
+        [("direction", "ingress"), ("policy", policy), ("rule", rule), ("verdict", verdict)]
+    };
+    assert_eq!(
+        moved(&rule("default/inventory-api-lockdown", "spec.ingressDeny[0].toPorts[0]", "audit")),
+        3.0
+    );
+    assert_eq!(
+        moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "allowed")),
+        0.0
+    );
+    assert_eq!(
+        moved(&rule("default/inventory-api-l7", "spec.ingress[0].toPorts[0]", "denied")),
+        1.0
+    );
 
     // The VM's linear memory, in whole 64 KiB wasm pages (set at configure time already).
-    let memory = after.get(&("l7gate_vm_memory_bytes".to_string(), BTreeMap::new())).copied().unwrap_or_else(|| panic!("no l7gate_vm_memory_bytes"));
+    let memory = after
+        .get(&("l7gate_vm_memory_bytes".to_string(), BTreeMap::new()))
+        .copied()
+        .unwrap_or_else(|| panic!("no l7gate_vm_memory_bytes"));
     assert!(memory >= 1048576.0 && memory % 65536.0 == 0.0, "l7gate_vm_memory_bytes {memory}");
 }
 
 /// Names and labels a PromQL or LogQL expression uses: `(metrics, labels)`.
 fn promql_names(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let words = |s: &str| -> Vec<String> {
-        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).map(String::from).collect()
+        s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
     };
-    let metrics = words(expr).into_iter().filter(|w| w.starts_with("l7gate_") || w.starts_with("envoy_")).collect();
+    let metrics = words(expr)
+        .into_iter()
+        .filter(|w| w.starts_with("l7gate_") || w.starts_with("envoy_"))
+        .collect();
     let mut labels = BTreeSet::new();
     for (i, _) in expr.match_indices("by (") {
         let rest = &expr[i + 4..];
@@ -262,7 +376,8 @@ fn promql_names(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     for (i, _) in expr.match_indices('{') {
         let rest = &expr[i + 1..];
         for matcher in rest[..rest.find('}').unwrap_or(rest.len())].split(',') {
-            labels.extend(words(matcher.split(['=', '!']).next().unwrap_or("")).into_iter().take(1));
+            labels
+                .extend(words(matcher.split(['=', '!']).next().unwrap_or("")).into_iter().take(1));
         }
     }
     (metrics, labels)
@@ -273,7 +388,11 @@ fn flattened(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
     match v.as_object() {
         Some(map) => {
             for (k, v) in map {
-                flattened(&if prefix.is_empty() { k.clone() } else { format!("{prefix}_{k}") }, v, out);
+                flattened(
+                    &if prefix.is_empty() { k.clone() } else { format!("{prefix}_{k}") },
+                    v,
+                    out,
+                );
             }
         }
         None => {
@@ -290,8 +409,12 @@ async fn the_dashboard_queries_only_what_the_envoys_export() {
     let tools = Tools::require();
     let app = Upstream::start("dash-app").unwrap_or_else(|e| panic!("{e}"));
     let manifests = repo_root().join("manifests");
-    let config = l7gate::compile_endpoint(&manifests.join("policies"), &manifests.join("endpoints.yaml"), "inventory-api")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let config = l7gate::compile_endpoint(
+        &manifests.join("policies"),
+        &manifests.join("endpoints.yaml"),
+        "inventory-api",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let spec = SidecarSpec {
         name: "dash".into(),
         listen: "127.0.0.24:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -307,28 +430,47 @@ async fn the_dashboard_queries_only_what_the_envoys_export() {
         method: "DELETE",
         path: "/api/inventory/1",
     };
-    let response = l7gate_e2e::harness::client::send(l7gate_e2e::harness::client::Protocol::Http1, &request)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let response =
+        l7gate_e2e::harness::client::send(l7gate_e2e::harness::client::Protocol::Http1, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(response.status, 403);
     let record = envoy.wait_for_flow_records(1).pop().unwrap_or_else(|| panic!("no flow record"));
     let mut fields = BTreeSet::new();
     flattened("", &record, &mut fields);
 
-    let scrape = std::fs::read_to_string(manifests.join("observability/prometheus.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let scrape = std::fs::read_to_string(manifests.join("observability/prometheus.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let filter = scrape
         .lines()
-        .find_map(|l| l.trim().strip_prefix("filter: [\"")?.strip_suffix("\"]").map(|f| f.replace("\\\\", "\\")))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("filter: [\"")?
+                .strip_suffix("\"]")
+                .map(|f| f.replace("\\\\", "\\"))
+        })
         .unwrap_or_else(|| panic!("prometheus.yaml has no filter param"));
-    let query: String = filter.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let query: String =
+        filter
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
     let exported = prometheus(&envoy, &format!("?filter={query}"));
     let mut exported_labels: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (name, labels) in exported.keys() {
         exported_labels.entry(name).or_default().extend(labels.keys().map(String::as_str));
     }
 
-    let text = std::fs::read_to_string(manifests.join("observability/grafana-dashboard.json")).unwrap_or_else(|e| panic!("{e}"));
-    let dashboard: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboard JSON: {e}"));
+    let text = std::fs::read_to_string(manifests.join("observability/grafana-dashboard.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dashboard: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboard JSON: {e}"));
     let panels = dashboard["panels"].as_array().unwrap_or_else(|| panic!("no panels"));
     let (mut prom_queries, mut loki_queries) = (0, 0);
     for panel in panels {
@@ -341,30 +483,46 @@ async fn the_dashboard_queries_only_what_the_envoys_export() {
                     prom_queries += 1;
                     assert!(!metrics.is_empty(), "{title}: no metric in {expr}");
                     for metric in &metrics {
-                        let have = exported_labels.get(metric.as_str()).unwrap_or_else(|| panic!("{title}: {metric} is not exported ({expr})"));
+                        let have = exported_labels.get(metric.as_str()).unwrap_or_else(|| {
+                            panic!("{title}: {metric} is not exported ({expr})")
+                        });
                         // `instance` is added by Prometheus itself.
                         for label in used.iter().filter(|l| *l != "instance") {
-                            assert!(have.contains(label.as_str()), "{title}: {metric} has no label {label} ({have:?})");
+                            assert!(
+                                have.contains(label.as_str()),
+                                "{title}: {metric} has no label {label} ({have:?})"
+                            );
                         }
                     }
                 }
                 Some("loki") => {
                     loki_queries += 1;
-                    let pipeline = expr.split_once("| json").map(|(_, p)| p).unwrap_or_else(|| panic!("{title}: {expr}"));
+                    let pipeline = expr
+                        .split_once("| json")
+                        .map(|(_, p)| p)
+                        .unwrap_or_else(|| panic!("{title}: {expr}"));
                     let (_, by) = promql_names(&expr.replace("| json", ""));
                     let filters: BTreeSet<String> = pipeline
                         .split('|')
-                        .filter_map(|stage| stage.trim().split_once('=').map(|(k, _)| k.trim().to_string()))
+                        .filter_map(|stage| {
+                            stage.trim().split_once('=').map(|(k, _)| k.trim().to_string())
+                        })
                         .collect();
                     for field in by.iter().chain(&filters).filter(|f| *f != "job") {
-                        assert!(fields.contains(field), "{title}: flow records have no field {field} ({fields:?})");
+                        assert!(
+                            fields.contains(field),
+                            "{title}: flow records have no field {field} ({fields:?})"
+                        );
                     }
                 }
                 other => panic!("{title}: unexpected datasource {other:?}"),
             }
         }
     }
-    assert!(prom_queries >= 5 && loki_queries >= 3, "{prom_queries} Prometheus and {loki_queries} Loki queries");
+    assert!(
+        prom_queries >= 5 && loki_queries >= 3,
+        "{prom_queries} Prometheus and {loki_queries} Loki queries"
+    );
 }
 
 // spec §5.2: `l7gate diff` replays a flow log recorded from real Envoys through a tightened
@@ -410,7 +568,13 @@ async fn diff_flags_exactly_the_recorded_flows_a_tightened_policy_denies() {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| (c["endpoint"].as_str().unwrap_or(""), c["change"].as_str().unwrap_or(""), c["policy"].as_str().unwrap_or("")))
+        .map(|c| {
+            (
+                c["endpoint"].as_str().unwrap_or(""),
+                c["change"].as_str().unwrap_or(""),
+                c["policy"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(rules, [("default/inventory-api", "changed", "default/inventory-api-l7")]);
 
@@ -424,9 +588,13 @@ async fn diff_flags_exactly_the_recorded_flows_a_tightened_policy_denies() {
         })
         .collect();
     // Both protocols of each row: HTTP/1.1 (raw or typed) and HTTP/2.
-    let twice = |request: &str| vec![(request.to_string(), "allowed".to_string(), "denied".to_string()); 2];
-    let expected: Vec<_> = [twice("GET inventory-api:8080/api/inventory/item123?fields=qty"), twice("GET inventory-api:8080/api/inventory/x")]
-        .concat();
+    let twice =
+        |request: &str| vec![(request.to_string(), "allowed".to_string(), "denied".to_string()); 2];
+    let expected: Vec<_> = [
+        twice("GET inventory-api:8080/api/inventory/item123?fields=qty"),
+        twice("GET inventory-api:8080/api/inventory/x"),
+    ]
+    .concat();
     assert_eq!(flagged, expected, "{stdout}");
     assert_eq!(recorded.lines().count(), decided.values().map(Vec::len).sum::<usize>());
 }

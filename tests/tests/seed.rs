@@ -5,12 +5,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use l7gate_e2e::harness::client::{self, Protocol, Request, Response};
-use l7gate_filter::headermap::{CONNECTION_HEADER, CONNECTION_HEADER_KEY};
 use l7gate_e2e::harness::cluster::Cluster;
 use l7gate_e2e::harness::envoy::{config_without_rules, Envoy, SidecarSpec};
 use l7gate_e2e::harness::tools::Tools;
 use l7gate_e2e::harness::upstream::Upstream;
 use l7gate_e2e::scenario::{self, SEED};
+use l7gate_filter::headermap::{CONNECTION_HEADER, CONNECTION_HEADER_KEY};
 
 const FRONTEND: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
@@ -25,11 +25,7 @@ async fn seed_table_holds_against_real_envoys() {
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", case.describe(protocol)));
         if let Err(why) = scenario::check(case, &outcome) {
-            failures.push(format!(
-                "{} [{}]\n    {why}",
-                case.describe(protocol),
-                case.spec
-            ));
+            failures.push(format!("{} [{}]\n    {why}", case.describe(protocol), case.spec));
         }
     }
     assert!(
@@ -50,16 +46,8 @@ fn sidecar(name: &str, listen: &str, upstream: &Upstream, config_json: String) -
 }
 
 async fn get(to: SocketAddr, path: &str) -> Response {
-    let req = Request {
-        from: FRONTEND,
-        to,
-        authority: "app:8080",
-        method: "GET",
-        path,
-    };
-    client::send(Protocol::Http1, &req)
-        .await
-        .unwrap_or_else(|e| panic!("GET {to}{path}: {e}"))
+    let req = Request { from: FRONTEND, to, authority: "app:8080", method: "GET", path };
+    client::send(Protocol::Http1, &req).await.unwrap_or_else(|e| panic!("GET {to}{path}: {e}"))
 }
 
 // spec §4.1 case 2: an enforced direction allows only what a rule allows; no rule, no traffic.
@@ -72,41 +60,21 @@ async fn enforced_direction_without_rules_denies_everything() {
     let open_app = Upstream::start("open-app").unwrap();
     let enforced = Envoy::start(
         &tools,
-        &sidecar(
-            "enforced",
-            "127.0.0.21:0",
-            &denied_app,
-            config_without_rules("enforced", true),
-        ),
+        &sidecar("enforced", "127.0.0.21:0", &denied_app, config_without_rules("enforced", true)),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let open = Envoy::start(
         &tools,
-        &sidecar(
-            "open",
-            "127.0.0.22:0",
-            &open_app,
-            config_without_rules("open", false),
-        ),
+        &sidecar("open", "127.0.0.22:0", &open_app, config_without_rules("open", false)),
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
     let denied = get(enforced.listener(), "/anything").await;
-    assert_eq!(
-        (denied.status, denied.body.as_str()),
-        (403, "Access denied\r\n")
-    );
-    assert_eq!(
-        denied_app.count(),
-        0,
-        "a denied request reached the application"
-    );
+    assert_eq!((denied.status, denied.body.as_str()), (403, "Access denied\r\n"));
+    assert_eq!(denied_app.count(), 0, "a denied request reached the application");
 
     let allowed = get(open.listener(), "/anything").await;
-    assert_eq!(
-        (allowed.status, allowed.body.as_str()),
-        (200, "open-app saw GET /anything")
-    );
+    assert_eq!((allowed.status, allowed.body.as_str()), (200, "open-app saw GET /anything"));
     assert_eq!(open_app.count(), 1);
 }
 
@@ -120,29 +88,48 @@ async fn peer_and_port_are_the_connections_with_or_without_the_connection_header
     let tools = Tools::require();
     let app = Upstream::start("app").unwrap();
     let without_metadata = |bootstrap: String| {
-        let edited = bootstrap.replace(&format!("  metadata:\n    {CONNECTION_HEADER_KEY}: {CONNECTION_HEADER}\n"), "");
+        let edited = bootstrap.replace(
+            &format!("  metadata:\n    {CONNECTION_HEADER_KEY}: {CONNECTION_HEADER}\n"),
+            "",
+        );
         assert_ne!(edited, bootstrap, "the template's node metadata moved; update this test");
         edited
     };
-    let spec = |name: &str, listen: &str| sidecar(name, listen, &app, config_without_rules(name, false));
-    let mut with_header = Envoy::spawn(&tools, &spec("with-header", "127.0.0.23:0")).unwrap_or_else(|e| panic!("{e}"));
-    let mut without = Envoy::spawn_edited(&tools, &spec("without-header", "127.0.0.24:0"), without_metadata).unwrap_or_else(|e| panic!("{e}"));
+    let spec =
+        |name: &str, listen: &str| sidecar(name, listen, &app, config_without_rules(name, false));
+    let mut with_header = Envoy::spawn(&tools, &spec("with-header", "127.0.0.23:0"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut without =
+        Envoy::spawn_edited(&tools, &spec("without-header", "127.0.0.24:0"), without_metadata)
+            .unwrap_or_else(|e| panic!("{e}"));
     for envoy in [&mut with_header, &mut without] {
         envoy.wait_ready().unwrap_or_else(|e| panic!("{e}"));
         let to = envoy.listener();
         for protocol in [Protocol::Http1, Protocol::Http2] {
-            let req = Request { from: FRONTEND, to, authority: "app:8080", method: "GET", path: "/x" };
-            let spoofed: &[client::Header<'_>] = &[(CONNECTION_HEADER, b"127.0.0.99:1 127.0.0.98:9")];
-            let response = client::send_with(protocol, &req, spoofed).await.unwrap_or_else(|e| panic!("{e}"));
+            let req =
+                Request { from: FRONTEND, to, authority: "app:8080", method: "GET", path: "/x" };
+            let spoofed: &[client::Header<'_>] =
+                &[(CONNECTION_HEADER, b"127.0.0.99:1 127.0.0.98:9")];
+            let response =
+                client::send_with(protocol, &req, spoofed).await.unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(response.status, 200, "{} {protocol:?}", envoy.name());
         }
         let records = envoy.wait_for_flow_records(2);
         for r in &records {
             let seen = (r["src"]["ip"].as_str(), r["dst"]["ip"].as_str(), r["port"].as_u64());
-            assert_eq!(seen, (Some("127.0.0.2"), Some(to.ip().to_string().as_str()), Some(u64::from(to.port()))), "{}: {r}", envoy.name());
+            assert_eq!(
+                seen,
+                (Some("127.0.0.2"), Some(to.ip().to_string().as_str()), Some(u64::from(to.port()))),
+                "{}: {r}",
+                envoy.name()
+            );
         }
     }
-    assert!(app.seen().iter().all(|s| !s.header_names.iter().any(|n| n == CONNECTION_HEADER)), "{:?}", app.seen());
+    assert!(
+        app.seen().iter().all(|s| !s.header_names.iter().any(|n| n == CONNECTION_HEADER)),
+        "{:?}",
+        app.seen()
+    );
 }
 
 // Fail closed: a config the filter refuses (a schema version it does not read) must never turn
@@ -158,11 +145,9 @@ async fn refused_filter_config_fails_closed_until_a_valid_one_arrives() {
     let mut refused: serde_json::Value =
         serde_json::from_str(&config_without_rules("refused", false)).unwrap();
     refused["version"] = 999.into();
-    let envoy = Envoy::start(
-        &tools,
-        &sidecar("refused", "127.0.0.20:0", &app, refused.to_string()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let envoy =
+        Envoy::start(&tools, &sidecar("refused", "127.0.0.20:0", &app, refused.to_string()))
+            .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(envoy.stat(&format!("{ECDS}.update_rejected")), Some(1));
     assert_eq!(envoy.stat(&format!("{ECDS}.update_success")), Some(0));
     for protocol in [Protocol::Http1, Protocol::Http2] {
@@ -173,32 +158,19 @@ async fn refused_filter_config_fails_closed_until_a_valid_one_arrives() {
             method: "GET",
             path: "/",
         };
-        let response = client::send(protocol, &req)
-            .await
-            .unwrap_or_else(|e| panic!("{protocol}: {e}"));
+        let response =
+            client::send(protocol, &req).await.unwrap_or_else(|e| panic!("{protocol}: {e}"));
         assert_eq!(
             (response.status, response.body.as_str()),
             (500, ""),
             "{protocol}: {response:?}"
         );
     }
-    assert_eq!(
-        app.count(),
-        0,
-        "a request passed a sidecar whose filter config was refused"
-    );
+    assert_eq!(app.count(), 0, "a request passed a sidecar whose filter config was refused");
 
-    envoy
-        .write_filter_config(&config_without_rules("refused", false))
-        .unwrap();
-    assert_eq!(
-        envoy.wait_for_stat(&format!("{ECDS}.update_success"), |n| n >= 1),
-        Some(1)
-    );
+    envoy.write_filter_config(&config_without_rules("refused", false)).unwrap();
+    assert_eq!(envoy.wait_for_stat(&format!("{ECDS}.update_success"), |n| n >= 1), Some(1));
     let healed = get(envoy.listener(), "/after-fix").await;
-    assert_eq!(
-        (healed.status, healed.body.as_str()),
-        (200, "guarded-app saw GET /after-fix")
-    );
+    assert_eq!((healed.status, healed.body.as_str()), (200, "guarded-app saw GET /after-fix"));
     assert_eq!(app.count(), 1);
 }

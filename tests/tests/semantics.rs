@@ -67,29 +67,18 @@ impl Row {
         Row { over, ..self }
     }
     const fn authority(self, authority: &'static str) -> Row {
-        Row {
-            authority: Some(authority),
-            ..self
-        }
+        Row { authority: Some(authority), ..self }
     }
     const fn with(self, headers: &'static [Header<'static>]) -> Row {
         Row { headers, ..self }
     }
     /// 200 from `to`'s application, which saw exactly this request.
     const fn allow(self, spec: &'static str) -> Row {
-        Row {
-            allow: true,
-            spec,
-            ..self
-        }
+        Row { allow: true, spec, ..self }
     }
     /// 403 `Access denied\r\n` from the sidecar; no application contacted.
     const fn deny(self, spec: &'static str) -> Row {
-        Row {
-            allow: false,
-            spec,
-            ..self
-        }
+        Row { allow: false, spec, ..self }
     }
 
     /// The row as a seed-scenario case, so [`scenario::check`] judges it like the seed table.
@@ -102,9 +91,7 @@ impl Row {
             path: self.path,
             expect: if self.allow {
                 // No fixture path is changed by Envoy's normalisation.
-                Expect::Allow {
-                    upstream_path: self.path,
-                }
+                Expect::Allow { upstream_path: self.path }
             } else {
                 Expect::Deny
             },
@@ -142,10 +129,7 @@ async fn send(cluster: &Cluster, row: &Row, protocol: Protocol) -> Outcome {
         authority: row.authority,
         headers: row.headers,
     };
-    exchange
-        .run(cluster, protocol)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    exchange.run(cluster, protocol).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs every (row, protocol) and fails with the list of rows that differ.
@@ -157,11 +141,7 @@ async fn assert_table(cluster: &Cluster, table: &[Row]) {
             requests += 1;
             let outcome = send(cluster, row, protocol).await;
             if let Err(why) = scenario::check(&row.case(), &outcome) {
-                failures.push(format!(
-                    "{} [{}]\n    {why}",
-                    row.describe(protocol),
-                    row.spec
-                ));
+                failures.push(format!("{} [{}]\n    {why}", row.describe(protocol), row.spec));
             }
         }
     }
@@ -281,17 +261,9 @@ async fn non_utf8_header_value_does_not_kill_the_vm() {
     assert!(vms_before.is_some(), "Envoy has no wasm VM stats");
     assert_table(&cluster, NON_UTF8_TABLE).await;
     // A trap would make Envoy (FAIL_RELOAD) rebuild the VM: no new VM, no reload.
-    assert_eq!(
-        created(),
-        vms_before,
-        "a wasm VM was rebuilt: the filter trapped"
-    );
+    assert_eq!(created(), vms_before, "a wasm VM was rebuilt: the filter trapped");
     for stat in ["vm_reload", "vm_reload_backoff", "vm_reload_failure"] {
-        assert_eq!(
-            envoy.stat(&format!("wasm.l7gate.{stat}")),
-            Some(0),
-            "wasm.l7gate.{stat}"
-        );
+        assert_eq!(envoy.stat(&format!("wasm.l7gate.{stat}")), Some(0), "wasm.l7gate.{stat}");
     }
 }
 
@@ -445,10 +417,7 @@ async fn empty_plugin_configuration_denies_everything() {
     let tools = Tools::require();
     // Standalone sidecars on spare loopback addresses, port 0 (tests/README.md).
     for (listen, configuration) in [("127.0.0.26:0", ""), ("127.0.0.27:0", " \n\t ")] {
-        let name = format!(
-            "unconfigured-{}",
-            listen.split(':').next().unwrap_or(listen)
-        );
+        let name = format!("unconfigured-{}", listen.split(':').next().unwrap_or(listen));
         let app = Upstream::start(&name).unwrap();
         let spec = SidecarSpec {
             name: name.clone(),
@@ -482,17 +451,10 @@ async fn empty_plugin_configuration_denies_everything() {
                 "{configuration:?} {protocol}"
             );
         }
-        assert_eq!(
-            app.count(),
-            0,
-            "{configuration:?}: a request passed an unconfigured filter"
-        );
+        assert_eq!(app.count(), 0, "{configuration:?}: a request passed an unconfigured filter");
 
         envoy.write_filter_config(&config_without_rules(&name, false)).unwrap();
-        assert_eq!(
-            envoy.wait_for_stat(&format!("{ECDS}.update_success"), |n| n >= 2),
-            Some(2)
-        );
+        assert_eq!(envoy.wait_for_stat(&format!("{ECDS}.update_success"), |n| n >= 2), Some(2));
         let req = Request {
             from: "127.0.0.2".parse().unwrap(),
             to: envoy.listener(),
@@ -501,10 +463,7 @@ async fn empty_plugin_configuration_denies_everything() {
             path: "/after-config",
         };
         let healed = client::send_with(Protocol::Http1, &req, &[]).await.unwrap();
-        assert_eq!(
-            (healed.status, healed.body),
-            (200, format!("{name} saw GET /after-config"))
-        );
+        assert_eq!((healed.status, healed.body), (200, format!("{name} saw GET /after-config")));
         assert_eq!(app.count(), 1);
     }
 }

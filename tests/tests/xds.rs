@@ -36,10 +36,7 @@ fn write(path: &Path, text: &str) {
 }
 
 fn control(cluster: &Cluster) -> &ControlPlane {
-    cluster
-        .control
-        .as_ref()
-        .expect("an ADS cluster has a control plane")
+    cluster.control.as_ref().expect("an ADS cluster has a control plane")
 }
 
 fn node<'a>(report: &'a StatusReport, name: &str) -> Option<&'a NodeStatus> {
@@ -48,10 +45,7 @@ fn node<'a>(report: &'a StatusReport, name: &str) -> Option<&'a NodeStatus> {
 
 /// The l7gate resource of node `name`, if the server knows the node.
 fn resource<'a>(report: &'a StatusReport, name: &str) -> Option<&'a ResourceStatus> {
-    node(report, name)?
-        .resources
-        .iter()
-        .find(|r| r.name == "l7gate")
+    node(report, name)?.resources.iter().find(|r| r.name == "l7gate")
 }
 
 /// Whether node `name` is connected and has acked what the server has for it now.
@@ -65,13 +59,7 @@ fn in_sync(report: &StatusReport, name: &str) -> bool {
 async fn status_of(cluster: &Cluster, to: &str, method: &str, path: &str) -> u16 {
     let listener = cluster.sidecar(to).unwrap().envoy.listener();
     let authority = format!("{to}:{}", listener.port());
-    let req = Request {
-        from: FRONTEND,
-        to: listener,
-        authority: &authority,
-        method,
-        path,
-    };
+    let req = Request { from: FRONTEND, to: listener, authority: &authority, method, path };
     client::send(Protocol::Http1, &req)
         .await
         .unwrap_or_else(|e| panic!("{method} {to}{path}: {e}"))
@@ -87,11 +75,7 @@ async fn assert_seed_table(cluster: &Cluster, when: &str) {
             failures.push(format!("{}: {why}", case.describe(protocol)));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{when}: seed table differs:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{when}: seed table differs:\n{}", failures.join("\n"));
 }
 
 /// Every row of the seed table gets its status (while other traffic runs, so which application
@@ -107,17 +91,10 @@ async fn assert_seed_statuses(cluster: &Cluster, when: &str) {
         };
         let got = outcome.response.as_ref().map(|r| r.status);
         if got != Ok(expected) {
-            failures.push(format!(
-                "{}: {got:?}, expected {expected}",
-                case.describe(protocol)
-            ));
+            failures.push(format!("{}: {got:?}, expected {expected}", case.describe(protocol)));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{when}: seed statuses differ:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{when}: seed statuses differ:\n{}", failures.join("\n"));
 }
 
 /// A policy for inventory-api and payment-gateway at once: frontend may GET /healthz.
@@ -176,17 +153,10 @@ async fn a_policy_edit_flips_both_sidecars_and_an_unrelated_one_pushes_nothing_t
     let cluster = Cluster::start_ads(manifests.path()).unwrap_or_else(|e| panic!("{e}"));
     let both = ["inventory-api", "payment-gateway"];
     for to in both {
-        assert_eq!(
-            status_of(&cluster, to, "GET", "/healthz").await,
-            403,
-            "{to} before the edit"
-        );
+        assert_eq!(status_of(&cluster, to, "GET", "/healthz").await, 403, "{to} before the edit");
     }
 
-    write(
-        &manifests.path().join("policies/health.yaml"),
-        HEALTH_POLICY,
-    );
+    write(&manifests.path().join("policies/health.yaml"), HEALTH_POLICY);
     for to in both {
         eventually(&format!("{to} allows GET /healthz"), async || {
             (status_of(&cluster, to, "GET", "/healthz").await == 200).then_some(())
@@ -201,23 +171,12 @@ async fn a_policy_edit_flips_both_sidecars_and_an_unrelated_one_pushes_nothing_t
         );
     }
     let cp = control(&cluster);
-    let before = cp
-        .wait_for_status(|r| both.iter().all(|n| in_sync(r, n)))
-        .unwrap();
-    let stat = |name: &str| {
-        cluster
-            .sidecar(name)
-            .unwrap()
-            .envoy
-            .stat(ECDS_UPDATE_SUCCESS)
-    };
+    let before = cp.wait_for_status(|r| both.iter().all(|n| in_sync(r, n))).unwrap();
+    let stat = |name: &str| cluster.sidecar(name).unwrap().envoy.stat(ECDS_UPDATE_SUCCESS);
     let successes: Vec<_> = both.iter().map(|n| stat(n)).collect();
 
     // A policy that selects only catalog: catalog gets a new config, the others nothing.
-    write(
-        &manifests.path().join("policies/catalog.yaml"),
-        CATALOG_POLICY,
-    );
+    write(&manifests.path().join("policies/catalog.yaml"), CATALOG_POLICY);
     let catalog_before = resource(&before, "catalog").unwrap().acked.clone();
     let after = cp
         .wait_for_status(|r| {
@@ -229,21 +188,10 @@ async fn a_policy_edit_flips_both_sidecars_and_an_unrelated_one_pushes_nothing_t
         catalog_before,
         "catalog was not updated: {after:#?}"
     );
-    assert_eq!(
-        after.reload.last_changed,
-        vec!["catalog".to_string()],
-        "{after:#?}"
-    );
+    assert_eq!(after.reload.last_changed, vec!["catalog".to_string()], "{after:#?}");
     for name in both {
-        let (b, a) = (
-            resource(&before, name).unwrap(),
-            resource(&after, name).unwrap(),
-        );
-        assert_eq!(
-            (a.pushes, &a.acked),
-            (b.pushes, &b.acked),
-            "{name} was re-pushed"
-        );
+        let (b, a) = (resource(&before, name).unwrap(), resource(&after, name).unwrap());
+        assert_eq!((a.pushes, &a.acked), (b.pushes, &b.acked), "{name} was re-pushed");
     }
     assert_eq!(
         both.iter().map(|n| stat(n)).collect::<Vec<_>>(),
@@ -254,10 +202,8 @@ async fn a_policy_edit_flips_both_sidecars_and_an_unrelated_one_pushes_nothing_t
 }
 
 /// Requests of the load: (method, path, status every policy version gives).
-const LOAD: &[(&str, &str, u16)] = &[
-    ("GET", "/api/inventory/item7", 200),
-    ("DELETE", "/api/inventory/item7", 403),
-];
+const LOAD: &[(&str, &str, u16)] =
+    &[("GET", "/api/inventory/item7", 200), ("DELETE", "/api/inventory/item7", 403)];
 
 /// What the load saw.
 #[derive(Debug, Default)]
@@ -317,9 +263,7 @@ async fn judge(
                 return false;
             }
             if status != expect {
-                report
-                    .wrong
-                    .push(format!("{what}: {status}, expected {expect}"));
+                report.wrong.push(format!("{what}: {status}, expected {expect}"));
             }
             true
         }
@@ -333,28 +277,16 @@ async fn judge(
 async fn load_h1(to: SocketAddr, stop: Arc<AtomicBool>) -> LoadReport {
     let mut report = LoadReport::default();
     let stream = client::connect(FRONTEND, to).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     let driver = tokio::spawn(conn);
     'outer: while !stop.load(Ordering::Relaxed) {
         for (method, path, expect) in LOAD {
             let response = match sender.ready().await {
-                Ok(()) => {
-                    sender
-                        .send_request(load_request(to, method, path, false))
-                        .await
-                }
+                Ok(()) => sender.send_request(load_request(to, method, path, false)).await,
                 Err(e) => Err(e),
             };
-            if !judge(
-                &mut report,
-                &format!("h1 {method} {path}"),
-                *expect,
-                response,
-            )
-            .await
-            {
+            if !judge(&mut report, &format!("h1 {method} {path}"), *expect, response).await {
                 break 'outer; // the connection is gone: one error is enough
             }
         }
@@ -373,17 +305,8 @@ async fn load_h2(to: SocketAddr, stop: Arc<AtomicBool>) -> LoadReport {
     let driver = tokio::spawn(conn);
     'outer: while !stop.load(Ordering::Relaxed) {
         for (method, path, expect) in LOAD {
-            let response = sender
-                .send_request(load_request(to, method, path, true))
-                .await;
-            if !judge(
-                &mut report,
-                &format!("h2 {method} {path}"),
-                *expect,
-                response,
-            )
-            .await
-            {
+            let response = sender.send_request(load_request(to, method, path, true)).await;
+            if !judge(&mut report, &format!("h2 {method} {path}"), *expect, response).await {
                 break 'outer;
             }
         }
@@ -400,13 +323,7 @@ fn assert_clean(report: &LoadReport) {
         report.requests,
         report.wrong.len(),
         report.errors.len(),
-        report
-            .wrong
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n"),
+        report.wrong.iter().take(10).cloned().collect::<Vec<_>>().join("\n"),
         report.errors.join("\n")
     );
 }
@@ -423,20 +340,14 @@ async fn a_hundred_policy_changes_under_load_fail_no_request() {
     let cluster = Cluster::start_ads(manifests.path()).unwrap_or_else(|e| panic!("{e}"));
     let policy: PathBuf = manifests.path().join("policies/inventory-api.yaml");
     let original = std::fs::read_to_string(&policy).unwrap();
-    assert!(
-        original.ends_with("path: \"/api/inventory/.*\"\n"),
-        "the seed policy changed shape"
-    );
+    assert!(original.ends_with("path: \"/api/inventory/.*\"\n"), "the seed policy changed shape");
     let envoy = &cluster.sidecar("inventory-api").unwrap().envoy;
     let applied_before = envoy.stat(ECDS_UPDATE_SUCCESS).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(run_load(envoy.listener(), Arc::clone(&stop)));
     let cp = control(&cluster);
-    let mut acked = resource(&cp.status().unwrap(), "inventory-api")
-        .unwrap()
-        .acked
-        .clone();
+    let mut acked = resource(&cp.status().unwrap(), "inventory-api").unwrap().acked.clone();
     for n in 0..100 {
         write(&policy, &inventory_policy_variant(&original, n));
         // One change at a time: wait until Envoy acked it, so none is merged into the next.
@@ -451,26 +362,14 @@ async fn a_hundred_policy_changes_under_load_fail_no_request() {
         acked = now;
     }
     // The last extra path is enforced, and the load still gets what it expects.
-    assert_eq!(
-        status_of(&cluster, "inventory-api", "GET", "/api/extra/99").await,
-        200
-    );
-    assert_eq!(
-        status_of(&cluster, "inventory-api", "GET", "/api/extra/98").await,
-        403
-    );
+    assert_eq!(status_of(&cluster, "inventory-api", "GET", "/api/extra/99").await, 200);
+    assert_eq!(status_of(&cluster, "inventory-api", "GET", "/api/extra/98").await, 403);
     stop.store(true, Ordering::Relaxed);
     let report = load.await.unwrap();
     assert_clean(&report);
     let applied = envoy.stat(ECDS_UPDATE_SUCCESS).unwrap() - applied_before;
-    assert!(
-        applied >= 100,
-        "Envoy applied {applied} configs for 100 changes"
-    );
-    eprintln!(
-        "{} requests during 100 policy changes, all as expected",
-        report.requests
-    );
+    assert!(applied >= 100, "Envoy applied {applied} configs for 100 changes");
+    eprintln!("{} requests during 100 policy changes, all as expected", report.requests);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,11 +389,7 @@ async fn a_restarted_control_plane_resyncs_without_changing_verdicts() {
         let state = tokio::task::block_in_place(|| {
             envoy.wait_for_stat("control_plane.connected_state", |v| v == 0)
         });
-        assert_eq!(
-            state,
-            Some(0),
-            "{name} did not notice the control plane is gone"
-        );
+        assert_eq!(state, Some(0), "{name} did not notice the control plane is gone");
     }
     assert_seed_statuses(&cluster, "control plane down").await;
 
@@ -504,16 +399,9 @@ async fn a_restarted_control_plane_resyncs_without_changing_verdicts() {
         tokio::task::block_in_place(|| cp.wait_for_status(|r| names.iter().all(|n| in_sync(r, n))))
             .unwrap();
     for name in names {
-        assert!(
-            in_sync(&report, name),
-            "{name} did not reconnect and ack: {report:#?}"
-        );
+        assert!(in_sync(&report, name), "{name} did not reconnect and ack: {report:#?}");
         let envoy = &cluster.sidecar(name).unwrap().envoy;
-        assert_eq!(
-            envoy.stat("control_plane.connected_state"),
-            Some(1),
-            "{name}"
-        );
+        assert_eq!(envoy.stat("control_plane.connected_state"), Some(1), "{name}");
     }
     assert_seed_statuses(&cluster, "after the restart").await;
     stop.store(true, Ordering::Relaxed);
@@ -530,37 +418,18 @@ async fn an_invalid_policy_is_reported_and_nothing_is_pushed() {
     let policy = manifests.path().join("policies/inventory-api.yaml");
     let original = std::fs::read_to_string(&policy).unwrap();
     // Allow everything, but misspell a field: applied, this would open inventory-api.
-    let broken = original.replace(
-        "                path: \"/api/inventory/.*\"\n",
-        "                pth: \".*\"\n",
-    );
+    let broken = original
+        .replace("                path: \"/api/inventory/.*\"\n", "                pth: \".*\"\n");
     assert_ne!(broken, original);
     write(&policy, &broken);
 
     let report = cp.wait_for_status(|r| r.reload.error.is_some()).unwrap();
-    let error = report
-        .reload
-        .error
-        .clone()
-        .expect("the reload error is reported");
-    assert!(
-        error.contains("inventory-api.yaml:") && error.contains("pth"),
-        "{error}"
-    );
-    assert_eq!(
-        report.reload.generation, before.reload.generation,
-        "an invalid state was accepted"
-    );
+    let error = report.reload.error.clone().expect("the reload error is reported");
+    assert!(error.contains("inventory-api.yaml:") && error.contains("pth"), "{error}");
+    assert_eq!(report.reload.generation, before.reload.generation, "an invalid state was accepted");
     for name in ["inventory-api", "payment-gateway", "catalog"] {
-        let (b, a) = (
-            resource(&before, name).unwrap(),
-            resource(&report, name).unwrap(),
-        );
-        assert_eq!(
-            (a.pushes, &a.acked),
-            (b.pushes, &b.acked),
-            "{name} was pushed something"
-        );
+        let (b, a) = (resource(&before, name).unwrap(), resource(&report, name).unwrap());
+        assert_eq!((a.pushes, &a.acked), (b.pushes, &b.acked), "{name} was pushed something");
     }
     assert_seed_table(&cluster, "with an invalid policy on disk").await;
 
@@ -585,28 +454,18 @@ async fn a_config_envoy_rejects_is_reported_and_the_last_good_one_keeps_enforcin
     let mut cluster = Cluster::start_ads(manifests.path()).unwrap_or_else(|e| panic!("{e}"));
     let missing = manifests.path().join("no-such-filter.wasm");
     // Valid policies, but a module path the Envoys cannot load: every config is NACKed.
-    cluster
-        .control
-        .as_mut()
-        .unwrap()
-        .restart(Some(&missing))
-        .unwrap();
+    cluster.control.as_mut().unwrap().restart(Some(&missing)).unwrap();
     let cp = control(&cluster);
     let names = ["inventory-api", "payment-gateway", "catalog"];
     let report = cp
         .wait_for_status(|r| {
-            names
-                .iter()
-                .all(|n| resource(r, n).is_some_and(|r| r.last_nack.is_some()))
+            names.iter().all(|n| resource(r, n).is_some_and(|r| r.last_nack.is_some()))
         })
         .unwrap();
     for name in names {
         let r = resource(&report, name)
             .unwrap_or_else(|| panic!("{name} never connected: {report:#?}"));
-        let nack = r
-            .last_nack
-            .as_ref()
-            .unwrap_or_else(|| panic!("{name}: no NACK: {report:#?}"));
+        let nack = r.last_nack.as_ref().unwrap_or_else(|| panic!("{name}: no NACK: {report:#?}"));
         assert!(
             nack.message.contains(&missing.display().to_string()),
             "{name}: Envoy said {:?}",
@@ -636,7 +495,7 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
     let tools = Tools::require();
     let manifests = seed_copy();
     let cp = ControlPlane::start(ServeSpec::files(manifests.path(), &tools.wasm))
-    .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"));
     let app = Upstream::start("ghost-app").unwrap();
     let spec = AdsSidecarSpec {
         name: "ghost".into(),
@@ -654,17 +513,8 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
     );
     let report = cp.wait_for_status(|r| node(r, "ghost").is_some()).unwrap();
     let ghost = node(&report, "ghost").unwrap();
-    assert!(
-        ghost.connected && ghost.resources.iter().all(|r| r.pushes == 0),
-        "{ghost:#?}"
-    );
-    assert!(
-        ghost
-            .error
-            .as_deref()
-            .is_some_and(|e| e.contains("\"ghost\"")),
-        "{ghost:#?}"
-    );
+    assert!(ghost.connected && ghost.resources.iter().all(|r| r.pushes == 0), "{ghost:#?}");
+    assert!(ghost.error.as_deref().is_some_and(|e| e.contains("\"ghost\"")), "{ghost:#?}");
     let req = Request {
         from: FRONTEND,
         to: envoy.listener(),
@@ -674,9 +524,5 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
     };
     let response = client::send(Protocol::Http1, &req).await.unwrap();
     assert_eq!((response.status, response.body.as_str()), (500, ""));
-    assert_eq!(
-        app.count(),
-        0,
-        "a request passed a sidecar without a filter config"
-    );
+    assert_eq!(app.count(), 0, "a request passed a sidecar without a filter config");
 }

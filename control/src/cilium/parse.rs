@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use saphyr::{ScalarOwned, YamlDataOwned};
 
-use crate::yaml::{data, describe, is_empty_seq, is_null, seq_len, span_of, Decoder, Fields, Node, Shape};
+use crate::yaml::{
+    data, describe, is_empty_seq, is_null, seq_len, span_of, Decoder, Fields, Node, Shape,
+};
 
 use super::model::{
     CidrRule, DefaultDeny, Entity, FqdnSelector, HeaderMatch, HttpRule, L4Protocol, Operator, Peer,
@@ -54,9 +56,9 @@ pub fn load_path(path: &Path) -> Result<Loaded, Diagnostics> {
             for file in files {
                 match fs::read_to_string(&file) {
                     Ok(text) => load.add_file(&file, &text),
-                    Err(e) => load
-                        .errors
-                        .push(file_error(&file, format!("cannot read the file: {e}"))),
+                    Err(e) => {
+                        load.errors.push(file_error(&file, format!("cannot read the file: {e}")))
+                    }
                 }
             }
         }
@@ -74,10 +76,7 @@ fn policy_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut files = Vec::new();
     for entry in fs::read_dir(path).map_err(unreadable)? {
         let file = entry.map_err(unreadable)?.path();
-        let is_yaml = matches!(
-            file.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        );
+        let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
         if is_yaml && file.is_file() {
             files.push(file);
         }
@@ -106,11 +105,7 @@ struct Load {
 
 impl Load {
     fn add_file(&mut self, file: &Path, text: &str) {
-        let mut decoder = Decoder {
-            file,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        };
+        let mut decoder = Decoder { file, errors: Vec::new(), warnings: Vec::new() };
         self.policies.extend(decoder.file(text));
         self.errors.extend(decoder.errors);
         self.warnings.extend(decoder.warnings);
@@ -119,10 +114,7 @@ impl Load {
     fn finish(mut self) -> Result<Loaded, Diagnostics> {
         self.errors.extend(duplicates(&self.policies));
         if self.errors.is_empty() {
-            Ok(Loaded {
-                policies: self.policies,
-                warnings: self.warnings,
-            })
+            Ok(Loaded { policies: self.policies, warnings: self.warnings })
         } else {
             Err(Diagnostics(self.errors).sorted())
         }
@@ -160,26 +152,16 @@ fn duplicates(policies: &[Policy]) -> Vec<Diagnostic> {
     errors
 }
 
-
 const fn shape(what: &'static str, fields: &'static [&'static str]) -> Shape {
     Shape { reject: validate::unenforced, ..Shape::plain(what, fields) }
 }
 
 static TOP: Shape = Shape {
     ignored: &["status"],
-    ..shape(
-        "a policy document",
-        &["apiVersion", "kind", "metadata", "spec", "specs"],
-    )
+    ..shape("a policy document", &["apiVersion", "kind", "metadata", "spec", "specs"])
 };
 static METADATA: Shape = Shape {
-    ignored: &[
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "managedFields",
-    ],
+    ignored: &["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"],
     ..shape("metadata", &["name", "namespace", "annotations", "labels"])
 };
 static RULE: Shape = Shape {
@@ -203,27 +185,14 @@ static INGRESS: Shape = Shape {
     unenforced: &["fromGroups", "fromNodes", "fromRequires", "icmps"],
     ..shape(
         "an ingress rule",
-        &[
-            "fromEndpoints",
-            "fromCIDR",
-            "fromCIDRSet",
-            "fromEntities",
-            "toPorts",
-            "authentication",
-        ],
+        &["fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "toPorts", "authentication"],
     )
 };
 static INGRESS_DENY: Shape = Shape {
     unenforced: &["fromGroups", "fromNodes", "fromRequires", "icmps"],
     ..shape(
         "an ingressDeny rule",
-        &[
-            "fromEndpoints",
-            "fromCIDR",
-            "fromCIDRSet",
-            "fromEntities",
-            "toPorts",
-        ],
+        &["fromEndpoints", "fromCIDR", "fromCIDRSet", "fromEntities", "toPorts"],
     )
 };
 static EGRESS: Shape = Shape {
@@ -242,54 +211,23 @@ static EGRESS: Shape = Shape {
     )
 };
 static EGRESS_DENY: Shape = Shape {
-    unenforced: &[
-        "toServices",
-        "toGroups",
-        "toNodes",
-        "toRequires",
-        "icmps",
-        "toFQDNs",
-    ],
-    ..shape(
-        "an egressDeny rule",
-        &[
-            "toEndpoints",
-            "toCIDR",
-            "toCIDRSet",
-            "toEntities",
-            "toPorts",
-        ],
-    )
+    unenforced: &["toServices", "toGroups", "toNodes", "toRequires", "icmps", "toFQDNs"],
+    ..shape("an egressDeny rule", &["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toPorts"])
 };
 static PORT_RULE: Shape = Shape {
-    unenforced: &[
-        "serverNames",
-        "terminatingTLS",
-        "originatingTLS",
-        "listener",
-    ],
+    unenforced: &["serverNames", "terminatingTLS", "originatingTLS", "listener"],
     ..shape("a toPorts entry", &["ports", "rules"])
 };
 static DENY_PORT_RULE: Shape = Shape {
-    unenforced: &[
-        "rules",
-        "serverNames",
-        "terminatingTLS",
-        "originatingTLS",
-        "listener",
-    ],
+    unenforced: &["rules", "serverNames", "terminatingTLS", "originatingTLS", "listener"],
     reject: validate::deny_port_field,
     ..shape("a deny rule's toPorts entry", &["ports"])
 };
 static PORT_PROTOCOL: Shape = shape("a ports entry", &["port", "endPort", "protocol"]);
-static L7_RULES: Shape = Shape {
-    unenforced: &["kafka", "l7proto", "l7"],
-    ..shape("rules", &["http", "dns"])
-};
-static HTTP_RULE: Shape = shape(
-    "an HTTP rule",
-    &["method", "path", "host", "headers", "headerMatches"],
-);
+static L7_RULES: Shape =
+    Shape { unenforced: &["kafka", "l7proto", "l7"], ..shape("rules", &["http", "dns"]) };
+static HTTP_RULE: Shape =
+    shape("an HTTP rule", &["method", "path", "host", "headers", "headerMatches"]);
 static HEADER_MATCH: Shape = Shape {
     unenforced: &["secret", "mismatch"],
     ..shape("a headerMatches entry", &["name", "value"])
@@ -346,12 +284,8 @@ const TO_DENY_L3: &[(&str, L3)] = &[
 ];
 
 impl Section {
-    const ALL: [Section; 4] = [
-        Section::Ingress,
-        Section::IngressDeny,
-        Section::Egress,
-        Section::EgressDeny,
-    ];
+    const ALL: [Section; 4] =
+        [Section::Ingress, Section::IngressDeny, Section::Egress, Section::EgressDeny];
 
     fn field(self) -> &'static str {
         match self {
@@ -398,10 +332,7 @@ impl Decoder<'_> {
                 "no policy in this file: add a CiliumNetworkPolicy document, or remove the file",
             );
         }
-        docs.iter()
-            .filter(|doc| !is_null(doc))
-            .filter_map(|doc| self.document(doc))
-            .collect()
+        docs.iter().filter(|doc| !is_null(doc)).filter_map(|doc| self.document(doc)).collect()
     }
 
     /// One policy object; `None` when it has an error.
@@ -469,9 +400,8 @@ impl Decoder<'_> {
         top: &Fields,
         kind: PolicyKind,
     ) -> (String, Option<String>, BTreeMap<String, String>) {
-        let Some(meta) = top
-            .get("metadata")
-            .and_then(|node| self.fields(node, "metadata", &METADATA))
+        let Some(meta) =
+            top.get("metadata").and_then(|node| self.fields(node, "metadata", &METADATA))
         else {
             if top.get("metadata").is_none() {
                 self.error(
@@ -484,11 +414,7 @@ impl Decoder<'_> {
         };
         let name = self.required_string(&meta, "name", "add name: <policy name>");
         if name.as_deref() == Some("") {
-            self.error(
-                meta.node,
-                "metadata.name",
-                "must have name: the name is empty",
-            );
+            self.error(meta.node, "metadata.name", "must have name: the name is empty");
         }
         let namespace = match (kind, meta.entry("namespace")) {
             (PolicyKind::Clusterwide, Some((key, _))) => {
@@ -526,11 +452,7 @@ impl Decoder<'_> {
             .get("annotations")
             .and_then(|node| self.string_map(node, "metadata.annotations"))
             .unwrap_or_default();
-        (
-            name.unwrap_or_default(),
-            namespace,
-            annotations.into_iter().collect(),
-        )
+        (name.unwrap_or_default(), namespace, annotations.into_iter().collect())
     }
 
     /// One rule (`spec` or `specs[N]`, spec §1.2).
@@ -540,30 +462,21 @@ impl Decoder<'_> {
             Some(sel) => self.selector(sel, &f.path("endpointSelector")),
             None => {
                 if f.get("nodeSelector").is_none() {
-                    self.error(
-                        node,
-                        &f.path("endpointSelector"),
-                        validate::NO_ENDPOINT_SELECTOR,
-                    );
+                    self.error(node, &f.path("endpointSelector"), validate::NO_ENDPOINT_SELECTOR);
                 }
                 None
             }
         };
         let [ingress, ingress_deny, egress, egress_deny] =
             Section::ALL.map(|section| self.peer_rules(&f, section));
-        if Section::ALL
-            .iter()
-            .all(|s| f.get(s.field()).is_none_or(is_empty_seq))
-        {
+        if Section::ALL.iter().all(|s| f.get(s.field()).is_none_or(is_empty_seq)) {
             self.error(node, path, validate::NO_SECTIONS);
         }
         let default_deny = f
             .get("enableDefaultDeny")
             .and_then(|n| self.default_deny(n, &f.path("enableDefaultDeny")))
             .unwrap_or_default();
-        let description = f
-            .get("description")
-            .and_then(|n| self.string(n, &f.path("description")));
+        let description = f.get("description").and_then(|n| self.string(n, &f.path("description")));
         let labels = f
             .get("labels")
             .and_then(|n| self.list(n, &f.path("labels"), Self::rule_label))
@@ -603,20 +516,14 @@ impl Decoder<'_> {
             }
         }
         // spec §3.1: at most one non-empty L3 field; an empty one still means "no peer".
-        let non_empty: Vec<_> = written
-            .iter()
-            .filter(|(_, _, peer)| !peer_is_empty(peer))
-            .collect();
+        let non_empty: Vec<_> =
+            written.iter().filter(|(_, _, peer)| !peer_is_empty(peer)).collect();
         if let Some(((first, _, _), rest)) = non_empty.split_first() {
             for (other, key, _) in rest {
                 self.error(key, &f.path(other), validate::l3_combination(first, other));
             }
         }
-        let peer = non_empty
-            .first()
-            .copied()
-            .or(written.first())
-            .map(|(_, _, peer)| peer.clone());
+        let peer = non_empty.first().copied().or(written.first()).map(|(_, _, peer)| peer.clone());
         let to_ports = f
             .get("toPorts")
             .and_then(|n| self.list(n, &f.path("toPorts"), |d, n, p| d.port_rule(n, p, section)))
@@ -629,12 +536,7 @@ impl Decoder<'_> {
         if let Some(auth) = f.get("authentication") {
             self.authentication(auth, &f.path("authentication"));
         }
-        Some(PeerRule {
-            path: path.to_string(),
-            span: span_of(node),
-            peer,
-            to_ports,
-        })
+        Some(PeerRule { path: path.to_string(), span: span_of(node), peer, to_ports })
     }
 
     fn peer(&mut self, kind: L3, node: &Node, path: &str) -> Option<Peer> {
@@ -651,10 +553,7 @@ impl Decoder<'_> {
     fn cidr_prefix(&mut self, node: &Node, path: &str) -> Option<CidrRule> {
         let text = self.string(node, path)?;
         let cidr = self.check(node, path, validate::cidr(&text))?;
-        Some(CidrRule {
-            cidr,
-            except: Vec::new(),
-        })
+        Some(CidrRule { cidr, except: Vec::new() })
     }
 
     /// A `fromCIDRSet`/`toCIDRSet` entry (spec §3.4).
@@ -665,11 +564,7 @@ impl Decoder<'_> {
                 .string(n, &f.path("cidr"))
                 .and_then(|t| self.check(n, &f.path("cidr"), validate::cidr(&t))),
             None => {
-                if CIDR_RULE
-                    .unenforced
-                    .iter()
-                    .all(|group| f.get(group).is_none())
-                {
+                if CIDR_RULE.unenforced.iter().all(|group| f.get(group).is_none()) {
                     self.error(node, &f.path("cidr"), validate::CIDR_MISSING);
                 }
                 None
@@ -683,18 +578,15 @@ impl Decoder<'_> {
                     let text = d.string(n, p)?;
                     let prefix = d.check(n, p, validate::cidr(&text))?;
                     match &cidr {
-                        Some(cidr) => d
-                            .check(n, p, validate::except(cidr, &prefix))
-                            .map(|()| prefix),
+                        Some(cidr) => {
+                            d.check(n, p, validate::except(cidr, &prefix)).map(|()| prefix)
+                        }
                         None => Some(prefix),
                     }
                 })
             })
             .unwrap_or_default();
-        Some(CidrRule {
-            cidr: cidr?,
-            except,
-        })
+        Some(CidrRule { cidr: cidr?, except })
     }
 
     fn entity(&mut self, node: &Node, path: &str) -> Option<Entity> {
@@ -708,8 +600,7 @@ impl Decoder<'_> {
         let name = f.get("matchName").and_then(|n| {
             let p = f.path("matchName");
             let name = self.string(n, &p)?;
-            self.check(n, &p, validate::match_name(&name))
-                .map(|()| name)
+            self.check(n, &p, validate::match_name(&name)).map(|()| name)
         });
         let pattern = f.get("matchPattern").and_then(|n| {
             let p = f.path("matchPattern");
@@ -721,17 +612,12 @@ impl Decoder<'_> {
             (None, None) => self.error(node, path, validate::FQDN_NEITHER),
             _ => {}
         }
-        name.map(FqdnSelector::MatchName)
-            .or(pattern.map(FqdnSelector::MatchPattern))
+        name.map(FqdnSelector::MatchName).or(pattern.map(FqdnSelector::MatchPattern))
     }
 
     /// One `toPorts` entry (spec §3.8); deny rules take `ports` only.
     fn port_rule(&mut self, node: &Node, path: &str, section: Section) -> Option<PortRule> {
-        let shape = if section.is_deny() {
-            &DENY_PORT_RULE
-        } else {
-            &PORT_RULE
-        };
+        let shape = if section.is_deny() { &DENY_PORT_RULE } else { &PORT_RULE };
         let f = self.fields(node, path, shape)?;
         let ports_node = f.get("ports");
         let ports = match ports_node {
@@ -741,8 +627,7 @@ impl Decoder<'_> {
                     self.error(n, &f.path("ports"), validate::too_many_ports(count));
                 }
                 self.list(n, &f.path("ports"), |d, n, p| {
-                    d.port_protocol(n, p)
-                        .map(|pp| (span_of(n), p.to_string(), pp))
+                    d.port_protocol(n, p).map(|pp| (span_of(n), p.to_string(), pp))
                 })
                 .unwrap_or_default()
             }
@@ -817,11 +702,7 @@ impl Decoder<'_> {
             }
             _ => None,
         };
-        Some(PortProtocol {
-            port: port?,
-            end_port,
-            protocol,
-        })
+        Some(PortProtocol { port: port?, end_port, protocol })
     }
 
     /// `toPorts[].rules` of an allow rule: `http` or `dns` (spec §3.8).
@@ -829,12 +710,8 @@ impl Decoder<'_> {
         let Some(f) = self.fields(node, path, &L7_RULES) else {
             return L7::default();
         };
-        let http = f
-            .get("http")
-            .and_then(|n| self.list(n, &f.path("http"), Self::http_rule));
-        let dns = f
-            .get("dns")
-            .and_then(|n| self.list(n, &f.path("dns"), Self::fqdn));
+        let http = f.get("http").and_then(|n| self.list(n, &f.path("http"), Self::http_rule));
+        let dns = f.get("dns").and_then(|n| self.list(n, &f.path("dns"), Self::fqdn));
         let has_rules = |name| f.get(name).is_some_and(|n| !is_empty_seq(n));
         let kind = if has_rules("http") {
             Some(L7Kind::Http)
@@ -863,8 +740,7 @@ impl Decoder<'_> {
             let node = f.get(name)?;
             let p = f.path(name);
             let pattern = self.string(node, &p).filter(|s| !s.is_empty())?;
-            self.check(node, &p, validate::regex(&pattern))
-                .map(|()| pattern)
+            self.check(node, &p, validate::regex(&pattern)).map(|()| pattern)
         };
         let (method, http_path, host) = (regex("method"), regex("path"), regex("host"));
         let headers = f
@@ -875,13 +751,7 @@ impl Decoder<'_> {
             .get("headerMatches")
             .and_then(|n| self.list(n, &f.path("headerMatches"), Self::header_match))
             .unwrap_or_default();
-        Some(HttpRule {
-            method,
-            path: http_path,
-            host,
-            headers,
-            header_matches,
-        })
+        Some(HttpRule { method, path: http_path, host, headers, header_matches })
     }
 
     fn header_match(&mut self, node: &Node, path: &str) -> Option<HeaderMatch> {
@@ -901,10 +771,8 @@ impl Decoder<'_> {
             }
             (!missing).then_some(name)
         });
-        let value = f
-            .get("value")
-            .and_then(|n| self.string(n, &f.path("value")))
-            .filter(|s| !s.is_empty());
+        let value =
+            f.get("value").and_then(|n| self.string(n, &f.path("value"))).filter(|s| !s.is_empty());
         Some(HeaderMatch { name: name?, value })
     }
 
@@ -920,8 +788,7 @@ impl Decoder<'_> {
                 let p = labels.path(key);
                 let key = self.check(key_node, &p, validate::label_key(key));
                 let value = self.string(value_node, &p).and_then(|v| {
-                    self.check(value_node, &p, validate::label_value(&v))
-                        .map(|()| v)
+                    self.check(value_node, &p, validate::label_value(&v)).map(|()| v)
                 });
                 if let (Some(key), Some(value)) = (key, value) {
                     requirements.push(Requirement {
@@ -934,8 +801,7 @@ impl Decoder<'_> {
         }
         if let Some(n) = f.get("matchExpressions") {
             requirements.extend(
-                self.list(n, &f.path("matchExpressions"), Self::requirement)
-                    .unwrap_or_default(),
+                self.list(n, &f.path("matchExpressions"), Self::requirement).unwrap_or_default(),
             );
         }
         Some(Selector { requirements })
@@ -947,17 +813,9 @@ impl Decoder<'_> {
             .required_string(&f, "key", "add key: <label key>")
             .and_then(|k| self.check(f.get("key")?, &f.path("key"), validate::label_key(&k)));
         let operator = self
-            .required_string(
-                &f,
-                "operator",
-                "add operator: In, NotIn, Exists or DoesNotExist",
-            )
+            .required_string(&f, "operator", "add operator: In, NotIn, Exists or DoesNotExist")
             .and_then(|op| {
-                self.check(
-                    f.get("operator")?,
-                    &f.path("operator"),
-                    validate::operator(&op),
-                )
+                self.check(f.get("operator")?, &f.path("operator"), validate::operator(&op))
             });
         let values_path = f.path("values");
         let values = f
@@ -970,19 +828,13 @@ impl Decoder<'_> {
             })
             .unwrap_or_default();
         let operator = operator?;
-        let count = f
-            .get("values")
-            .map_or(0, |n| seq_len(n).unwrap_or(values.len()));
+        let count = f.get("values").map_or(0, |n| seq_len(n).unwrap_or(values.len()));
         self.check(
             f.get("values").unwrap_or(node),
             &values_path,
             validate::requirement_values(operator, count),
         )?;
-        Some(Requirement {
-            key: key?,
-            operator,
-            values,
-        })
+        Some(Requirement { key: key?, operator, values })
     }
 
     /// `authentication`: accepted only with `mode: disabled` (spec §3.7).
@@ -992,11 +844,7 @@ impl Decoder<'_> {
                 self.required_string(&f, "mode", "add mode: disabled, or remove authentication")
             {
                 if let Some(mode_node) = f.get("mode") {
-                    self.check(
-                        mode_node,
-                        &f.path("mode"),
-                        validate::authentication_mode(&mode),
-                    );
+                    self.check(mode_node, &f.path("mode"), validate::authentication_mode(&mode));
                 }
             }
         }
@@ -1004,24 +852,16 @@ impl Decoder<'_> {
 
     fn default_deny(&mut self, node: &Node, path: &str) -> Option<DefaultDeny> {
         let f = self.fields(node, path, &DEFAULT_DENY)?;
-        let ingress = f
-            .get("ingress")
-            .and_then(|n| self.boolean(n, &f.path("ingress")));
-        let egress = f
-            .get("egress")
-            .and_then(|n| self.boolean(n, &f.path("egress")));
+        let ingress = f.get("ingress").and_then(|n| self.boolean(n, &f.path("ingress")));
+        let egress = f.get("egress").and_then(|n| self.boolean(n, &f.path("egress")));
         Some(DefaultDeny { ingress, egress })
     }
 
     fn rule_label(&mut self, node: &Node, path: &str) -> Option<RuleLabel> {
         let f = self.fields(node, path, &RULE_LABEL)?;
         let key = self.required_string(&f, "key", "add key: <label key>");
-        let value = f
-            .get("value")
-            .and_then(|n| self.string(n, &f.path("value")));
-        let source = f
-            .get("source")
-            .and_then(|n| self.string(n, &f.path("source")));
+        let value = f.get("value").and_then(|n| self.string(n, &f.path("value")));
+        let source = f.get("source").and_then(|n| self.string(n, &f.path("source")));
         Some(RuleLabel {
             key: key?,
             value: value.unwrap_or_default(),
@@ -1034,10 +874,8 @@ impl Decoder<'_> {
         let n = f.get("value")?;
         let p = f.path("value");
         let value = self.string(n, &p)?;
-        self.check(n, &p, validate::log_value(&value))
-            .map(|()| value)
+        self.check(n, &p, validate::log_value(&value)).map(|()| value)
     }
-
 }
 
 /// The decoded `rules` of a port rule.

@@ -143,9 +143,7 @@ pub fn label_key(key: &str) -> Result<String, String> {
     };
     if let Some(source) = source {
         if source.is_empty()
-            || !source
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !source.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(format!(
                 "invalid label key {key:?}: the source before ':' must be a word such as k8s, \
@@ -182,9 +180,7 @@ fn qualified_name(s: &str) -> Result<(), String> {
 fn label_name(s: &str) -> Result<(), String> {
     let edge_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
     if s.len() > MAX_LABEL_LEN
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         || !edge_ok(s.chars().next())
         || !edge_ok(s.chars().last())
     {
@@ -199,8 +195,7 @@ fn label_name(s: &str) -> Result<(), String> {
 fn is_dns_subdomain(s: &str) -> bool {
     let label_ok = |l: &str| {
         !l.is_empty()
-            && l.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
@@ -219,9 +214,7 @@ pub fn operator(op: &str) -> Result<Operator, String> {
         "NotIn" => Ok(Operator::NotIn),
         "Exists" => Ok(Operator::Exists),
         "DoesNotExist" => Ok(Operator::DoesNotExist),
-        _ => Err(format!(
-            "invalid operator {op:?}: use In, NotIn, Exists or DoesNotExist"
-        )),
+        _ => Err(format!("invalid operator {op:?}: use In, NotIn, Exists or DoesNotExist")),
     }
 }
 
@@ -231,9 +224,9 @@ pub fn requirement_values(op: Operator, count: usize) -> Result<(), String> {
         (Operator::In | Operator::NotIn, 0) => Err(format!(
             "operator {op:?} needs a non-empty values list: add the label values to match"
         )),
-        (Operator::Exists | Operator::DoesNotExist, 1..) => Err(format!(
-            "operator {op:?} must not have values: remove values"
-        )),
+        (Operator::Exists | Operator::DoesNotExist, 1..) => {
+            Err(format!("operator {op:?} must not have values: remove values"))
+        }
         _ => Ok(()),
     }
 }
@@ -284,15 +277,10 @@ fn fqdn_syntax(s: &str, extra: &str) -> Result<(), String> {
     if s.len() > MAX_FQDN_LEN {
         return Err(format!("Must be <= {MAX_FQDN_LEN} characters long"));
     }
-    if let Some(bad) = s
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || "-_.".contains(c) || extra.contains(c)))
+    if let Some(bad) =
+        s.chars().find(|&c| !(c.is_ascii_alphanumeric() || "-_.".contains(c) || extra.contains(c)))
     {
-        let hint = if bad == '*' {
-            " (use matchPattern for wildcards)"
-        } else {
-            ""
-        };
+        let hint = if bad == '*' { " (use matchPattern for wildcards)" } else { "" };
         return Err(format!("Invalid characters: {bad:?} is not allowed{hint}"));
     }
     if s.is_empty() || s.starts_with('.') || s.contains("..") {
@@ -305,7 +293,7 @@ fn fqdn_syntax(s: &str, extra: &str) -> Result<(), String> {
 pub fn port(s: &str) -> Result<Port, String> {
     if s.is_empty() {
         return Err(
-            "port must be specified: write a number such as \"8080\" or a named port".into(),
+            "port must be specified: write a number such as \"8080\" or a named port".into()
         );
     }
     if is_service_name(s) {
@@ -386,7 +374,7 @@ pub enum L7Kind {
 pub fn l7_port(pp: &PortProtocol, kind: L7Kind) -> Result<(), String> {
     if pp.port == Port::Number(0) {
         return Err(
-            "L7 rules can not be used when a port is 0: list the ports the rules apply to".into(),
+            "L7 rules can not be used when a port is 0: list the ports the rules apply to".into()
         );
     }
     match kind {
@@ -433,9 +421,7 @@ pub fn log_value(value: &str) -> Result<(), String> {
         ));
     }
     if value.chars().any(char::is_control) {
-        return Err(format!(
-            "log value {value:?} contains non-printable characters: remove them"
-        ));
+        return Err(format!("log value {value:?} contains non-printable characters: remove them"));
     }
     Ok(())
 }
@@ -445,11 +431,7 @@ mod tests {
     use super::*;
 
     fn num(port: u16, protocol: L4Protocol, end_port: Option<u16>) -> PortProtocol {
-        PortProtocol {
-            port: Port::Number(port),
-            end_port,
-            protocol,
-        }
+        PortProtocol { port: Port::Number(port), end_port, protocol }
     }
 
     #[test]
@@ -458,24 +440,13 @@ mod tests {
         assert_eq!(label_key("app").as_deref(), Ok("app"));
         assert_eq!(label_key("k8s:app").as_deref(), Ok("k8s:app"));
         assert_eq!(label_key("$host").as_deref(), Ok("reserved:host"));
-        assert_eq!(
-            label_key("app.kubernetes.io/name").as_deref(),
-            Ok("app.kubernetes.io/name")
-        );
+        assert_eq!(label_key("app.kubernetes.io/name").as_deref(), Ok("app.kubernetes.io/name"));
         assert_eq!(
             label_key("k8s:io.cilium.k8s.namespace.labels.team").as_deref(),
             Ok("k8s:io.cilium.k8s.namespace.labels.team")
         );
-        for bad in [
-            "",
-            "-app",
-            "app-",
-            ":app",
-            "k8s:",
-            "Bad_Prefix/app",
-            "a/b/c",
-            &"x".repeat(64),
-        ] {
+        for bad in ["", "-app", "app-", ":app", "k8s:", "Bad_Prefix/app", "a/b/c", &"x".repeat(64)]
+        {
             assert!(label_key(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -506,9 +477,7 @@ mod tests {
         // spec §2.4: world-ipv4/world-ipv6 are not in the CRD enum; unknown names are refused.
         assert_eq!(entity("remote-node"), Ok(Entity::RemoteNode));
         assert!(entity("world-ipv4").unwrap_err().contains("CRD"));
-        assert!(entity("everything")
-            .unwrap_err()
-            .starts_with("unsupported entity: everything"));
+        assert!(entity("everything").unwrap_err().starts_with("unsupported entity: everything"));
     }
 
     #[test]
@@ -527,26 +496,14 @@ mod tests {
     fn fqdn_names_and_patterns() {
         // spec §6.2: character sets, no empty labels, 255 characters.
         assert_eq!(match_name("api.example.com."), Ok(()));
-        assert!(match_name("*.example.com")
-            .unwrap_err()
-            .contains("use matchPattern"));
+        assert!(match_name("*.example.com").unwrap_err().contains("use matchPattern"));
         assert!(match_name(".example.com").is_err());
         assert!(match_name("a..b").is_err());
         assert!(match_name("").is_err());
-        assert_eq!(
-            match_pattern(" *.example.com ").as_deref(),
-            Ok("*.example.com")
-        );
-        assert_eq!(
-            match_pattern("**.example.com").as_deref(),
-            Ok("**.example.com")
-        );
-        assert!(match_pattern("exa$mple.com")
-            .unwrap_err()
-            .contains("Invalid characters"));
-        assert!(match_pattern(&"a".repeat(256))
-            .unwrap_err()
-            .contains("<= 255"));
+        assert_eq!(match_pattern(" *.example.com ").as_deref(), Ok("*.example.com"));
+        assert_eq!(match_pattern("**.example.com").as_deref(), Ok("**.example.com"));
+        assert!(match_pattern("exa$mple.com").unwrap_err().contains("Invalid characters"));
+        assert!(match_pattern(&"a".repeat(256)).unwrap_err().contains("<= 255"));
     }
 
     #[test]
@@ -556,19 +513,8 @@ mod tests {
         assert_eq!(port("0"), Ok(Port::Number(0)));
         assert_eq!(port("HTTP-alt"), Ok(Port::Named("http-alt".into())));
         assert!(port("").unwrap_err().starts_with("port must be specified"));
-        for bad in [
-            "65536",
-            "080",
-            "a--b",
-            "-http",
-            "this-name-is-too-long",
-            "80/tcp",
-            "8 0",
-        ] {
-            assert!(
-                port(bad).unwrap_err().contains("unable to parse port"),
-                "{bad:?}"
-            );
+        for bad in ["65536", "080", "a--b", "-http", "this-name-is-too-long", "80/tcp", "8 0"] {
+            assert!(port(bad).unwrap_err().contains("unable to parse port"), "{bad:?}");
         }
     }
 
@@ -595,20 +541,14 @@ mod tests {
     #[test]
     fn l7_ports() {
         // spec §3.8: L7 rules need TCP (omitted = ANY), never port 0; DNS takes no ranges.
-        assert_eq!(
-            l7_port(&num(80, L4Protocol::Tcp, Some(90)), L7Kind::Http),
-            Ok(())
-        );
+        assert_eq!(l7_port(&num(80, L4Protocol::Tcp, Some(90)), L7Kind::Http), Ok(()));
         assert!(l7_port(&num(80, L4Protocol::Any, None), L7Kind::Http)
             .unwrap_err()
             .contains("not ANY"));
         assert!(l7_port(&num(0, L4Protocol::Tcp, None), L7Kind::Http)
             .unwrap_err()
             .contains("port is 0"));
-        assert_eq!(
-            l7_port(&num(53, L4Protocol::Any, None), L7Kind::Dns),
-            Ok(())
-        );
+        assert_eq!(l7_port(&num(53, L4Protocol::Any, None), L7Kind::Dns), Ok(()));
         assert!(l7_port(&num(53, L4Protocol::Udp, Some(60)), L7Kind::Dns)
             .unwrap_err()
             .contains("ranges"));
@@ -620,14 +560,8 @@ mod tests {
         assert_eq!(regex("/api/.*"), Ok(()));
         assert_eq!(regex("GET|HEAD"), Ok(()));
         assert!(regex("(").unwrap_err().starts_with("invalid regex \"(\": "));
-        assert!(
-            regex("a)|(b").is_err(),
-            "must not be accepted only thanks to the wrapper"
-        );
-        assert!(
-            regex(r"\p{Greek}").is_err(),
-            "regex-lite lacks Unicode classes"
-        );
+        assert!(regex("a)|(b").is_err(), "must not be accepted only thanks to the wrapper");
+        assert!(regex(r"\p{Greek}").is_err(), "regex-lite lacks Unicode classes");
     }
 
     #[test]
@@ -642,9 +576,7 @@ mod tests {
     fn authentication_modes() {
         // spec §3.7: only mode disabled can be honoured.
         assert_eq!(authentication_mode("disabled"), Ok(()));
-        assert!(authentication_mode("required")
-            .unwrap_err()
-            .contains("not enforced"));
+        assert!(authentication_mode("required").unwrap_err().contains("not enforced"));
         assert!(authentication_mode("on").unwrap_err().contains("invalid"));
     }
 }

@@ -53,7 +53,10 @@ pub fn run(args: Args) -> Result<(), String> {
     let text = match args.format {
         Format::Config => serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?,
         Format::Ecds => {
-            let wasm = args.wasm.as_deref().ok_or("--format ecds needs --wasm FILE (the filter module Envoy loads)")?;
+            let wasm = args
+                .wasm
+                .as_deref()
+                .ok_or("--format ecds needs --wasm FILE (the filter module Envoy loads)")?;
             let role = match args.filter {
                 Filter::Ingress => Role::Ingress,
                 Filter::EgressHttp => Role::EgressHttp,
@@ -63,7 +66,8 @@ pub fn run(args: Args) -> Result<(), String> {
         }
     };
     match &args.output {
-        Some(path) => crate::ecds::write_atomically(path, &text).map_err(|e| format!("{}: {e}", path.display())),
+        Some(path) => crate::ecds::write_atomically(path, &text)
+            .map_err(|e| format!("{}: {e}", path.display())),
         None => {
             println!("{text}");
             Ok(())

@@ -25,12 +25,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let load = |policies: &PathBuf| super::load(&super::Inputs { policies: policies.clone(), endpoints: args.endpoints.clone() });
+    let load = |policies: &PathBuf| {
+        super::load(&super::Inputs {
+            policies: policies.clone(),
+            endpoints: args.endpoints.clone(),
+        })
+    };
     let (old, new) = (load(&args.old)?, load(&args.new)?);
     let rules = rule_changes(&old, &new)?;
     let flows = match &args.flows {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             Some(replay(&old, &new, &text).map_err(|e| format!("{}: {e}", path.display()))?)
         }
         None => None,
@@ -63,7 +69,10 @@ pub fn text(rules: &[RuleChange], flows: Option<&[FlowChange]>) -> String {
             "enforcement" => out.push_str(&format!("  ~ {old} -> {new}\n")),
             "added" => out.push_str(&format!("  + {} {}: {new}\n", c.policy, c.rule)),
             "removed" => out.push_str(&format!("  - {} {}: {old}\n", c.policy, c.rule)),
-            _ => out.push_str(&format!("  ~ {} {}:\n      was {old}\n      now {new}\n", c.policy, c.rule)),
+            _ => out.push_str(&format!(
+                "  ~ {} {}:\n      was {old}\n      now {new}\n",
+                c.policy, c.rule
+            )),
         }
     }
     if let Some(flows) = flows {
@@ -75,7 +84,13 @@ pub fn text(rules: &[RuleChange], flows: Option<&[FlowChange]>) -> String {
             };
             out.push_str(&format!(
                 "  line {}: {} {} -> {} {}: {} -> {}\n",
-                f.line, f.direction, f.from, f.to, f.request, by(&f.old), by(&f.new)
+                f.line,
+                f.direction,
+                f.from,
+                f.to,
+                f.request,
+                by(&f.old),
+                by(&f.new)
             ));
         }
     }

@@ -52,10 +52,16 @@ pub fn run(args: Args) -> Result<(), String> {
         from: args.from,
         to: args.to,
         policy: args.policy,
-        since_millis: args.since.as_deref().map(|s| parse_since(s, SystemTime::now())).transpose()?,
+        since_millis: args
+            .since
+            .as_deref()
+            .map(|s| parse_since(s, SystemTime::now()))
+            .transpose()?,
     };
     let input: Box<dyn Read> = match args.file.as_deref().filter(|p| p.as_os_str() != "-") {
-        Some(path) => Box::new(std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?),
+        Some(path) => {
+            Box::new(std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
         None => Box::new(std::io::stdin()),
     };
     let mut reader = BufReader::new(input);
@@ -95,12 +101,29 @@ impl Printer {
         }
         if !self.header_done {
             self.header_done = true;
-            writeln!(out, "{}", row(["TIME", "DIR", "FROM", "TO", "REQUEST", "VERDICT", "CODE", "DECIDED BY"]))?;
+            writeln!(
+                out,
+                "{}",
+                row(["TIME", "DIR", "FROM", "TO", "REQUEST", "VERDICT", "CODE", "DECIDED BY"])
+            )?;
         }
         let code = if f.response_code == 0 { "-".to_string() } else { f.response_code.to_string() };
         let request = f.request();
         let decided = f.decided_by();
-        writeln!(out, "{}", row([&f.time, &f.direction, f.src.label(), f.dst.label(), &request, &f.verdict, &code, &decided]))
+        writeln!(
+            out,
+            "{}",
+            row([
+                &f.time,
+                &f.direction,
+                f.src.label(),
+                f.dst.label(),
+                &request,
+                &f.verdict,
+                &code,
+                &decided
+            ])
+        )
     }
 }
 

@@ -52,23 +52,28 @@ enum LogFormat {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let logs = tracing_subscriber::fmt().with_ansi(false).with_writer(std::io::stdout).with_target(false);
+    let logs =
+        tracing_subscriber::fmt().with_ansi(false).with_writer(std::io::stdout).with_target(false);
     match args.log_format {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
     // Envoy resolves a relative module path against its own cwd, not ours.
-    let wasm = std::path::absolute(&args.wasm).map_err(|e| format!("--wasm {}: {e}", args.wasm.display()))?;
+    let wasm = std::path::absolute(&args.wasm)
+        .map_err(|e| format!("--wasm {}: {e}", args.wasm.display()))?;
     let settings = crate::watch::Settings {
         wasm,
         audit_mode: args.audit.audit_mode,
         roles: if args.egress { Role::ALL.to_vec() } else { vec![Role::Ingress] },
     };
     let source = match (args.policies, args.endpoints) {
-        (Some(policies), Some(endpoints)) => Source::Files(crate::watch::Inputs { policies, endpoints }),
+        (Some(policies), Some(endpoints)) => {
+            Source::Files(crate::watch::Inputs { policies, endpoints })
+        }
         _ if args.kubernetes => Source::Kubernetes,
         _ => return Err("give --policies and --endpoints, or --kubernetes".into()),
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(crate::xds::serve(source, settings, args.listen, args.status_listen))
 }

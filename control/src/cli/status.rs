@@ -29,10 +29,13 @@ pub fn run(args: Args) -> Result<(), String> {
 pub fn table(report: &StatusReport) -> String {
     let mut out = format!("policy generation {}", report.reload.generation);
     match &report.reload.error {
-        Some(e) => out.push_str(&format!("; last reload FAILED, the previous state is in force:\n{e}\n")),
+        Some(e) => {
+            out.push_str(&format!("; last reload FAILED, the previous state is in force:\n{e}\n"))
+        }
         None => out.push_str("; inputs valid\n"),
     }
-    let mut rows = vec![["NODE", "ENDPOINT", "STATE", "ACKED", "PENDING", "LAST NACK"].map(String::from)];
+    let mut rows =
+        vec![["NODE", "ENDPOINT", "STATE", "ACKED", "PENDING", "LAST NACK"].map(String::from)];
     let mut notes = Vec::new();
     for n in &report.nodes {
         let state = if n.connected { "connected" } else { "gone" };
@@ -40,7 +43,14 @@ pub fn table(report: &StatusReport) -> String {
             notes.push(format!("{}: {e}", n.node));
         }
         if n.resources.is_empty() {
-            rows.push([n.node.clone(), n.endpoint.clone(), state.into(), "-".into(), "-".into(), "-".into()]);
+            rows.push([
+                n.node.clone(),
+                n.endpoint.clone(),
+                state.into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
         }
         for r in &n.resources {
             let nack = r.last_nack.as_ref().map_or("-".to_string(), |k| {
@@ -48,10 +58,18 @@ pub fn table(report: &StatusReport) -> String {
                 k.version.clone()
             });
             let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            rows.push([n.node.clone(), n.endpoint.clone(), state.into(), opt(&r.acked), opt(&r.pending), nack]);
+            rows.push([
+                n.node.clone(),
+                n.endpoint.clone(),
+                state.into(),
+                opt(&r.acked),
+                opt(&r.pending),
+                nack,
+            ]);
         }
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..6).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     for row in &rows {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());

@@ -98,5 +98,12 @@ fn describe(s: &Side) -> String {
         (Some(k), Some(p), Some(r)) => format!(" [{k} {p} {r}]"),
         _ => String::new(),
     };
-    format!("of {} (peer {} id {}): {} — {}{by}", s.endpoint, s.peer, s.peer_identity, s.verdict.to_uppercase(), s.explanation)
+    format!(
+        "of {} (peer {} id {}): {} — {}{by}",
+        s.endpoint,
+        s.peer,
+        s.peer_identity,
+        s.verdict.to_uppercase(),
+        s.explanation
+    )
 }

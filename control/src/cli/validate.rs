@@ -18,14 +18,20 @@ pub fn run(args: Args) -> Result<(), String> {
         eprintln!("warning: {w}");
     }
     let rules: usize = loaded.policies.iter().map(|p| p.rules.len()).sum();
-    let mut summary = format!("{}: {} policies, {rules} rules: valid", args.policies.display(), loaded.policies.len());
+    let mut summary = format!(
+        "{}: {} policies, {rules} rules: valid",
+        args.policies.display(),
+        loaded.policies.len()
+    );
     if let Some(endpoints) = &args.endpoints {
-        let inputs = super::Inputs { policies: args.policies.clone(), endpoints: endpoints.clone() };
+        let inputs =
+            super::Inputs { policies: args.policies.clone(), endpoints: endpoints.clone() };
         let cluster = super::load(&inputs)?;
         for e in &cluster.inventory.endpoints {
             cluster.compile(e)?;
         }
-        summary.push_str(&format!("; compiled for {} endpoints", cluster.inventory.endpoints.len()));
+        summary
+            .push_str(&format!("; compiled for {} endpoints", cluster.inventory.endpoints.len()));
     }
     println!("{summary}");
     Ok(())

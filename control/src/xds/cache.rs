@@ -45,7 +45,8 @@ pub fn response_version(resources: &[&Resource]) -> String {
     match resources {
         [one] => one.version.clone(),
         many => {
-            let joined: Vec<&str> = many.iter().flat_map(|r| [r.name.as_str(), r.version.as_str()]).collect();
+            let joined: Vec<&str> =
+                many.iter().flat_map(|r| [r.name.as_str(), r.version.as_str()]).collect();
             crate::ecds::version(joined.join("\n").as_bytes())
         }
     }
@@ -127,7 +128,11 @@ impl Cache {
             Some(s) => Ok(Arc::clone(s)),
             None => Err(unknown(key, &known_keys(&inner.snapshots))),
         };
-        inner.channels.entry(key.to_string()).or_insert_with(|| watch::channel(current).0).subscribe()
+        inner
+            .channels
+            .entry(key.to_string())
+            .or_insert_with(|| watch::channel(current).0)
+            .subscribe()
     }
 
     /// A stream of node `node` (fronting endpoint `endpoint`) opened.
@@ -164,13 +169,21 @@ impl Cache {
     }
 
     /// `node` rejected the response that carried these resources, saying `message`.
-    pub fn nacked(&self, node: &str, type_url: &str, resources: &[(String, String)], message: &str) {
-        let at_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    pub fn nacked(
+        &self,
+        node: &str,
+        type_url: &str,
+        resources: &[(String, String)],
+        message: &str,
+    ) {
+        let at_unix_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         self.update(node, type_url, resources.iter().map(|(n, v)| (n, v)), |s, v| {
             if s.pending.as_ref() == Some(v) {
                 s.pending = None;
             }
-            s.nack = Some(NackInfo { version: v.clone(), message: message.to_string(), at_unix_ms });
+            s.nack =
+                Some(NackInfo { version: v.clone(), message: message.to_string(), at_unix_ms });
         });
     }
 
@@ -195,7 +208,10 @@ impl Cache {
         let mut inner = self.lock();
         let state = inner.nodes.entry(node.to_string()).or_default();
         for (name, version) in resources {
-            apply(state.resources.entry((type_url.to_string(), name.clone())).or_default(), version);
+            apply(
+                state.resources.entry((type_url.to_string(), name.clone())).or_default(),
+                version,
+            );
         }
     }
 
@@ -241,7 +257,8 @@ impl Cache {
 
 /// The endpoint keys a node may use, for error messages (qualified names only: `ns/name`).
 fn known_keys(snapshots: &BTreeMap<String, Arc<Snapshot>>) -> String {
-    let qualified: Vec<&str> = snapshots.keys().map(String::as_str).filter(|k| k.contains('/')).collect();
+    let qualified: Vec<&str> =
+        snapshots.keys().map(String::as_str).filter(|k| k.contains('/')).collect();
     qualified.join(", ")
 }
 
@@ -305,7 +322,10 @@ mod tests {
         let _stuck = cache.subscribe("ns/a"); // never read
         let mut rx_b = cache.subscribe("ns/b");
         for i in 0..1000 {
-            cache.publish(set(&[("ns/a", &snapshot(&format!("a{i}"))), ("ns/b", &snapshot(&format!("b{i}")))]));
+            cache.publish(set(&[
+                ("ns/a", &snapshot(&format!("a{i}"))),
+                ("ns/b", &snapshot(&format!("b{i}"))),
+            ]));
         }
         assert_eq!(rx_b.borrow_and_update().as_ref().ok(), Some(&snapshot("b999")));
     }
@@ -339,15 +359,26 @@ mod tests {
 
         cache.sent("envoy-1", T, &[&r_good]);
         let s = &cache.status()[0];
-        assert_eq!((s.resources[0].pending.as_deref(), s.resources[0].acked.as_deref()), (Some(&*r_good.version), None));
+        assert_eq!(
+            (s.resources[0].pending.as_deref(), s.resources[0].acked.as_deref()),
+            (Some(&*r_good.version), None)
+        );
         cache.acked("envoy-1", T, &[("l7gate".into(), r_good.version.clone())]);
 
         cache.publish(set(&[("ns/a", &bad)]));
         cache.sent("envoy-1", T, &[&r_bad]);
-        cache.nacked("envoy-1", T, &[("l7gate".into(), r_bad.version.clone())], "wasm: cannot load");
+        cache.nacked(
+            "envoy-1",
+            T,
+            &[("l7gate".into(), r_bad.version.clone())],
+            "wasm: cannot load",
+        );
         assert!(cache.rejected("envoy-1", T, &r_bad), "the NACKed version must be parked");
         assert!(!cache.rejected("envoy-1", T, &r_good));
-        assert!(!cache.rejected("envoy-2", T, &r_bad), "a NACK from one node says nothing about another");
+        assert!(
+            !cache.rejected("envoy-2", T, &r_bad),
+            "a NACK from one node says nothing about another"
+        );
 
         let status = cache.status();
         let one = status.iter().find(|n| n.node == "envoy-1").unwrap();
@@ -356,7 +387,10 @@ mod tests {
         assert_eq!(r.pending, None);
         assert_eq!(r.current.as_deref(), Some(&*r_bad.version));
         let nack = r.last_nack.as_ref().unwrap();
-        assert_eq!((nack.version.as_str(), nack.message.as_str()), (&*r_bad.version, "wasm: cannot load"));
+        assert_eq!(
+            (nack.version.as_str(), nack.message.as_str()),
+            (&*r_bad.version, "wasm: cannot load")
+        );
         assert!(one.connected);
         cache.disconnected("envoy-1");
         assert!(!cache.status().iter().find(|n| n.node == "envoy-1").unwrap().connected);

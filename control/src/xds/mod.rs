@@ -37,7 +37,12 @@ pub enum Source {
 /// reconnect at once to a successor and keep their configs meanwhile, and returns `Ok`) or an
 /// unrecoverable error: initial load (an invalid state is reported and served as nothing, so a
 /// later fix is picked up), watcher, ADS and HTTP servers.
-pub async fn serve(source: Source, settings: Settings, listen: SocketAddr, status_listen: SocketAddr) -> Result<(), String> {
+pub async fn serve(
+    source: Source,
+    settings: Settings,
+    listen: SocketAddr,
+    status_listen: SocketAddr,
+) -> Result<(), String> {
     // First of all: as a container's PID 1 an unhandled SIGTERM is ignored, not fatal.
     let stop_signal = shutdown_signal()?;
     if !settings.wasm.is_file() {
@@ -50,34 +55,42 @@ pub async fn serve(source: Source, settings: Settings, listen: SocketAddr, statu
         watch::reload(inputs, &settings, &cache, &reloads);
     }
 
-    let xds = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let status_listener =
-        tokio::net::TcpListener::bind(status_listen).await.map_err(|e| format!("cannot listen on {status_listen}: {e}"))?;
+    let xds = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let status_listener = tokio::net::TcpListener::bind(status_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {status_listen}: {e}"))?;
     let xds_addr = xds.local_addr().map_err(|e| e.to_string())?;
     let status_addr = status_listener.local_addr().map_err(|e| e.to_string())?;
     match &source {
-        Source::Files(inputs) => info!(xds = %xds_addr, http = %status_addr, policies = %inputs.policies.display(),
-            endpoints = %inputs.endpoints.display(), wasm = %settings.wasm.display(), "serving"),
+        Source::Files(inputs) => {
+            info!(xds = %xds_addr, http = %status_addr, policies = %inputs.policies.display(),
+            endpoints = %inputs.endpoints.display(), wasm = %settings.wasm.display(), "serving")
+        }
         Source::Kubernetes => info!(xds = %xds_addr, http = %status_addr, source = "kubernetes",
             wasm = %settings.wasm.display(), "serving"),
     }
 
     let (stop, stopping) = signal_watch::channel(false);
-    let stopped = |mut rx: signal_watch::Receiver<bool>| async move { server::stop_requested(&mut rx).await };
+    let stopped =
+        |mut rx: signal_watch::Receiver<bool>| async move { server::stop_requested(&mut rx).await };
     let ads = tonic::transport::Server::builder()
         // Detect dead Envoys (and let them detect us) without waiting for TCP timeouts.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(server::Ads::new(Arc::clone(&cache), stopping.clone()).into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped(stopping.clone()));
-    let http = status::serve(status_listener, Arc::clone(&cache), Arc::clone(&reloads), stopped(stopping));
+    let http =
+        status::serve(status_listener, Arc::clone(&cache), Arc::clone(&reloads), stopped(stopping));
     let mut servers = tokio::spawn(async move {
-        tokio::try_join!(
-            async { ads.await.map_err(|e| format!("ADS server: {e}")) },
-            async { http.await.map_err(|e| format!("HTTP server: {e}")) },
-        )
+        tokio::try_join!(async { ads.await.map_err(|e| format!("ADS server: {e}")) }, async {
+            http.await.map_err(|e| format!("HTTP server: {e}"))
+        },)
         .map(|_| ())
     });
-    let joined = |r: Result<Result<(), String>, tokio::task::JoinError>| r.map_err(|e| format!("server task: {e}")).and_then(|r| r);
+    let joined = |r: Result<Result<(), String>, tokio::task::JoinError>| {
+        r.map_err(|e| format!("server task: {e}")).and_then(|r| r)
+    };
     let signal = tokio::select! {
         r = &mut servers => return joined(r).and(Err("the servers stopped".into())),
         r = follow(source, settings, cache, reloads) => return r,
@@ -87,14 +100,21 @@ pub async fn serve(source: Source, settings: Settings, listen: SocketAddr, statu
     let _ = stop.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, servers).await {
         Ok(r) => joined(r)?,
-        Err(_) => warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting anyway"),
+        Err(_) => {
+            warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; exiting anyway")
+        }
     }
     info!("stopped");
     Ok(())
 }
 
 /// Keeps the served state in step with the source until an unrecoverable error.
-async fn follow(source: Source, settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Result<(), String> {
+async fn follow(
+    source: Source,
+    settings: Settings,
+    cache: Arc<Cache>,
+    reloads: Reloads,
+) -> Result<(), String> {
     match source {
         Source::Files(inputs) => watch::run(inputs, settings, cache, reloads).await,
         Source::Kubernetes => crate::kubernetes::run(settings, cache, reloads).await,
@@ -103,8 +123,10 @@ async fn follow(source: Source, settings: Settings, cache: Arc<Cache>, reloads: 
 
 /// Resolves with the name of the first SIGTERM or SIGINT; the handlers are installed at once.
 fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>, String> {
-    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     Ok(async move {
         tokio::select! {
             _ = term.recv() => "SIGTERM",

@@ -11,9 +11,9 @@
 //! every subscribed type whose content changed.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 #[cfg(test)]
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -133,7 +133,9 @@ async fn run_stream(
         None => return,
     };
     let Some(node) = first.node.clone() else {
-        let _ = tx.send(Err(Status::invalid_argument("the first DiscoveryRequest must carry the node"))).await;
+        let _ = tx
+            .send(Err(Status::invalid_argument("the first DiscoveryRequest must carry the node")))
+            .await;
         return;
     };
     let key = endpoint_key(&node);
@@ -143,7 +145,13 @@ async fn run_stream(
     if let Err(e) = &*snapshots.borrow_and_update() {
         warn!(node = %node.id, endpoint = %key, error = %e, "node gets no configuration");
     }
-    let mut state = StreamState { cache: Arc::clone(&cache), node: node.id.clone(), tx, subscriptions: BTreeMap::new(), nonce: 0 };
+    let mut state = StreamState {
+        cache: Arc::clone(&cache),
+        node: node.id.clone(),
+        tx,
+        subscriptions: BTreeMap::new(),
+        nonce: 0,
+    };
 
     let mut next = Some(first);
     let reason = loop {
@@ -242,7 +250,8 @@ impl StreamState {
         if selected.is_empty() {
             return true;
         }
-        let content: Vec<(String, String)> = selected.iter().map(|r| (r.name.clone(), r.version.clone())).collect();
+        let content: Vec<(String, String)> =
+            selected.iter().map(|r| (r.name.clone(), r.version.clone())).collect();
         if sub.sent.as_ref() == Some(&content) && !force {
             return true;
         }
@@ -289,7 +298,15 @@ mod tests {
     const T: &str = crate::ecds::TYPED_EXTENSION_CONFIG_TYPE;
 
     fn snapshots(configs: &[(&str, &str)]) -> BTreeMap<String, Arc<crate::xds::cache::Snapshot>> {
-        configs.iter().map(|(k, c)| (k.to_string(), Arc::new(snapshot_of(c, Path::new("/w.wasm"), &[crate::ecds::Role::Ingress])))).collect()
+        configs
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.to_string(),
+                    Arc::new(snapshot_of(c, Path::new("/w.wasm"), &[crate::ecds::Role::Ingress])),
+                )
+            })
+            .collect()
     }
 
     struct Client {
@@ -307,7 +324,9 @@ mod tests {
                     .add_service(service)
                     .serve_with_incoming(TcpListenerStream::new(listener)),
             );
-            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect");
             let (tx, requests) = mpsc::channel(8);
             tx.send(DiscoveryRequest {
                 node: Some(Node { id: node.into(), ..Default::default() }),
@@ -317,7 +336,11 @@ mod tests {
             })
             .await
             .expect("first request");
-            let rx = client.stream_aggregated_resources(ReceiverStream::new(requests)).await.expect("stream").into_inner();
+            let rx = client
+                .stream_aggregated_resources(ReceiverStream::new(requests))
+                .await
+                .expect("stream")
+                .into_inner();
             Client { tx, rx }
         }
 
@@ -335,7 +358,11 @@ mod tests {
                 type_url: T.into(),
                 resource_names: vec!["l7gate".into()],
                 response_nonce: to.nonce.clone(),
-                error_detail: error.map(|m| rpc::Status { code: 3, message: m.into(), ..Default::default() }),
+                error_detail: error.map(|m| rpc::Status {
+                    code: 3,
+                    message: m.into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             };
             self.tx.send(request).await.expect("send");
@@ -373,8 +400,15 @@ mod tests {
         let nacked = cache.clone();
         wait(move || nacked.status()[0].resources[0].last_nack.is_some()).await;
         let r = cache.status()[0].resources[0].clone();
-        assert_eq!(r.acked.as_deref(), Some(first.version_info.as_str()), "the stale request was taken as an ACK");
-        assert_eq!(r.last_nack.map(|n| (n.version, n.message)), Some((second.version_info.clone(), "on_configure refused".into())));
+        assert_eq!(
+            r.acked.as_deref(),
+            Some(first.version_info.as_str()),
+            "the stale request was taken as an ACK"
+        );
+        assert_eq!(
+            r.last_nack.map(|n| (n.version, n.message)),
+            Some((second.version_info.clone(), "on_configure refused".into()))
+        );
         // Re-subscribing does not bring the rejected version back either.
         envoy.tx.send(resubscribe(&["l7gate", "other"], &second.nonce)).await.expect("send");
 
@@ -382,7 +416,9 @@ mod tests {
         // one would come first), and it is acked.
         cache.publish(snapshots(&[("ns/a", "{\"v\":3}")]));
         let third = envoy.recv().await;
-        assert!(third.version_info != second.version_info && third.version_info != first.version_info);
+        assert!(
+            third.version_info != second.version_info && third.version_info != first.version_info
+        );
         assert_eq!(cache.status()[0].resources[0].pushes, 3, "one push per version");
         envoy.answer(&third, None).await;
         let acked = (cache.clone(), third.version_info.clone());
@@ -405,7 +441,8 @@ mod tests {
         let mut node = Node { id: "sidecar-7".into(), ..Default::default() };
         assert_eq!(endpoint_key(&node), "sidecar-7");
         let value = Value { kind: Some(Kind::StringValue("shop/inventory-api".into())) };
-        node.metadata = Some(Struct { fields: [(ENDPOINT_METADATA_KEY.to_string(), value)].into() });
+        node.metadata =
+            Some(Struct { fields: [(ENDPOINT_METADATA_KEY.to_string(), value)].into() });
         assert_eq!(endpoint_key(&node), "shop/inventory-api");
     }
 }

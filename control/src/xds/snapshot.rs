@@ -25,12 +25,18 @@ use crate::inventory::Endpoint;
 /// all CPUs, in contiguous shares, and the first error in inventory order is the one reported.
 /// `roles` are the filter roles served: the ingress filter always, the egress filters only for
 /// fleets with egress Envoys (`l7gate serve --egress`), since each role repeats the whole config.
-pub fn build(cluster: &Cluster, wasm: &Path, roles: &[Role]) -> Result<BTreeMap<String, Arc<Snapshot>>, String> {
+pub fn build(
+    cluster: &Cluster,
+    wasm: &Path,
+    roles: &[Role],
+) -> Result<BTreeMap<String, Arc<Snapshot>>, String> {
     let endpoints = &cluster.inventory.endpoints;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let share = endpoints.len().div_ceil(workers).max(1);
     let compile = |endpoint: &Endpoint| -> Result<Arc<Snapshot>, String> {
-        let config = cluster.compile(endpoint).map_err(|e| format!("endpoint {}: {e}", qualified(endpoint)))?;
+        let config = cluster
+            .compile(endpoint)
+            .map_err(|e| format!("endpoint {}: {e}", qualified(endpoint)))?;
         Ok(Arc::new(snapshot_of(&config.to_json(), wasm, roles)))
     };
     let snapshots: Vec<Result<Arc<Snapshot>, String>> = std::thread::scope(|scope| {
@@ -70,7 +76,9 @@ pub fn snapshot_of(config_json: &str, wasm: &Path, roles: &[Role]) -> Snapshot {
             (resource.name.clone(), resource)
         })
         .collect();
-    Snapshot { resources: BTreeMap::from([(ecds::TYPED_EXTENSION_CONFIG_TYPE.to_string(), of_type)]) }
+    Snapshot {
+        resources: BTreeMap::from([(ecds::TYPED_EXTENSION_CONFIG_TYPE.to_string(), of_type)]),
+    }
 }
 
 #[cfg(test)]
@@ -80,7 +88,9 @@ mod tests {
 
     fn seed() -> Cluster {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
-        crate::load(&root.join("policies"), &root.join("endpoints.yaml")).expect("seed manifests load").cluster
+        crate::load(&root.join("policies"), &root.join("endpoints.yaml"))
+            .expect("seed manifests load")
+            .cluster
     }
 
     #[test]
@@ -94,11 +104,20 @@ mod tests {
         assert_eq!(r.body.type_url, ecds::TYPED_EXTENSION_CONFIG_TYPE);
         let decoded = TypedExtensionConfig::decode(r.body.value.as_slice()).expect("decodes");
         let endpoint = cluster.endpoint("inventory-api").expect("known");
-        let expected = ecds::resource(&cluster.compile(endpoint).expect("compiles").to_json(), wasm);
+        let expected =
+            ecds::resource(&cluster.compile(endpoint).expect("compiles").to_json(), wasm);
         assert_eq!(decoded, expected);
         assert_eq!(r.version, ecds::version(&r.body.value));
-        assert_ne!(r.version, snapshots["payment-gateway"].resources[ecds::TYPED_EXTENSION_CONFIG_TYPE]["l7gate"].version);
-        assert_eq!(api.resources[ecds::TYPED_EXTENSION_CONFIG_TYPE].len(), 1, "no egress resources unless asked for");
+        assert_ne!(
+            r.version,
+            snapshots["payment-gateway"].resources[ecds::TYPED_EXTENSION_CONFIG_TYPE]["l7gate"]
+                .version
+        );
+        assert_eq!(
+            api.resources[ecds::TYPED_EXTENSION_CONFIG_TYPE].len(),
+            1,
+            "no egress resources unless asked for"
+        );
     }
 
     /// With `serve --egress`, the egress Envoy of a workload subscribes to its egress filters'
@@ -108,9 +127,15 @@ mod tests {
         let cluster = seed();
         let wasm = Path::new("/opt/l7gate.wasm");
         let snapshots = build(&cluster, wasm, &Role::ALL).expect("seed compiles");
-        let config = cluster.compile(cluster.endpoint("frontend").expect("known")).expect("compiles").to_json();
+        let config = cluster
+            .compile(cluster.endpoint("frontend").expect("known"))
+            .expect("compiles")
+            .to_json();
         let of_type = &snapshots["frontend"].resources[ecds::TYPED_EXTENSION_CONFIG_TYPE];
-        assert_eq!(of_type.keys().map(String::as_str).collect::<Vec<_>>(), ["l7gate", "l7gate-egress-http", "l7gate-egress-tls"]);
+        assert_eq!(
+            of_type.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["l7gate", "l7gate-egress-http", "l7gate-egress-tls"]
+        );
         for role in [Role::EgressHttp, Role::EgressTls] {
             let r = &of_type[ecds::filter_name(role)];
             let decoded = TypedExtensionConfig::decode(r.body.value.as_slice()).expect("decodes");
@@ -123,6 +148,9 @@ mod tests {
         let cluster = seed();
         let a = build(&cluster, Path::new("/a.wasm"), &Role::ALL).expect("a");
         assert_eq!(a, build(&cluster, Path::new("/a.wasm"), &Role::ALL).expect("a again"));
-        assert_ne!(a["catalog"], build(&cluster, Path::new("/b.wasm"), &Role::ALL).expect("b")["catalog"]);
+        assert_ne!(
+            a["catalog"],
+            build(&cluster, Path::new("/b.wasm"), &Role::ALL).expect("b")["catalog"]
+        );
     }
 }

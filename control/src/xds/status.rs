@@ -109,8 +109,13 @@ pub async fn serve(
 /// `GET /readyz`: 200 once an input state was accepted (Envoys get configs), else 503 and why.
 fn readiness(status: &ReloadStatus) -> (StatusCode, String) {
     match (status.generation, &status.error) {
-        (0, Some(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the inputs were never valid:\n{e}\n")),
-        (0, None) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the inputs are not loaded yet\n".into()),
+        (0, Some(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the inputs were never valid:\n{e}\n"),
+        ),
+        (0, None) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: the inputs are not loaded yet\n".into())
+        }
         (g, _) => (StatusCode::OK, format!("ready: generation {g}\n")),
     }
 }
@@ -118,14 +123,17 @@ fn readiness(status: &ReloadStatus) -> (StatusCode, String) {
 /// Fetches the report from a running server (`l7gate status`): a plain HTTP/1.1 GET.
 pub fn fetch(server: SocketAddr) -> Result<StatusReport, String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&server, std::time::Duration::from_secs(5))
-        .map_err(|e| format!("cannot reach l7gate serve at {server}: {e}"))?;
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&server, std::time::Duration::from_secs(5))
+            .map_err(|e| format!("cannot reach l7gate serve at {server}: {e}"))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
-    write!(stream, "GET /status HTTP/1.1\r\nhost: {server}\r\nconnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(stream, "GET /status HTTP/1.1\r\nhost: {server}\r\nconnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(|e| format!("reading the status from {server}: {e}"))?;
     let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("{server}: not an HTTP response"))?;
+    let (head, body) =
+        text.split_once("\r\n\r\n").ok_or_else(|| format!("{server}: not an HTTP response"))?;
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("{server}: {}", head.lines().next().unwrap_or_default()));
     }

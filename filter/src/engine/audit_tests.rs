@@ -11,7 +11,11 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 fn rule(action: Action, policy: &str, peer: Identity, http: Option<&str>) -> Rule {
     Rule {
         action,
-        origin: Origin { kind: "CiliumNetworkPolicy".into(), policy: policy.into(), rule: "spec.ingress[0]".into() },
+        origin: Origin {
+            kind: "CiliumNetworkPolicy".into(),
+            policy: policy.into(),
+            rule: "spec.ingress[0]".into(),
+        },
         peers: Peers::Identities(vec![peer]),
         ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 }]),
         http: http.map(|m| vec![HttpRule { method: Some(m.into()), ..HttpRule::default() }]),
@@ -33,9 +37,19 @@ fn engine(enforced: DirectionPolicy, audit: DirectionPolicy) -> Engine {
 }
 /// (label, reason@policy) of an ingress request on port 8080.
 fn decide(e: &Engine, peer: Identity, req: Option<&Req>) -> (&'static str, String) {
-    let request = Request { direction: Direction::Ingress, peer, port: 8080, protocol: Protocol::Tcp, server_name: None };
+    let request = Request {
+        direction: Direction::Ingress,
+        peer,
+        port: 8080,
+        protocol: Protocol::Tcp,
+        server_name: None,
+    };
     let v = e.decide(&request, req.map(|r| r as &dyn Headers));
-    assert_eq!(v.allowed, v.label() != "denied", "an audit verdict always lets the request through");
+    assert_eq!(
+        v.allowed,
+        v.label() != "denied",
+        "an audit verdict always lets the request through"
+    );
     (v.label(), format!("{}@{}", v.reason.code(), v.origin.map_or("-", |o| o.policy.as_str())))
 }
 
@@ -43,11 +57,24 @@ fn decide(e: &Engine, peer: Identity, req: Option<&Req>) -> (&'static str, Strin
 /// and what the audit policies' default deny would drop is `audit`, never denied.
 #[test]
 fn default_deny_from_audit_policies_only_audits() {
-    let e = engine(view(false, vec![]), view(true, vec![rule(Action::Allow, "audit/p", FRONTEND, Some("GET"))]));
-    assert_eq!(decide(&e, FRONTEND, Some(&http("GET", "/"))), ("allowed", "policy-not-enforced@-".into()));
+    let e = engine(
+        view(false, vec![]),
+        view(true, vec![rule(Action::Allow, "audit/p", FRONTEND, Some("GET"))]),
+    );
+    assert_eq!(
+        decide(&e, FRONTEND, Some(&http("GET", "/"))),
+        ("allowed", "policy-not-enforced@-".into())
+    );
     assert_eq!(decide(&e, BATCH, Some(&http("GET", "/"))), ("audit", "default-deny@-".into()));
-    assert_eq!(decide(&e, FRONTEND, Some(&http("DELETE", "/"))), ("audit", "denied-l7-no-rule-matched@audit/p".into()));
-    assert_eq!(decide(&e, FRONTEND, None), ("audit", "denied-l7-no-rule-matched@audit/p".into()), "an L4 connection too");
+    assert_eq!(
+        decide(&e, FRONTEND, Some(&http("DELETE", "/"))),
+        ("audit", "denied-l7-no-rule-matched@audit/p".into())
+    );
+    assert_eq!(
+        decide(&e, FRONTEND, None),
+        ("audit", "denied-l7-no-rule-matched@audit/p".into()),
+        "an L4 connection too"
+    );
 }
 
 /// spec §8: an audit policy's deny rule reports what it would drop and drops nothing; what the
@@ -57,8 +84,14 @@ fn audit_deny_rules_let_traffic_through_and_enforced_denials_stay() {
     let allow = rule(Action::Allow, "default/p", FRONTEND, Some("GET"));
     let block = rule(Action::Deny, "audit/block", FRONTEND, None);
     let e = engine(view(true, vec![allow.clone()]), view(true, vec![allow, block]));
-    assert_eq!(decide(&e, FRONTEND, Some(&http("GET", "/"))), ("audit", "denied-by-deny-rule@audit/block".into()));
-    assert_eq!(decide(&e, FRONTEND, Some(&http("POST", "/"))), ("denied", "denied-l7-no-rule-matched@default/p".into()));
+    assert_eq!(
+        decide(&e, FRONTEND, Some(&http("GET", "/"))),
+        ("audit", "denied-by-deny-rule@audit/block".into())
+    );
+    assert_eq!(
+        decide(&e, FRONTEND, Some(&http("POST", "/"))),
+        ("denied", "denied-l7-no-rule-matched@default/p".into())
+    );
     assert_eq!(decide(&e, BATCH, Some(&http("GET", "/"))), ("denied", "default-deny@-".into()));
 }
 
@@ -67,16 +100,25 @@ fn audit_deny_rules_let_traffic_through_and_enforced_denials_stay() {
 #[test]
 fn audit_allows_grant_nothing() {
     let get = rule(Action::Allow, "default/p", FRONTEND, Some("GET"));
-    let e = engine(view(true, vec![get.clone()]), view(true, vec![get, rule(Action::Allow, "audit/batch", BATCH, None)]));
+    let e = engine(
+        view(true, vec![get.clone()]),
+        view(true, vec![get, rule(Action::Allow, "audit/batch", BATCH, None)]),
+    );
     assert_eq!(decide(&e, BATCH, Some(&http("GET", "/"))), ("denied", "default-deny@-".into()));
-    assert_eq!(decide(&e, FRONTEND, Some(&http("GET", "/"))), ("allowed", "allowed-l7@default/p".into()));
+    assert_eq!(
+        decide(&e, FRONTEND, Some(&http("GET", "/"))),
+        ("allowed", "allowed-l7@default/p".into())
+    );
 }
 
 /// The audit view is part of the configuration contract: it is compiled (and refused) with the
 /// rest, and cannot nest.
 #[test]
 fn audit_views_are_checked_at_compile_time() {
-    let bad = Rule { ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 9, last: 8 }]), ..rule(Action::Allow, "audit/p", BATCH, None) };
+    let bad = Rule {
+        ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 9, last: 8 }]),
+        ..rule(Action::Allow, "audit/p", BATCH, None)
+    };
     let config = |audit: DirectionPolicy| Config {
         version: SCHEMA_VERSION,
         endpoint: EndpointRef { name: "x".into(), namespace: "default".into() },
@@ -87,6 +129,7 @@ fn audit_views_are_checked_at_compile_time() {
     };
     let e = Engine::compile(&config(view(true, vec![bad]))).unwrap_err();
     assert!(e.contains("ingress audit view") && e.contains("audit/p"), "{e}");
-    let nested = DirectionPolicy { audit: Some(Box::new(view(true, vec![]))), ..view(true, vec![]) };
+    let nested =
+        DirectionPolicy { audit: Some(Box::new(view(true, vec![]))), ..view(true, vec![]) };
     assert!(Engine::compile(&config(nested)).is_err());
 }

@@ -16,7 +16,8 @@ use crate::config::*;
 
 const IDENTITIES: &[Identity] = &[HOST, WORLD, 300, 301, 302];
 const PORTS: &[u16] = &[0, 79, 80, 443, 8080, 8081, 9000, 65535];
-const METHODS: &[&str] = &["", "GET", "GET|HEAD", "POST", "(?i)get", "P.*", "GET|", "DELETE|PUT|POST"];
+const METHODS: &[&str] =
+    &["", "GET", "GET|HEAD", "POST", "(?i)get", "P.*", "GET|", "DELETE|PUT|POST"];
 const PATHS: &[&str] = &[
     "",
     "/api/.*",
@@ -39,8 +40,26 @@ const HOSTS: &[&str] = &["", "inventory(:8080)?", ".*\\.example\\.com", "invento
 const HEADER_NAMES: &[&str] = &["x-token", "X-Tenant"];
 const HEADER_VALUES: &[&str] = &["blue", "red"];
 /// Server names, also `matchName`s; with [`NAME_PATTERNS`] they reach every shape of the name index.
-const NAMES: &[&str] = &["api.example.com.", "example.com.", "a.b.example.com.", "other.org.", "api-v2.example.com.", ".example.com.", "myexample.com.", "x!.example.com."];
-const NAME_PATTERNS: &[&str] = &["*.example.com", "**.example.com", "*", "api-*.example.com", "*example.com", "*.*.example.com", "example.com", "***.b.example.com"];
+const NAMES: &[&str] = &[
+    "api.example.com.",
+    "example.com.",
+    "a.b.example.com.",
+    "other.org.",
+    "api-v2.example.com.",
+    ".example.com.",
+    "myexample.com.",
+    "x!.example.com.",
+];
+const NAME_PATTERNS: &[&str] = &[
+    "*.example.com",
+    "**.example.com",
+    "*",
+    "api-*.example.com",
+    "*example.com",
+    "*.*.example.com",
+    "example.com",
+    "***.b.example.com",
+];
 
 const REQ_METHODS: &[&str] = &["GET", "HEAD", "POST", "get", "DELETE", "PUT"];
 const REQ_PATHS: &[&[u8]] = &[
@@ -73,17 +92,30 @@ fn pattern(pool: &'static [&'static str]) -> impl Strategy<Value = Option<String
 fn http_rule() -> impl Strategy<Value = HttpRule> {
     let header = (select(HEADER_NAMES), proptest::option::of(select(HEADER_VALUES)))
         .prop_map(|(n, v)| HeaderCondition { name: n.into(), value: v.map(Into::into) });
-    (pattern(METHODS), pattern(PATHS), proptest::option::weighted(0.2, select(HOSTS).prop_map(String::from)), proptest::collection::vec(header, 0..2).prop_map(|mut h| {
-        // Header conditions are rarer than method and path in real policies.
-        h.truncate(usize::from(h.len() > 1));
-        h
-    }))
+    (
+        pattern(METHODS),
+        pattern(PATHS),
+        proptest::option::weighted(0.2, select(HOSTS).prop_map(String::from)),
+        proptest::collection::vec(header, 0..2).prop_map(|mut h| {
+            // Header conditions are rarer than method and path in real policies.
+            h.truncate(usize::from(h.len() > 1));
+            h
+        }),
+    )
         .prop_map(|(method, path, host, headers)| HttpRule { method, path, host, headers })
 }
 
 fn port_range() -> impl Strategy<Value = PortRange> {
-    (prop_oneof![8 => Just(Protocol::Tcp), 1 => Just(Protocol::Udp), 1 => Just(Protocol::Sctp)], select(PORTS), select(&[0u16, 0, 1, 500, 65535][..]))
-        .prop_map(|(protocol, first, width)| PortRange { protocol, first, last: first.saturating_add(width) })
+    (
+        prop_oneof![8 => Just(Protocol::Tcp), 1 => Just(Protocol::Udp), 1 => Just(Protocol::Sctp)],
+        select(PORTS),
+        select(&[0u16, 0, 1, 500, 65535][..]),
+    )
+        .prop_map(|(protocol, first, width)| PortRange {
+            protocol,
+            first,
+            last: first.saturating_add(width),
+        })
 }
 
 fn peers(fqdn: bool) -> BoxedStrategy<Peers> {
@@ -106,22 +138,32 @@ fn peers(fqdn: bool) -> BoxedStrategy<Peers> {
 fn rule(fqdn: bool) -> impl Strategy<Value = Rule> {
     let ports = proptest::option::weighted(0.85, proptest::collection::vec(port_range(), 1..3));
     let http = proptest::option::weighted(0.7, proptest::collection::vec(http_rule(), 0..6));
-    (proptest::bool::weighted(0.15), peers(fqdn), ports, http).prop_map(|(deny, peers, ports, http)| {
-        let origin = Origin { kind: "CiliumNetworkPolicy".into(), policy: "default/p".into(), rule: String::new() };
-        match (deny, &peers) {
-            (true, Peers::Identities(_) | Peers::Any) => Rule { action: Action::Deny, origin, peers, ports, http: None },
-            _ => Rule { action: Action::Allow, origin, peers, ports, http },
-        }
-    })
+    (proptest::bool::weighted(0.15), peers(fqdn), ports, http).prop_map(
+        |(deny, peers, ports, http)| {
+            let origin = Origin {
+                kind: "CiliumNetworkPolicy".into(),
+                policy: "default/p".into(),
+                rule: String::new(),
+            };
+            match (deny, &peers) {
+                (true, Peers::Identities(_) | Peers::Any) => {
+                    Rule { action: Action::Deny, origin, peers, ports, http: None }
+                }
+                _ => Rule { action: Action::Allow, origin, peers, ports, http },
+            }
+        },
+    )
 }
 
 fn view(fqdn: bool, prefix: &'static str) -> impl Strategy<Value = DirectionPolicy> {
-    (proptest::bool::weighted(0.9), proptest::collection::vec(rule(fqdn), 0..30)).prop_map(move |(enforced, mut rules)| {
-        for (i, r) in rules.iter_mut().enumerate() {
-            r.origin.rule = format!("{prefix}{i}");
-        }
-        DirectionPolicy { enforced, rules, audit: None }
-    })
+    (proptest::bool::weighted(0.9), proptest::collection::vec(rule(fqdn), 0..30)).prop_map(
+        move |(enforced, mut rules)| {
+            for (i, r) in rules.iter_mut().enumerate() {
+                r.origin.rule = format!("{prefix}{i}");
+            }
+            DirectionPolicy { enforced, rules, audit: None }
+        },
+    )
 }
 
 /// A direction, with an audit view (spec §8) a third of the time: the enforced rules plus more,
@@ -171,22 +213,31 @@ struct Case {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    let field = |pool: &'static [&'static [u8]]| proptest::option::weighted(0.95, select(pool).prop_map(|v| v.to_vec()));
-    let methods: &'static [&'static [u8]] = Box::leak(REQ_METHODS.iter().map(|m| m.as_bytes()).collect());
-    let authorities: &'static [&'static [u8]] = Box::leak(REQ_AUTHORITIES.iter().map(|m| m.as_bytes()).collect());
-    let extra = proptest::collection::vec((select(&["x-token", "x-tenant"][..]), select(&["blue", "red", "Blue"][..])), 0..3);
-    let headers = (field(methods), field(REQ_PATHS), field(authorities), extra).prop_map(|(m, p, a, extra)| {
-        let mut map = HashMap::new();
-        for (k, v) in [(":method", m), (":path", p), (":authority", a)] {
-            if let Some(v) = v {
-                map.insert(k.to_string(), v);
+    let field = |pool: &'static [&'static [u8]]| {
+        proptest::option::weighted(0.95, select(pool).prop_map(|v| v.to_vec()))
+    };
+    let methods: &'static [&'static [u8]] =
+        Box::leak(REQ_METHODS.iter().map(|m| m.as_bytes()).collect());
+    let authorities: &'static [&'static [u8]] =
+        Box::leak(REQ_AUTHORITIES.iter().map(|m| m.as_bytes()).collect());
+    let extra = proptest::collection::vec(
+        (select(&["x-token", "x-tenant"][..]), select(&["blue", "red", "Blue"][..])),
+        0..3,
+    );
+    let headers = (field(methods), field(REQ_PATHS), field(authorities), extra).prop_map(
+        |(m, p, a, extra)| {
+            let mut map = HashMap::new();
+            for (k, v) in [(":method", m), (":path", p), (":authority", a)] {
+                if let Some(v) = v {
+                    map.insert(k.to_string(), v);
+                }
             }
-        }
-        for (k, v) in extra {
-            map.insert(k.to_string(), v.as_bytes().to_vec());
-        }
-        Req(map)
-    });
+            for (k, v) in extra {
+                map.insert(k.to_string(), v.as_bytes().to_vec());
+            }
+            Req(map)
+        },
+    );
     (
         prop_oneof![3 => Just(Direction::Ingress), 1 => Just(Direction::Egress)],
         select(&[HOST, WORLD, 300, 301, 302, 999][..]),
@@ -195,7 +246,14 @@ fn case() -> impl Strategy<Value = Case> {
         proptest::option::of(select(NAMES)),
         proptest::option::weighted(0.9, headers),
     )
-        .prop_map(|(direction, peer, port, protocol, server_name, headers)| Case { direction, peer, port, protocol, server_name, headers })
+        .prop_map(|(direction, peer, port, protocol, server_name, headers)| Case {
+            direction,
+            peer,
+            port,
+            protocol,
+            server_name,
+            headers,
+        })
 }
 
 proptest! {
@@ -225,13 +283,28 @@ fn generators_cover_every_reason() {
     for _ in 0..150 {
         let config = config().new_tree(&mut runner).unwrap().current();
         for c in proptest::collection::vec(case(), 24).new_tree(&mut runner).unwrap().current() {
-            let req = Request { direction: c.direction, peer: c.peer, port: c.port, protocol: c.protocol, server_name: c.server_name };
-            let (label, reason, _) = reference::decide(&config, &req, c.headers.as_ref().map(|h| h as &dyn Headers));
+            let req = Request {
+                direction: c.direction,
+                peer: c.peer,
+                port: c.port,
+                protocol: c.protocol,
+                server_name: c.server_name,
+            };
+            let (label, reason, _) =
+                reference::decide(&config, &req, c.headers.as_ref().map(|h| h as &dyn Headers));
             seen.insert(format!("{label} {}", reason.code()));
         }
     }
-    let reasons = ["allowed policy-not-enforced", "allowed allowed-l3-l4", "allowed allowed-l7", "denied denied-by-deny-rule", "denied default-deny", "denied denied-l7-no-rule-matched"];
-    let audits = ["audit denied-by-deny-rule", "audit default-deny", "audit denied-l7-no-rule-matched"];
+    let reasons = [
+        "allowed policy-not-enforced",
+        "allowed allowed-l3-l4",
+        "allowed allowed-l7",
+        "denied denied-by-deny-rule",
+        "denied default-deny",
+        "denied denied-l7-no-rule-matched",
+    ];
+    let audits =
+        ["audit denied-by-deny-rule", "audit default-deny", "audit denied-l7-no-rule-matched"];
     for code in reasons.into_iter().chain(audits) {
         assert!(seen.contains(code), "no generated case ends in {code}: {seen:?}");
     }

@@ -25,10 +25,19 @@ pub struct RequestLine<'h> {
 
 impl<'h> RequestLine<'h> {
     pub fn new(headers: &'h dyn Headers) -> RequestLine<'h> {
-        RequestLine { headers, method: OnceCell::new(), path: OnceCell::new(), authority: OnceCell::new() }
+        RequestLine {
+            headers,
+            method: OnceCell::new(),
+            path: OnceCell::new(),
+            authority: OnceCell::new(),
+        }
     }
 
-    fn field<'a>(&self, cell: &'a OnceCell<Option<Value<'h>>>, name: &str) -> Option<&'a Value<'h>> {
+    fn field<'a>(
+        &self,
+        cell: &'a OnceCell<Option<Value<'h>>>,
+        name: &str,
+    ) -> Option<&'a Value<'h>> {
         cell.get_or_init(|| self.headers.get(name).map(Value::new)).as_ref()
     }
 
@@ -69,7 +78,9 @@ impl HttpMatcher {
             headers: rule
                 .headers
                 .iter()
-                .map(|h| (h.name.to_ascii_lowercase(), h.value.as_ref().map(|v| v.as_bytes().to_vec())))
+                .map(|h| {
+                    (h.name.to_ascii_lowercase(), h.value.as_ref().map(|v| v.as_bytes().to_vec()))
+                })
                 .collect(),
         })
     }
@@ -90,7 +101,10 @@ impl HttpMatcher {
 
 /// An absent pattern matches anything (without reading the field); a present one needs a
 /// present, matching value.
-fn field_matches<'a, 'h: 'a>(pattern: &Option<Pattern>, value: impl FnOnce() -> Option<&'a Value<'h>>) -> bool {
+fn field_matches<'a, 'h: 'a>(
+    pattern: &Option<Pattern>,
+    value: impl FnOnce() -> Option<&'a Value<'h>>,
+) -> bool {
     match pattern {
         None => true,
         Some(p) => value().is_some_and(|v| p.matches(v)),
@@ -128,7 +142,12 @@ mod tests {
     }
 
     fn rule(method: Option<&str>, path: Option<&str>, host: Option<&str>) -> HttpRule {
-        HttpRule { method: method.map(Into::into), path: path.map(Into::into), host: host.map(Into::into), headers: vec![] }
+        HttpRule {
+            method: method.map(Into::into),
+            path: path.map(Into::into),
+            host: host.map(Into::into),
+            headers: vec![],
+        }
     }
 
     /// spec §5.2: patterns match the whole value, never a substring.
@@ -152,7 +171,10 @@ mod tests {
     fn case_query_and_port() {
         assert!(!matches(&rule(Some("get"), None, None), &request("GET", "/", &[])));
         assert!(matches(&rule(Some("(?i)get"), None, None), &request("GET", "/", &[])));
-        assert!(!matches(&rule(None, Some("/process-payment"), None), &request("POST", "/process-payment?id=7", &[])));
+        assert!(!matches(
+            &rule(None, Some("/process-payment"), None),
+            &request("POST", "/process-payment?id=7", &[])
+        ));
         assert!(matches(&rule(None, Some("/api/.*"), None), &request("GET", "/api/x?y=1", &[])));
         assert!(!matches(&rule(None, None, Some("inventory")), &request("GET", "/", &[])));
         assert!(matches(&rule(None, None, Some("inventory(:8080)?")), &request("GET", "/", &[])));
@@ -166,7 +188,10 @@ mod tests {
             HeaderCondition { name: "X-Token".into(), value: None },
             HeaderCondition { name: "x-tenant".into(), value: Some("blue".into()) },
         ];
-        assert!(matches(&r, &request("GET", "/", &[("x-token", b"anything"), ("x-tenant", b"blue")])));
+        assert!(matches(
+            &r,
+            &request("GET", "/", &[("x-token", b"anything"), ("x-tenant", b"blue")])
+        ));
         assert!(!matches(&r, &request("GET", "/", &[("x-tenant", b"blue")])));
         assert!(!matches(&r, &request("GET", "/", &[("x-token", b"t"), ("x-tenant", b"Blue")])));
     }
@@ -179,6 +204,9 @@ mod tests {
         map.insert(":path", vec![b'/', 0xff, 0xfe]);
         let req = Map(map);
         assert!(!matches(&rule(None, Some("/.*"), None), &req));
-        assert!(matches(&rule(Some("GET"), None, None), &req), "fields without a regex are not read");
+        assert!(
+            matches(&rule(Some("GET"), None, None), &req),
+            "fields without a regex are not read"
+        );
     }
 }

@@ -48,7 +48,9 @@ impl Pending {
         };
         match peers {
             Peers::Any => push(&mut self.any),
-            Peers::Identities(ids) => ids.iter().for_each(|id| push(self.by_identity.entry(*id).or_default())),
+            Peers::Identities(ids) => {
+                ids.iter().for_each(|id| push(self.by_identity.entry(*id).or_default()))
+            }
             Peers::Fqdns(_) => push(&mut self.by_name),
         }
     }
@@ -56,7 +58,11 @@ impl Pending {
     fn finish(self, rules: &[Rule], elements: &Elements<'_>) -> Segment {
         Segment {
             any: side(&self.any, rules, elements),
-            by_identity: self.by_identity.iter().map(|(id, list)| (*id, side(list, rules, elements))).collect(),
+            by_identity: self
+                .by_identity
+                .iter()
+                .map(|(id, list)| (*id, side(list, rules, elements)))
+                .collect(),
             by_name: names(&self.by_name, rules, elements),
         }
     }
@@ -74,7 +80,11 @@ pub struct Elements<'a> {
 fn names(list: &[u32], rules: &[Rule], elements: &Elements<'_>) -> NameIndex {
     let mut index = NameIndex::default();
     for &i in list {
-        let (Some(Peers::Fqdns(selectors)), Some(matchers)) = (rules.get(i as usize).map(|r| &r.peers), elements.names.get(i as usize)) else { continue };
+        let (Some(Peers::Fqdns(selectors)), Some(matchers)) =
+            (rules.get(i as usize).map(|r| &r.peers), elements.names.get(i as usize))
+        else {
+            continue;
+        };
         for (selector, matcher) in selectors.iter().zip(matchers) {
             index.add(i, selector, matcher);
         }
@@ -112,7 +122,9 @@ struct PortTable {
 impl PortTable {
     fn build(protocol: Protocol, rules: &[Rule], elements: &Elements<'_>) -> PortTable {
         let mut starts = vec![0u16];
-        for range in rules.iter().flat_map(|r| r.ports.iter().flatten()).filter(|p| p.protocol == protocol) {
+        for range in
+            rules.iter().flat_map(|r| r.ports.iter().flatten()).filter(|p| p.protocol == protocol)
+        {
             starts.push(range.first);
             if let Some(next) = range.last.checked_add(1) {
                 starts.push(next);
@@ -126,10 +138,15 @@ impl PortTable {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             let ranges: Vec<(u16, u16)> = match &rule.ports {
                 None => vec![(0, u16::MAX)],
-                Some(ranges) => ranges.iter().filter(|p| p.protocol == protocol).map(|p| (p.first, p.last)).collect(),
+                Some(ranges) => ranges
+                    .iter()
+                    .filter(|p| p.protocol == protocol)
+                    .map(|p| (p.first, p.last))
+                    .collect(),
             };
             for (first, last) in ranges {
-                for segment in pending.iter_mut().take(segment_of(last) + 1).skip(segment_of(first)) {
+                for segment in pending.iter_mut().take(segment_of(last) + 1).skip(segment_of(first))
+                {
                     segment.add(&rule.peers, i);
                 }
             }

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::cidr::{mask, Cidr};
-use crate::config::{IpCacheEntry, Identity, WORLD};
+use crate::config::{Identity, IpCacheEntry, WORLD};
 use crate::fasthash::FastMap;
 
 #[derive(Debug, Default)]
@@ -50,10 +50,7 @@ impl IpCache {
             v4 => v4,
         };
         let table = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
-        table
-            .iter()
-            .find_map(|(len, map)| map.get(&mask(addr, *len)).copied())
-            .unwrap_or(WORLD)
+        table.iter().find_map(|(len, map)| map.get(&mask(addr, *len)).copied()).unwrap_or(WORLD)
     }
 }
 

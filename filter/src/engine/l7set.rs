@@ -85,7 +85,12 @@ impl L7Set {
 }
 
 /// Lowers `best` to the first ordinal of the ascending `ordinals` whose element matches.
-pub fn first_match(ordinals: impl Iterator<Item = u32>, line: &RequestLine<'_>, elements: &[Element], best: &mut Option<u32>) {
+pub fn first_match(
+    ordinals: impl Iterator<Item = u32>,
+    line: &RequestLine<'_>,
+    elements: &[Element],
+    best: &mut Option<u32>,
+) {
     let bound = *best;
     for ordinal in ordinals.take_while(|o| bound.is_none_or(|b| *o < b)) {
         if elements.get(ordinal as usize).is_some_and(|e| e.matcher.matches(line)) {

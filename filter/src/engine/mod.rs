@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use crate::config::{Action, Config, DirectionPolicy, EndpointRef, Identity, Origin, Peers, Protocol, Rule};
+use crate::config::{
+    Action, Config, DirectionPolicy, EndpointRef, Identity, Origin, Peers, Protocol, Rule,
+};
 use crate::fqdn::NameMatcher;
 
 pub use http::Headers;
@@ -178,12 +180,16 @@ impl CompiledDirection {
         // Name-selected (toFQDNs) rules that select the request's server name, from the index.
         let named = req.server_name.map(|n| segment.by_name.matching(n)).unwrap_or_default();
         let named = || named.iter().filter_map(|i| self.rules.get(*i as usize).map(|r| (*i, r)));
-        let allow_l4 = lowest(sides.clone().filter_map(|s| s.allow_l4).min(), named().find(|(_, r)| r.http.is_none()).map(|(i, _)| i));
+        let allow_l4 = lowest(
+            sides.clone().filter_map(|s| s.allow_l4).min(),
+            named().find(|(_, r)| r.http.is_none()).map(|(i, _)| i),
+        );
         if let Some(allow) = allow_l4 {
             return Verdict::allow(Reason::AllowedL3L4, self.origin(allow));
         }
         let l7_sets = sides.filter_map(|s: &&Side| s.l7.as_ref());
-        let first_l7 = lowest(l7_sets.clone().map(|s| s.first_rule).min(), named().map(|(i, _)| i).next());
+        let first_l7 =
+            lowest(l7_sets.clone().map(|s| s.first_rule).min(), named().map(|(i, _)| i).next());
         let Some(first_l7) = first_l7 else {
             return Verdict::deny(Reason::NoAllowRule, None);
         };
@@ -200,7 +206,9 @@ impl CompiledDirection {
             first_match(rule.http.clone().into_iter().flatten(), &line, &self.elements, &mut best);
         }
         match best.and_then(|b| self.elements.get(b as usize)) {
-            Some(e) => Verdict::allow(Reason::AllowedL7 { http_rule: e.index }, self.origin(e.rule)),
+            Some(e) => {
+                Verdict::allow(Reason::AllowedL7 { http_rule: e.index }, self.origin(e.rule))
+            }
             None => Verdict::deny(Reason::L7NotMatched, self.origin(first_l7)),
         }
     }
@@ -209,27 +217,45 @@ impl CompiledDirection {
 /// Compiles a direction and its audit view, if any.
 fn compile_direction(name: &str, policy: &DirectionPolicy) -> Result<CompiledDirection, String> {
     let audit = match &policy.audit {
-        Some(view) if view.audit.is_some() => return Err(format!("{name}: an audit view cannot have an audit view")),
-        Some(view) => Some(Box::new(compile_view(&format!("{name} audit view"), view.enforced, &view.rules, None)?)),
+        Some(view) if view.audit.is_some() => {
+            return Err(format!("{name}: an audit view cannot have an audit view"))
+        }
+        Some(view) => Some(Box::new(compile_view(
+            &format!("{name} audit view"),
+            view.enforced,
+            &view.rules,
+            None,
+        )?)),
         None => None,
     };
     compile_view(name, policy.enforced, &policy.rules, audit)
 }
 
-fn compile_view(name: &str, enforced: bool, rules: &[Rule], audit: Option<Box<CompiledDirection>>) -> Result<CompiledDirection, String> {
+fn compile_view(
+    name: &str,
+    enforced: bool,
+    rules: &[Rule],
+    audit: Option<Box<CompiledDirection>>,
+) -> Result<CompiledDirection, String> {
     let mut compiled = Vec::with_capacity(rules.len());
     let mut names_of_rule = Vec::with_capacity(rules.len());
     let mut elements = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
-        let context = |e: String| format!("{name} rule {i} ({} {}): {e}", rule.origin.policy, rule.origin.rule);
+        let context = |e: String| {
+            format!("{name} rule {i} ({} {}): {e}", rule.origin.policy, rule.origin.rule)
+        };
         for range in rule.ports.iter().flatten() {
             index::check_range(range).map_err(context)?;
         }
-        if rule.action == Action::Deny && (rule.http.is_some() || matches!(rule.peers, Peers::Fqdns(_))) {
+        if rule.action == Action::Deny
+            && (rule.http.is_some() || matches!(rule.peers, Peers::Fqdns(_)))
+        {
             return Err(context("deny rules cannot have HTTP rules or FQDN peers".into()));
         }
         let names = match &rule.peers {
-            Peers::Fqdns(selectors) => selectors.iter().map(NameMatcher::compile).collect::<Result<_, _>>(),
+            Peers::Fqdns(selectors) => {
+                selectors.iter().map(NameMatcher::compile).collect::<Result<_, _>>()
+            }
             _ => Ok(Vec::new()),
         }
         .map_err(context)?;
@@ -242,7 +268,8 @@ fn compile_view(name: &str, enforced: bool, rules: &[Rule], audit: Option<Box<Co
                     let matcher = HttpMatcher::compile(http).map_err(context)?;
                     elements.push(Element { rule: rule_index, index, matcher });
                 }
-                let range = |n: usize| u32::try_from(n).map_err(|_| context("too many HTTP rules".into()));
+                let range =
+                    |n: usize| u32::try_from(n).map_err(|_| context("too many HTTP rules".into()));
                 Some(range(start)?..range(elements.len())?)
             }
         };
@@ -250,18 +277,21 @@ fn compile_view(name: &str, enforced: bool, rules: &[Rule], audit: Option<Box<Co
         names_of_rule.push(names);
     }
     let of_rule: Vec<Option<Range<u32>>> = compiled.iter().map(|r| r.http.clone()).collect();
-    let index = DirectionIndex::build(rules, &Elements { all: &elements, of_rule: &of_rule, names: &names_of_rule });
+    let index = DirectionIndex::build(
+        rules,
+        &Elements { all: &elements, of_rule: &of_rule, names: &names_of_rule },
+    );
     Ok(CompiledDirection { enforced, rules: compiled, elements, index, audit })
 }
 
 // The reference evaluator serves the differential test, which runs natively only.
-#[cfg(all(test, not(target_arch = "wasm32")))]
-mod reference;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod differential;
 #[cfg(test)]
 mod fixtures;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod reference;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod audit_tests;

@@ -42,7 +42,9 @@ fn shape(selector: &FqdnSelector, matcher: &NameMatcher) -> Shape {
     let pattern = match (selector, matcher) {
         (_, NameMatcher::Any) => return Shape::Any,
         (_, NameMatcher::Exact(name)) => return Shape::Exact(name.clone()),
-        (FqdnSelector::MatchName(name), NameMatcher::Pattern(_)) => return Shape::Exact(normalise(name)),
+        (FqdnSelector::MatchName(name), NameMatcher::Pattern(_)) => {
+            return Shape::Exact(normalise(name))
+        }
         (FqdnSelector::MatchPattern(p), NameMatcher::Pattern(_)) => normalise(p),
     };
     if !pattern.contains('*') {
@@ -81,7 +83,9 @@ impl NameIndex {
         take(self.exact.get(name));
         take(Some(&self.any));
         // `*.suffix`: the first label (maybe empty) is made of label characters.
-        if let Some((_, rest)) = name.split_once('.').filter(|(first, _)| first.bytes().all(label_char)) {
+        if let Some((_, rest)) =
+            name.split_once('.').filter(|(first, _)| first.bytes().all(label_char))
+        {
             take(self.one_label.get(rest));
         }
         // `**.suffix`: one or more whole, non-empty labels.
@@ -107,15 +111,54 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SELECTORS: &[&str] = &[
-        "*.example.com", "*example.com", "api-*.example.com", "sub*.example.com", "*.*.example.com",
-        "**.example.com", "api.**.example.com", "*", "**.", "***", "*.", "example.com.", "a*b*c.example.com",
-        "api.example.*", "***.example.com", "*.", "*..", "**..", "API.Example.COM", "*.Example.com.",
+        "*.example.com",
+        "*example.com",
+        "api-*.example.com",
+        "sub*.example.com",
+        "*.*.example.com",
+        "**.example.com",
+        "api.**.example.com",
+        "*",
+        "**.",
+        "***",
+        "*.",
+        "example.com.",
+        "a*b*c.example.com",
+        "api.example.*",
+        "***.example.com",
+        "*.",
+        "*..",
+        "**..",
+        "API.Example.COM",
+        "*.Example.com.",
     ];
     const NAMES: &[&str] = &[
-        "api.example.com", "API.Example.COM.", "example.com", "a.b.example.com", "evil-example.com", "example.com.evil.net",
-        ".example.com", "..example.com", "a..example.com", "x!.example.com", "myexample.com", "api-v2.example.com",
-        "sub.way.example.com", "abc.example.com", "a-b-c.example.com", "api.example.org", "api.x.example.com", "single",
-        "x..", "..", ".", "a.b", "com", "api.-.example.com", "é.example.com", "a.é.example.com",
+        "api.example.com",
+        "API.Example.COM.",
+        "example.com",
+        "a.b.example.com",
+        "evil-example.com",
+        "example.com.evil.net",
+        ".example.com",
+        "..example.com",
+        "a..example.com",
+        "x!.example.com",
+        "myexample.com",
+        "api-v2.example.com",
+        "sub.way.example.com",
+        "abc.example.com",
+        "a-b-c.example.com",
+        "api.example.org",
+        "api.x.example.com",
+        "single",
+        "x..",
+        "..",
+        ".",
+        "a.b",
+        "com",
+        "api.-.example.com",
+        "é.example.com",
+        "a.é.example.com",
     ];
 
     /// Every selector shape against every name: the index selects exactly what the matcher does.
@@ -125,16 +168,24 @@ mod tests {
         let mut matchers = Vec::new();
         for (rule, text) in SELECTORS.iter().enumerate() {
             let rule = u32::try_from(rule).unwrap();
-            for selector in [FqdnSelector::MatchPattern(text.to_string()), FqdnSelector::MatchName(text.to_string())] {
+            for selector in [
+                FqdnSelector::MatchPattern(text.to_string()),
+                FqdnSelector::MatchName(text.to_string()),
+            ] {
                 let matcher = NameMatcher::compile(&selector).unwrap();
                 index.add(rule, &selector, &matcher);
                 matchers.push((rule, matcher));
             }
         }
-        assert!(index.irregular.len() < matchers.len() / 4, "most shapes are indexed: {} irregular", index.irregular.len());
+        assert!(
+            index.irregular.len() < matchers.len() / 4,
+            "most shapes are indexed: {} irregular",
+            index.irregular.len()
+        );
         for name in NAMES {
             let name = normalise(name);
-            let mut want: Vec<u32> = matchers.iter().filter(|(_, m)| m.matches(&name)).map(|(r, _)| *r).collect();
+            let mut want: Vec<u32> =
+                matchers.iter().filter(|(_, m)| m.matches(&name)).map(|(r, _)| *r).collect();
             want.dedup();
             assert_eq!(index.matching(&name), want, "{name}");
         }

@@ -91,7 +91,11 @@ impl Pattern {
         match self {
             Pattern::Tokens(tokens) => tokens.iter().any(|t| **t == *value.bytes()),
             Pattern::PrefixAny(prefix) => {
-                value.text().is_some() && value.bytes().strip_prefix(&**prefix).is_some_and(|rest| !rest.contains(&b'\n'))
+                value.text().is_some()
+                    && value
+                        .bytes()
+                        .strip_prefix(&**prefix)
+                        .is_some_and(|rest| !rest.contains(&b'\n'))
             }
             Pattern::Regex { prefix, regex } => {
                 value.bytes().starts_with(prefix) && value.text().is_some_and(|t| regex.is_match(t))
@@ -112,7 +116,26 @@ pub fn full_match_regex(pattern: &str) -> Result<Regex, String> {
 
 /// Characters that stand for themselves anywhere in a regex (outside classes).
 fn is_plain(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | '=' | ',' | ':' | ';' | '@' | '%' | '!' | '~' | '\'' | '"' | '<' | '>' | '`' | '&')
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '_' | '-'
+                | '/'
+                | '='
+                | ','
+                | ':'
+                | ';'
+                | '@'
+                | '%'
+                | '!'
+                | '~'
+                | '\''
+                | '"'
+                | '<'
+                | '>'
+                | '`'
+                | '&'
+        )
 }
 
 /// `GET|HEAD`: non-empty alternatives of plain characters only.
@@ -123,7 +146,24 @@ fn literal_tokens(pattern: &str) -> Option<Vec<&str>> {
 
 /// Escapes that denote a literal punctuation character.
 fn is_escapable(c: char) -> bool {
-    matches!(c, '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' | '\\' | '/' | '-')
+    matches!(
+        c,
+        '.' | '+'
+            | '*'
+            | '?'
+            | '('
+            | ')'
+            | '|'
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '^'
+            | '$'
+            | '\\'
+            | '/'
+            | '-'
+    )
 }
 
 /// Splits a pattern into the literal text every match starts with and the pattern text after it.
@@ -181,7 +221,13 @@ mod tests {
 
     fn kind(p: &str) -> String {
         match Pattern::compile(p).unwrap() {
-            Pattern::Tokens(t) => format!("tokens {}", t.iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect::<Vec<_>>().join(",")),
+            Pattern::Tokens(t) => format!(
+                "tokens {}",
+                t.iter()
+                    .map(|t| String::from_utf8_lossy(t).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             Pattern::PrefixAny(p) => format!("prefix-any {}", String::from_utf8_lossy(&p)),
             Pattern::Regex { prefix, .. } => format!("regex {}", String::from_utf8_lossy(&prefix)),
         }
@@ -207,13 +253,37 @@ mod tests {
     /// Each fast path agrees with the regex it replaces, including on non-UTF-8 and newlines.
     #[test]
     fn fast_paths_agree_with_the_regex() {
-        let values: &[&[u8]] = &[b"GET", b"HEAD", b"GETHEAD", b"", b"/api/inventory/", b"/api/inventory/x\ny", b"/api/inventory", b"/api/inventory/\xff", b"/healthz", b"/healthz/", b"/api/v1.0/a"];
-        for p in ["GET|HEAD", "/healthz", "/api/inventory/.*", "/api/v1\\.0/.*", "/api/v1.0/.*", "/a|/b.*"] {
+        let values: &[&[u8]] = &[
+            b"GET",
+            b"HEAD",
+            b"GETHEAD",
+            b"",
+            b"/api/inventory/",
+            b"/api/inventory/x\ny",
+            b"/api/inventory",
+            b"/api/inventory/\xff",
+            b"/healthz",
+            b"/healthz/",
+            b"/api/v1.0/a",
+        ];
+        for p in [
+            "GET|HEAD",
+            "/healthz",
+            "/api/inventory/.*",
+            "/api/v1\\.0/.*",
+            "/api/v1.0/.*",
+            "/a|/b.*",
+        ] {
             let compiled = Pattern::compile(p).unwrap();
             let regex = full_match_regex(p).unwrap();
             for v in values {
                 let want = std::str::from_utf8(v).is_ok_and(|t| regex.is_match(t));
-                assert_eq!(compiled.matches(&Value::new(Cow::Borrowed(v))), want, "{p} on {:?}", String::from_utf8_lossy(v));
+                assert_eq!(
+                    compiled.matches(&Value::new(Cow::Borrowed(v))),
+                    want,
+                    "{p} on {:?}",
+                    String::from_utf8_lossy(v)
+                );
             }
         }
     }

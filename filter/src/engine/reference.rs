@@ -29,13 +29,18 @@ pub fn decide(config: &Config, req: &Request<'_>, headers: Option<&dyn Headers>)
 }
 
 /// One view's verdict as (allowed, reason, rule).
-fn view(policy: &DirectionPolicy, req: &Request<'_>, headers: Option<&dyn Headers>) -> (bool, Reason, Option<String>) {
+fn view(
+    policy: &DirectionPolicy,
+    req: &Request<'_>,
+    headers: Option<&dyn Headers>,
+) -> (bool, Reason, Option<String>) {
     // 1. A direction no policy speaks about allows everything.
     if !policy.enforced {
         return (true, Reason::NotEnforced, None);
     }
     let origin = |r: &Rule| Some(r.origin.rule.clone());
-    let selecting = |action: Action| policy.rules.iter().filter(move |r| r.action == action && selects(r, req));
+    let selecting =
+        |action: Action| policy.rules.iter().filter(move |r| r.action == action && selects(r, req));
     // 2. Deny wins.
     if let Some(deny) = selecting(Action::Deny).next() {
         return (false, Reason::DenyRule, origin(deny));
@@ -64,32 +69,38 @@ fn view(policy: &DirectionPolicy, req: &Request<'_>, headers: Option<&dyn Header
 fn selects(rule: &Rule, req: &Request<'_>) -> bool {
     let port = match &rule.ports {
         None => true,
-        Some(ranges) => ranges.iter().any(|p| p.protocol == req.protocol && p.first <= req.port && req.port <= p.last),
+        Some(ranges) => ranges
+            .iter()
+            .any(|p| p.protocol == req.protocol && p.first <= req.port && req.port <= p.last),
     };
     let peer = match &rule.peers {
         Peers::Any => true,
         Peers::Identities(ids) => ids.contains(&req.peer),
-        Peers::Fqdns(selectors) => req
-            .server_name
-            .is_some_and(|name| selectors.iter().any(|s| NameMatcher::compile(s).is_ok_and(|m| m.matches(name)))),
+        Peers::Fqdns(selectors) => req.server_name.is_some_and(|name| {
+            selectors.iter().any(|s| NameMatcher::compile(s).is_ok_and(|m| m.matches(name)))
+        }),
     };
     port && peer
 }
 
 fn http_matches(rule: &HttpRule, headers: &dyn Headers) -> bool {
-    let regex = |pattern: &Option<String>, header: &str| match pattern.as_deref().filter(|p| !p.is_empty()) {
-        None => true,
-        Some(p) => headers
-            .get(header)
-            .and_then(|v| String::from_utf8(v.into_owned()).ok())
-            .is_some_and(|v| full_match_regex(p).is_ok_and(|re| re.is_match(&v))),
-    };
+    let regex =
+        |pattern: &Option<String>, header: &str| match pattern.as_deref().filter(|p| !p.is_empty())
+        {
+            None => true,
+            Some(p) => headers
+                .get(header)
+                .and_then(|v| String::from_utf8(v.into_owned()).ok())
+                .is_some_and(|v| full_match_regex(p).is_ok_and(|re| re.is_match(&v))),
+        };
     regex(&rule.method, ":method")
         && regex(&rule.path, ":path")
         && regex(&rule.host, ":authority")
-        && rule.headers.iter().all(|h| match (headers.get(&h.name.to_ascii_lowercase()), &h.value) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(got), Some(want)) => *got == *want.as_bytes(),
+        && rule.headers.iter().all(|h| {
+            match (headers.get(&h.name.to_ascii_lowercase()), &h.value) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(got), Some(want)) => *got == *want.as_bytes(),
+            }
         })
 }

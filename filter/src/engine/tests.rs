@@ -12,14 +12,23 @@ fn origin(rule: &str) -> Origin {
 fn tcp(first: u16, last: u16) -> PortRange {
     PortRange { protocol: Protocol::Tcp, first, last }
 }
-fn allow(rule: &str, peers: Peers, ports: Option<Vec<PortRange>>, http: Option<Vec<HttpRule>>) -> Rule {
+fn allow(
+    rule: &str,
+    peers: Peers,
+    ports: Option<Vec<PortRange>>,
+    http: Option<Vec<HttpRule>>,
+) -> Rule {
     Rule { action: Action::Allow, origin: origin(rule), peers, ports, http }
 }
 fn deny(rule: &str, peers: Peers, ports: Option<Vec<PortRange>>) -> Rule {
     Rule { action: Action::Deny, origin: origin(rule), peers, ports, http: None }
 }
 fn get_inventory() -> Vec<HttpRule> {
-    vec![HttpRule { method: Some("GET".into()), path: Some("/api/inventory/.*".into()), ..Default::default() }]
+    vec![HttpRule {
+        method: Some("GET".into()),
+        path: Some("/api/inventory/.*".into()),
+        ..Default::default()
+    }]
 }
 fn engine(ingress: Vec<Rule>) -> Engine {
     let config = Config {
@@ -36,7 +45,13 @@ fn engine(ingress: Vec<Rule>) -> Engine {
     Engine::compile(&config).unwrap()
 }
 fn ingress(peer: Identity, port: u16) -> Request<'static> {
-    Request { direction: Direction::Ingress, peer, port, protocol: Protocol::Tcp, server_name: None }
+    Request {
+        direction: Direction::Ingress,
+        peer,
+        port,
+        protocol: Protocol::Tcp,
+        server_name: None,
+    }
 }
 fn verdict(e: &Engine, peer: Identity, port: u16, req: &Req) -> (bool, String) {
     let v = e.decide(&ingress(peer, port), Some(req));
@@ -46,13 +61,30 @@ fn verdict(e: &Engine, peer: Identity, port: u16, req: &Req) -> (bool, String) {
 /// The seed: frontend may GET /api/inventory/.* on 8080 and nothing else (spec §4.4, §5.2).
 #[test]
 fn seed_inventory_rule() {
-    let e = engine(vec![allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory()))]);
-    assert_eq!(verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/item123")), (true, "allowed-l7@spec.ingress[0]".into()));
-    assert_eq!(verdict(&e, FRONTEND, 8080, &http("DELETE", "/api/inventory/item123")), (false, "denied-l7-no-rule-matched@spec.ingress[0]".into()));
+    let e = engine(vec![allow(
+        "spec.ingress[0]",
+        Peers::Identities(vec![FRONTEND]),
+        Some(vec![tcp(8080, 8080)]),
+        Some(get_inventory()),
+    )]);
+    assert_eq!(
+        verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/item123")),
+        (true, "allowed-l7@spec.ingress[0]".into())
+    );
+    assert_eq!(
+        verdict(&e, FRONTEND, 8080, &http("DELETE", "/api/inventory/item123")),
+        (false, "denied-l7-no-rule-matched@spec.ingress[0]".into())
+    );
     assert!(!verdict(&e, FRONTEND, 8080, &http("GET", "/api/other")).0);
-    assert_eq!(verdict(&e, BATCH, 8080, &http("GET", "/api/inventory/item123")), (false, "default-deny@-".into()));
+    assert_eq!(
+        verdict(&e, BATCH, 8080, &http("GET", "/api/inventory/item123")),
+        (false, "default-deny@-".into())
+    );
     assert!(!verdict(&e, WORLD, 8080, &http("GET", "/api/inventory/item123")).0);
-    assert_eq!(verdict(&e, FRONTEND, 9090, &http("GET", "/api/inventory/item123")), (false, "default-deny@-".into()));
+    assert_eq!(
+        verdict(&e, FRONTEND, 9090, &http("GET", "/api/inventory/item123")),
+        (false, "default-deny@-".into())
+    );
 }
 
 /// spec §4.1 case 1: a direction no policy speaks about allows everything.
@@ -76,14 +108,28 @@ fn enforced_without_rules_denies() {
 #[test]
 fn deny_wins() {
     let e = engine(vec![
-        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND, BATCH]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow(
+            "spec.ingress[0]",
+            Peers::Identities(vec![FRONTEND, BATCH]),
+            Some(vec![tcp(8080, 8080)]),
+            Some(get_inventory()),
+        ),
         allow("spec.ingress[1]", Peers::Identities(vec![BATCH]), None, None),
         deny("spec.ingressDeny[0]", Peers::Identities(vec![FRONTEND]), None),
         deny("spec.ingressDeny[1]", Peers::Any, Some(vec![tcp(9000, 9000)])),
     ]);
-    assert_eq!(verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/a")), (false, "denied-by-deny-rule@spec.ingressDeny[0]".into()));
-    assert_eq!(verdict(&e, BATCH, 9000, &http("GET", "/")), (false, "denied-by-deny-rule@spec.ingressDeny[1]".into()));
-    assert_eq!(verdict(&e, BATCH, 8080, &http("PUT", "/x")), (true, "allowed-l3-l4@spec.ingress[1]".into()));
+    assert_eq!(
+        verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/a")),
+        (false, "denied-by-deny-rule@spec.ingressDeny[0]".into())
+    );
+    assert_eq!(
+        verdict(&e, BATCH, 9000, &http("GET", "/")),
+        (false, "denied-by-deny-rule@spec.ingressDeny[1]".into())
+    );
+    assert_eq!(
+        verdict(&e, BATCH, 8080, &http("PUT", "/x")),
+        (true, "allowed-l3-l4@spec.ingress[1]".into())
+    );
 }
 
 /// spec §4.3 items 2-4: an L4-only or L3-only allow for a selector containing the peer voids the
@@ -91,27 +137,55 @@ fn deny_wins() {
 #[test]
 fn l4_allow_voids_l7_only_for_its_peers() {
     let e = engine(vec![
-        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow(
+            "spec.ingress[0]",
+            Peers::Identities(vec![FRONTEND]),
+            Some(vec![tcp(8080, 8080)]),
+            Some(get_inventory()),
+        ),
         allow("spec.ingress[1]", Peers::Identities(vec![WORLD]), Some(vec![tcp(8080, 8080)]), None),
     ]);
-    assert_eq!(verdict(&e, WORLD, 8080, &http("DELETE", "/anything")), (true, "allowed-l3-l4@spec.ingress[1]".into()));
+    assert_eq!(
+        verdict(&e, WORLD, 8080, &http("DELETE", "/anything")),
+        (true, "allowed-l3-l4@spec.ingress[1]".into())
+    );
     assert!(!verdict(&e, FRONTEND, 8080, &http("DELETE", "/anything")).0);
     let broad = engine(vec![
-        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow(
+            "spec.ingress[0]",
+            Peers::Identities(vec![FRONTEND]),
+            Some(vec![tcp(8080, 8080)]),
+            Some(get_inventory()),
+        ),
         allow("spec.ingress[1]", Peers::Identities(vec![FRONTEND]), None, None),
     ]);
-    assert_eq!(verdict(&broad, FRONTEND, 8080, &http("DELETE", "/x")), (true, "allowed-l3-l4@spec.ingress[1]".into()));
+    assert_eq!(
+        verdict(&broad, FRONTEND, 8080, &http("DELETE", "/x")),
+        (true, "allowed-l3-l4@spec.ingress[1]".into())
+    );
 }
 
 /// spec §4.3 item 1: HTTP rule lists of several rules for the same peer and port are ORed.
 #[test]
 fn http_lists_union() {
-    let post = vec![HttpRule { method: Some("POST".into()), path: Some("/b".into()), ..Default::default() }];
+    let post = vec![HttpRule {
+        method: Some("POST".into()),
+        path: Some("/b".into()),
+        ..Default::default()
+    }];
     let e = engine(vec![
-        allow("spec.ingress[0]", Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(get_inventory())),
+        allow(
+            "spec.ingress[0]",
+            Peers::Identities(vec![FRONTEND]),
+            Some(vec![tcp(8080, 8080)]),
+            Some(get_inventory()),
+        ),
         allow("specs[1].ingress[0]", Peers::Any, Some(vec![tcp(8000, 8100)]), Some(post)),
     ]);
-    assert_eq!(verdict(&e, FRONTEND, 8080, &http("POST", "/b")), (true, "allowed-l7@specs[1].ingress[0]".into()));
+    assert_eq!(
+        verdict(&e, FRONTEND, 8080, &http("POST", "/b")),
+        (true, "allowed-l7@specs[1].ingress[0]".into())
+    );
     assert!(verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/1")).0);
     assert!(!verdict(&e, BATCH, 8080, &http("GET", "/api/inventory/1")).0);
     assert!(verdict(&e, BATCH, 8100, &http("POST", "/b")).0, "range end is inclusive");
@@ -121,7 +195,12 @@ fn http_lists_union() {
 /// spec §3.8: port ranges are inclusive and protocols are separate.
 #[test]
 fn ranges_and_protocols() {
-    let e = engine(vec![allow("spec.ingress[0]", Peers::Any, Some(vec![tcp(1000, 2000), PortRange { protocol: Protocol::Udp, first: 53, last: 53 }]), None)]);
+    let e = engine(vec![allow(
+        "spec.ingress[0]",
+        Peers::Any,
+        Some(vec![tcp(1000, 2000), PortRange { protocol: Protocol::Udp, first: 53, last: 53 }]),
+        None,
+    )]);
     assert!(e.decide(&ingress(BATCH, 1000), None).allowed);
     assert!(e.decide(&ingress(BATCH, 2000), None).allowed);
     assert!(!e.decide(&ingress(BATCH, 2001), None).allowed);
@@ -148,11 +227,20 @@ fn fqdn_rules_match_names() {
         None,
     ));
     let e = Engine::compile(&config).unwrap();
-    let req = |name: &'static str, port| Request { direction: Direction::Egress, peer: WORLD, port, protocol: Protocol::Tcp, server_name: Some(name) };
+    let req = |name: &'static str, port| Request {
+        direction: Direction::Egress,
+        peer: WORLD,
+        port,
+        protocol: Protocol::Tcp,
+        server_name: Some(name),
+    };
     assert!(e.decide(&req("api.example.com.", 443), None).allowed);
     assert!(!e.decide(&req("example.com.", 443), None).allowed);
     assert!(!e.decide(&req("api.example.com.", 8443), None).allowed);
-    assert!(!e.decide(&Request { server_name: None, ..req("x", 443) }, None).allowed, "no name → no FQDN allow");
+    assert!(
+        !e.decide(&Request { server_name: None, ..req("x", 443) }, None).allowed,
+        "no name → no FQDN allow"
+    );
 }
 
 /// Fail closed: without a configuration every request is denied, with the reason.
@@ -176,9 +264,12 @@ fn bad_configs_are_refused() {
         ingress: DirectionPolicy { enforced: true, rules, audit: None },
         egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
     };
-    let e = Engine::compile(&config(vec![allow("spec.ingress[0]", Peers::Any, None, Some(bad_regex))])).unwrap_err();
+    let e =
+        Engine::compile(&config(vec![allow("spec.ingress[0]", Peers::Any, None, Some(bad_regex))]))
+            .unwrap_err();
     assert!(e.contains("spec.ingress[0]") && e.contains("invalid regex"), "{e}");
-    assert!(Engine::compile(&config(vec![allow("r", Peers::Any, Some(vec![tcp(9, 8)]), None)])).is_err());
+    assert!(Engine::compile(&config(vec![allow("r", Peers::Any, Some(vec![tcp(9, 8)]), None)]))
+        .is_err());
     assert!(Config::from_json(br#"{"version": 999}"#).is_err());
     assert!(Config::from_json(b"not json").is_err());
 }

@@ -56,11 +56,15 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::NotEnforced => f.write_str("no policy selects the endpoint for this direction, so everything is allowed"),
+            Reason::NotEnforced => f.write_str(
+                "no policy selects the endpoint for this direction, so everything is allowed",
+            ),
             Reason::AllowedL3L4 => f.write_str("allowed at L3/L4 (the rule has no HTTP rules)"),
             Reason::AllowedL7 { http_rule } => write!(f, "allowed by HTTP rule http[{http_rule}]"),
             Reason::DenyRule => f.write_str("denied by a deny rule"),
-            Reason::NoAllowRule => f.write_str("default deny: no allow rule selects this peer and port"),
+            Reason::NoAllowRule => {
+                f.write_str("default deny: no allow rule selects this peer and port")
+            }
             Reason::L7NotMatched => f.write_str("denied at L7: no HTTP rule matched the request"),
             Reason::Unconfigured(why) => write!(f, "denied: no usable configuration ({why})"),
         }

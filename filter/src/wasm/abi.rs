@@ -97,7 +97,11 @@ fn status(allowed: Option<Option<bool>>, deny_unknown: impl FnOnce()) -> u32 {
 }
 
 #[no_mangle]
-pub extern "C" fn proxy_on_request_headers(context_id: u32, _headers: usize, _end_of_stream: u32) -> u32 {
+pub extern "C" fn proxy_on_request_headers(
+    context_id: u32,
+    _headers: usize,
+    _end_of_stream: u32,
+) -> u32 {
     let allowed = with(|c| match c.streams.get(&context_id) {
         Some(Stream::Http(http)) => Some(http.on_request_headers()),
         _ => None,
@@ -116,8 +120,13 @@ pub extern "C" fn proxy_on_new_connection(context_id: u32) -> u32 {
 
 /// Data of a denied TLS connection is held until Envoy closes it.
 #[no_mangle]
-pub extern "C" fn proxy_on_downstream_data(context_id: u32, _data_size: usize, _end_of_stream: u32) -> u32 {
-    let allowed = with(|c| matches!(c.streams.get(&context_id), Some(Stream::Tls(tls)) if !tls.denied()));
+pub extern "C" fn proxy_on_downstream_data(
+    context_id: u32,
+    _data_size: usize,
+    _end_of_stream: u32,
+) -> u32 {
+    let allowed =
+        with(|c| matches!(c.streams.get(&context_id), Some(Stream::Tls(tls)) if !tls.denied()));
     if allowed == Some(true) {
         CONTINUE
     } else {

@@ -20,16 +20,41 @@ const STREAM_DOWNSTREAM: u32 = 2;
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_header_map_pairs(map_type: u32, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
     fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
-    fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
-    fn proxy_set_property(path: *const u8, path_size: usize, value: *const u8, value_size: usize) -> u32;
-    fn proxy_define_metric(metric_type: u32, name: *const u8, name_size: usize, return_id: *mut u32) -> u32;
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
-    fn proxy_get_buffer_bytes(buffer_type: u32, start: usize, max_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
         status_code: u32,
@@ -67,7 +92,8 @@ fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
 pub fn request_headers() -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: plain ABI call with valid pointers to locals.
-    let status = unsafe { proxy_get_header_map_pairs(MAP_HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+    let status =
+        unsafe { proxy_get_header_map_pairs(MAP_HTTP_REQUEST_HEADERS, &mut data, &mut size) };
     owned(status, data, size)
 }
 
@@ -76,7 +102,8 @@ pub fn request_headers() -> Option<Vec<u8>> {
 fn property(encoded: &str) -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: plain ABI call with valid pointers to locals.
-    let status = unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), &mut data, &mut size) };
+    let status =
+        unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), &mut data, &mut size) };
     owned(status, data, size).filter(|v| !v.is_empty())
 }
 
@@ -92,10 +119,14 @@ pub fn now_nanos() -> Option<u64> {
 pub fn plugin_configuration() -> Result<Vec<u8>, String> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: plain ABI call with valid pointers to locals.
-    let status = unsafe { proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size) };
+    let status = unsafe {
+        proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, usize::MAX, &mut data, &mut size)
+    };
     match status {
         STATUS_NOT_FOUND => Ok(Vec::new()),
-        _ => owned(status, data, size).ok_or_else(|| format!("reading the plugin configuration failed with host status {status}")),
+        _ => owned(status, data, size).ok_or_else(|| {
+            format!("reading the plugin configuration failed with host status {status}")
+        }),
     }
 }
 
@@ -113,7 +144,9 @@ pub fn local_address() -> Option<SocketAddr> {
 /// An address property: "ip:port", or a bare IP (port 0).
 fn socket_address(raw: &[u8]) -> Option<SocketAddr> {
     let text = std::str::from_utf8(raw).ok()?;
-    text.parse::<SocketAddr>().ok().or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0)))
+    text.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0)))
 }
 
 /// A string of the Envoy node's metadata (`xds.node.metadata.<key>`, from the bootstrap's
@@ -147,7 +180,8 @@ pub fn close_downstream() -> bool {
 /// `%FILTER_STATE(wasm.<key>:PLAIN)%`). Only a stream context may call it.
 pub fn set_property(key: &str, value: &[u8]) -> bool {
     // SAFETY: plain ABI call with valid pointers to live buffers.
-    let status = unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
+    let status =
+        unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
     status == STATUS_OK
 }
 
@@ -183,11 +217,25 @@ pub fn record_metric(id: u32, value: u64) -> bool {
 }
 
 /// Sends a local reply. `details` shows up as Envoy's `%RESPONSE_CODE_DETAILS%`.
-pub fn send_local_response(status: u32, details: &str, headers: &[(&[u8], &[u8])], body: &[u8]) -> bool {
+pub fn send_local_response(
+    status: u32,
+    details: &str,
+    headers: &[(&[u8], &[u8])],
+    body: &[u8],
+) -> bool {
     let headers = crate::headermap::serialize(headers);
     // SAFETY: plain ABI call with valid pointers to live buffers.
     let result = unsafe {
-        proxy_send_local_response(status, details.as_ptr(), details.len(), body.as_ptr(), body.len(), headers.as_ptr(), headers.len(), -1)
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
     };
     result == STATUS_OK
 }

@@ -56,10 +56,13 @@ impl Http {
 
     /// Decides the request; `false` after sending the denial.
     pub fn on_request_headers(&self) -> bool {
-        let (engine, observer, direction) = (&self.plugin.engine, &self.plugin.observer, self.plugin.role.direction());
+        let (engine, observer, direction) =
+            (&self.plugin.engine, &self.plugin.observer, self.plugin.role.direction());
         let buffer = host::request_headers().unwrap_or_default();
         let headers = HeaderMap::parse(&buffer, self.plugin.connection_header.as_deref());
-        let Some((headers, (source, local))) = headers.and_then(|h| self.addresses(&h).map(|a| (h, a))) else {
+        let Some((headers, (source, local))) =
+            headers.and_then(|h| self.addresses(&h).map(|a| (h, a)))
+        else {
             log::warn!("l7gate: denied: the request's headers or the connection's addresses are unavailable");
             observer.no_address(direction);
             deny("l7gate_denied_no_address");
@@ -71,7 +74,9 @@ impl Http {
                 // The dynamic forward proxy connects to the authority's port, 80 when it names
                 // none: that port is the one decided, whatever port the listener has.
                 let authority = headers.authority.and_then(|a| std::str::from_utf8(a).ok());
-                let Some((destination, port)) = authority.and_then(|a| Destination::of_authority_with_port(a, HTTP_PORT)) else {
+                let Some((destination, port)) =
+                    authority.and_then(|a| Destination::of_authority_with_port(a, HTTP_PORT))
+                else {
                     log::debug!("l7gate: denied: the request names no destination (:authority {authority:?})");
                     observer.no_address(direction);
                     deny("l7gate_denied_no_destination");
@@ -82,7 +87,10 @@ impl Http {
         };
         let request = Request {
             direction,
-            peer: destination.as_ref().map_or_else(|| engine.identity_of(source.ip()), |d| d.peer(|ip| engine.identity_of(ip))),
+            peer: destination.as_ref().map_or_else(
+                || engine.identity_of(source.ip()),
+                |d| d.peer(|ip| engine.identity_of(ip)),
+            ),
             port,
             protocol: Protocol::Tcp,
             server_name: destination.as_ref().and_then(Destination::name),
@@ -110,8 +118,15 @@ impl Http {
             return true;
         }
         if log::log_enabled!(log::Level::Debug) {
-            let by = verdict.origin.map(|o| format!(" ({} {} {})", o.kind, o.policy, o.rule)).unwrap_or_default();
-            log::debug!("l7gate: denied {source} ({}) port {port}: {}{by}", engine.identity_name(request.peer), verdict.reason);
+            let by = verdict
+                .origin
+                .map(|o| format!(" ({} {} {})", o.kind, o.policy, o.rule))
+                .unwrap_or_default();
+            log::debug!(
+                "l7gate: denied {source} ({}) port {port}: {}{by}",
+                engine.identity_name(request.peer),
+                verdict.reason
+            );
         }
         deny(&format!("l7gate_{}", verdict.reason.code().replace('-', "_")));
         false

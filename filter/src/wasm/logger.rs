@@ -38,6 +38,8 @@ static LOGGER: EnvoyLog = EnvoyLog;
 pub fn install() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
-        std::panic::set_hook(Box::new(|info| host::log(CRITICAL, &format!("l7gate: panicked: {info}"))));
+        std::panic::set_hook(Box::new(|info| {
+            host::log(CRITICAL, &format!("l7gate: panicked: {info}"))
+        }));
     }
 }

@@ -37,8 +37,14 @@ impl Observer {
         let gauges = [
             ("l7gate.config_hash".to_string(), config_hash(bytes)),
             ("l7gate.config_generation".to_string(), registry.generation),
-            (format!("l7gate.rules.direction={}", Direction::Ingress), config.ingress.rules.len() as u64),
-            (format!("l7gate.rules.direction={}", Direction::Egress), config.egress.rules.len() as u64),
+            (
+                format!("l7gate.rules.direction={}", Direction::Ingress),
+                config.ingress.rules.len() as u64,
+            ),
+            (
+                format!("l7gate.rules.direction={}", Direction::Egress),
+                config.egress.rules.len() as u64,
+            ),
         ];
         for (name, value) in gauges {
             if !registry.gauge(&name).is_some_and(|id| host::record_metric(id, value)) {
@@ -120,7 +126,11 @@ impl crate::metrics::Host for Registry {
     }
 }
 
-fn defined(known: &mut HashMap<String, u32>, name: &str, define: fn(&str) -> Option<u32>) -> Option<u32> {
+fn defined(
+    known: &mut HashMap<String, u32>,
+    name: &str,
+    define: fn(&str) -> Option<u32>,
+) -> Option<u32> {
     if let Some(id) = known.get(name) {
         return Some(*id);
     }

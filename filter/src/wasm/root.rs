@@ -57,7 +57,10 @@ impl Root {
         let root_id = host::plugin_root_id();
         let Some(role) = Role::from_root_id(&root_id) else {
             let known: Vec<&str> = Role::ALL.iter().map(|r| r.root_id()).collect();
-            log::error!("l7gate: unknown root_id {root_id:?} (known: {}); refusing the configuration", known.join(", "));
+            log::error!(
+                "l7gate: unknown root_id {root_id:?} (known: {}); refusing the configuration",
+                known.join(", ")
+            );
             return false;
         };
         let bytes = match host::plugin_configuration() {
@@ -67,7 +70,9 @@ impl Root {
                 return false;
             }
         };
-        let connection_header = host::node_metadata(CONNECTION_HEADER_KEY).map(|h| h.to_ascii_lowercase()).filter(|h| !h.is_empty());
+        let connection_header = host::node_metadata(CONNECTION_HEADER_KEY)
+            .map(|h| h.to_ascii_lowercase())
+            .filter(|h| !h.is_empty());
         if bytes.iter().all(u8::is_ascii_whitespace) {
             log::warn!("l7gate: no configuration given: every request will be denied");
             let engine = Engine::unconfigured("the plugin configuration is empty");
@@ -78,9 +83,17 @@ impl Root {
         match Config::from_json(&bytes).and_then(|c| Engine::compile(&c).map(|e| (c, e))) {
             Ok((config, engine)) => {
                 let (ingress, egress) = engine.rule_counts();
-                let who = engine.endpoint().map(|e| format!("{}/{}", e.namespace, e.name)).unwrap_or_default();
-                let micros = started.zip(host::now_nanos()).map(|(a, b)| b.saturating_sub(a) / 1000).unwrap_or_default();
-                let peer = connection_header.as_deref().map_or("source.address".to_string(), |h| format!("the {h} header"));
+                let who = engine
+                    .endpoint()
+                    .map(|e| format!("{}/{}", e.namespace, e.name))
+                    .unwrap_or_default();
+                let micros = started
+                    .zip(host::now_nanos())
+                    .map(|(a, b)| b.saturating_sub(a) / 1000)
+                    .unwrap_or_default();
+                let peer = connection_header
+                    .as_deref()
+                    .map_or("source.address".to_string(), |h| format!("the {h} header"));
                 log::info!("l7gate: {} configured for {who} (peer from {peer}): {ingress} ingress and {egress} egress rules in {micros} us", role.root_id());
                 let observer = Observer::configure(&config, &bytes, &mut self.registry);
                 self.plugin = Rc::new(Plugin { engine, observer, role, connection_header });

@@ -86,8 +86,14 @@ impl Tls {
             sni: sni.as_deref(),
         });
         if !verdict.allowed && log::log_enabled!(log::Level::Debug) {
-            let by = verdict.origin.map(|o| format!(" ({} {} {})", o.kind, o.policy, o.rule)).unwrap_or_default();
-            log::debug!("l7gate: denied TLS to {destination:?} port {port}: {}{by}", verdict.reason);
+            let by = verdict
+                .origin
+                .map(|o| format!(" ({} {} {})", o.kind, o.policy, o.rule))
+                .unwrap_or_default();
+            log::debug!(
+                "l7gate: denied TLS to {destination:?} port {port}: {}{by}",
+                verdict.reason
+            );
         }
         verdict.allowed
     }

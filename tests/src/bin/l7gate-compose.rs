@@ -26,7 +26,12 @@ fn main() -> ExitCode {
     let deployment = Deployment::from_env();
     let mut rows = Vec::new();
     if let Err(e) = run(&deployment, mode == "test", &mut rows) {
-        rows.push(Row { request: "the run itself".into(), expected: "completes".into(), actual: e.clone(), failure: Some(e) });
+        rows.push(Row {
+            request: "the run itself".into(),
+            expected: "completes".into(),
+            actual: e.clone(),
+            failure: Some(e),
+        });
     }
     let failed = compose::print_table(&rows);
     println!("\n{} passed, {failed} failed", rows.len() - failed);
@@ -60,22 +65,31 @@ fn delete_status(deployment: &Deployment) -> Result<u64, String> {
 /// Editing inventory-api's policy on the host changes the verdict live, and back.
 fn live_edit(deployment: &Deployment) -> Result<Row, String> {
     let path = compose::policies_dir().join("inventory-api.yaml");
-    let original = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let original =
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let edited = original.replacen("- method: GET", "- method: \"GET|DELETE\"", 1);
     if edited == original {
         return Err(format!("{} has no `- method: GET` rule to edit", path.display()));
     }
     let start = Instant::now();
     compose::replace_file(&path, &edited)?;
-    let flipped = compose::wait_for("DELETE allowed after the edit", || Ok((delete_status(deployment)? == 200).then_some(())));
+    let flipped = compose::wait_for("DELETE allowed after the edit", || {
+        Ok((delete_status(deployment)? == 200).then_some(()))
+    });
     let took = start.elapsed();
     compose::replace_file(&path, &original)?;
-    let restored = compose::wait_for("DELETE denied again after the revert", || Ok((delete_status(deployment)? == 403).then_some(())));
+    let restored = compose::wait_for("DELETE denied again after the revert", || {
+        Ok((delete_status(deployment)? == 403).then_some(()))
+    });
     let failure = flipped.and(restored).err();
     Ok(Row {
         request: "edit inventory-api.yaml on the host: method GET → GET|DELETE, then back".into(),
         expected: "frontend DELETE 403 → 200 → 403".into(),
-        actual: if failure.is_none() { format!("403 → 200 (in {:.1} s) → 403", took.as_secs_f64()) } else { "did not flip".into() },
+        actual: if failure.is_none() {
+            format!("403 → 200 (in {:.1} s) → 403", took.as_secs_f64())
+        } else {
+            "did not flip".into()
+        },
         failure,
     })
 }
@@ -112,7 +126,9 @@ fn audit_policy_added(deployment: &Deployment) -> Result<Row, String> {
     let status: std::net::SocketAddr = compose::STATUS.parse().map_err(|e| format!("{e}"))?;
     let generation = l7gate::xds::status::fetch(status)?.reload.generation;
     compose::replace_file(&compose::policies_dir().join("catalog-audit.yaml"), CATALOG_AUDIT)?;
-    compose::wait_for("the new policy is loaded", || Ok((l7gate::xds::status::fetch(status)?.reload.generation > generation).then_some(())))?;
+    compose::wait_for("the new policy is loaded", || {
+        Ok((l7gate::xds::status::fetch(status)?.reload.generation > generation).then_some(()))
+    })?;
     deployment.wait_in_sync()?;
     let mut statuses = Vec::new();
     for (client, method) in [("reporting", "GET"), ("frontend", "DELETE")] {
@@ -121,7 +137,9 @@ fn audit_policy_added(deployment: &Deployment) -> Result<Row, String> {
         statuses.push(result[0]["status"].as_u64().unwrap_or(0));
     }
     Ok(Row {
-        request: "add catalog-audit.yaml (audit mode); reporting GET and frontend DELETE to catalog".into(),
+        request:
+            "add catalog-audit.yaml (audit mode); reporting GET and frontend DELETE to catalog"
+                .into(),
         expected: "200 200 (would-be denials pass, counted as audit)".into(),
         actual: format!("{} {}", statuses[0], statuses[1]),
         failure: (statuses != [200, 200]).then(|| "audit mode must not deny".to_string()),
@@ -134,7 +152,10 @@ fn control_plane_stopped(deployment: &Deployment) -> Result<Vec<Row>, String> {
     let start = Instant::now();
     deployment.run(&["stop", "-t", "10", "l7gate"])?;
     let took = start.elapsed();
-    let inspect = std::process::Command::new("docker").args(["inspect", "-f", "{{.State.ExitCode}}", &id]).output().map_err(|e| e.to_string())?;
+    let inspect = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.State.ExitCode}}", &id])
+        .output()
+        .map_err(|e| e.to_string())?;
     let code = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
     let graceful = code == "0" && took.as_secs() < 10;
     let mut rows = vec![Row {
@@ -167,7 +188,9 @@ fn prometheus() -> Result<Vec<Row>, String> {
         failure: up.err(),
     });
     for (panel, query) in compose::dashboard_queries()? {
-        let answered = compose::wait_for(&query, || Ok(Some(compose::prometheus_series(&query)?).filter(|n| *n > 0)));
+        let answered = compose::wait_for(&query, || {
+            Ok(Some(compose::prometheus_series(&query)?).filter(|n| *n > 0))
+        });
         rows.push(Row {
             request: format!("dashboard \"{panel}\": {query}"),
             expected: "at least one series".into(),

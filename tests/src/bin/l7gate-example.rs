@@ -38,7 +38,8 @@ async fn main() -> ExitCode {
         ["external", ca_file, names @ ..] if !names.is_empty() => external(ca_file, names).await,
         ["probe"] => probe().await,
         ["idle"] => stopped().await,
-        _ => Err("usage: l7gate-example app NAME ADDR | external CA_FILE NAME... | probe | idle".to_string()),
+        _ => Err("usage: l7gate-example app NAME ADDR | external CA_FILE NAME... | probe | idle"
+            .to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,7 +99,8 @@ async fn external(ca_file: &str, names: &[&str]) -> Result<(), String> {
     let pki = TestPki::new(names)?;
     std::fs::write(ca_file, pki.ca_der()).map_err(|e| format!("{ca_file}: {e}"))?;
     let tls = TlsUpstream::start("external", parse_addr("0.0.0.0:443")?, &pki)?;
-    let http = Upstream::start_at("external", parse_addr("0.0.0.0:80")?).map_err(|e| format!(":80: {e}"))?;
+    let http = Upstream::start_at("external", parse_addr("0.0.0.0:80")?)
+        .map_err(|e| format!(":80: {e}"))?;
     eprintln!("l7gate-example: external service {names:?} on :443 (TLS) and :80");
     let (mut tls_logged, mut http_logged) = (0, 0);
     log_until_stopped(move |_| {
@@ -130,7 +132,8 @@ async fn probe() -> Result<(), String> {
 }
 
 async fn send(request: &Value) -> Result<Value, String> {
-    let field = |name: &str| request[name].as_str().ok_or(format!("request without {name:?}: {request}"));
+    let field =
+        |name: &str| request[name].as_str().ok_or(format!("request without {name:?}: {request}"));
     let to = tokio::net::lookup_host(field("to")?)
         .await
         .map_err(|e| format!("resolving {}: {e}", request["to"]))?
@@ -145,14 +148,22 @@ async fn send(request: &Value) -> Result<Value, String> {
             let ca = std::fs::read(field("ca")?).map_err(|e| format!("{}: {e}", request["ca"]))?;
             let sni = field("sni")?;
             let config = tls::client_config_trusting(ca.into(), true)?;
-            return Ok(match tls::exchange_with(config, from, to, Some(sni), sni, field("line")?).await? {
-                TlsOutcome::Reply(reply) => json!({ "reply": reply }),
-                TlsOutcome::Closed(why) => json!({ "closed": why }),
-            });
+            return Ok(
+                match tls::exchange_with(config, from, to, Some(sni), sni, field("line")?).await? {
+                    TlsOutcome::Reply(reply) => json!({ "reply": reply }),
+                    TlsOutcome::Closed(why) => json!({ "closed": why }),
+                },
+            );
         }
         other => return Err(format!("unknown protocol {other:?}")),
     };
-    let request = Request { from, to, authority: field("authority")?, method: field("method")?, path: field("path")? };
+    let request = Request {
+        from,
+        to,
+        authority: field("authority")?,
+        method: field("method")?,
+        path: field("path")?,
+    };
     Ok(match client::send(protocol, &request).await {
         Ok(r) => json!({ "status": r.status, "headers": r.headers, "body": r.body }),
         Err(e) => json!({ "error": e.to_string() }),

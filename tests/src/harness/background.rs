@@ -18,17 +18,11 @@ impl Background {
         F: FnOnce(oneshot::Receiver<()>) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (shutdown, stop) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name(name)
-            .spawn(move || runtime.block_on(serve(stop)))?;
-        Ok(Background {
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        })
+        let thread =
+            std::thread::Builder::new().name(name).spawn(move || runtime.block_on(serve(stop)))?;
+        Ok(Background { shutdown: Some(shutdown), thread: Some(thread) })
     }
 }
 

@@ -60,10 +60,7 @@ pub struct Response {
 impl Response {
     /// First value of header `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -103,9 +100,7 @@ pub async fn send_with(
     req: &Request<'_>,
     headers: &[Header<'_>],
 ) -> Result<Response, SendError> {
-    let stream = connect(req.from, req.to)
-        .await
-        .map_err(SendError::Connect)?;
+    let stream = connect(req.from, req.to).await.map_err(SendError::Connect)?;
     match protocol {
         Protocol::Http1 => send_h1(stream, req, headers).await,
         Protocol::Http2 => send_h2(stream, req, headers).await,
@@ -141,29 +136,18 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         dechunk(rest)?
     } else if let Some(length) = find("content-length") {
-        let length: usize = length
-            .parse()
-            .map_err(|_| format!("bad content-length {length:?}"))?;
+        let length: usize = length.parse().map_err(|_| format!("bad content-length {length:?}"))?;
         rest.get(..length)
             .ok_or_else(|| format!("body shorter than content-length {length}"))?
             .to_string()
     } else {
         rest.to_string()
     };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }
 
 fn dechunk(mut rest: &str) -> Result<String, String> {
@@ -251,33 +235,16 @@ async fn collect(response: hyper::Response<hyper::body::Incoming>) -> Result<Res
     let headers = response
         .headers()
         .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
-    Ok(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    let body = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+    Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 /// The raw request head: request line, `host`, the extra lines byte for byte, `connection: close`.
 pub fn raw_head(req: &Request<'_>, headers: &[Header<'_>]) -> Vec<u8> {
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nhost: {}\r\n",
-        req.method, req.path, req.authority
-    )
-    .into_bytes();
+    let mut head =
+        format!("{} {} HTTP/1.1\r\nhost: {}\r\n", req.method, req.path, req.authority).into_bytes();
     for (name, value) in headers {
         head.extend_from_slice(name.as_bytes());
         head.extend_from_slice(b": ");
@@ -293,10 +260,7 @@ async fn send_raw(
     req: &Request<'_>,
     headers: &[Header<'_>],
 ) -> Result<Response, String> {
-    stream
-        .write_all(&raw_head(req, headers))
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.write_all(&raw_head(req, headers)).await.map_err(|e| e.to_string())?;
     // Stop reading as soon as the response is complete instead of waiting for Envoy to close:
     // after a local reply (the filter's 403) Envoy waits for the client to close first, up to
     // its delayed_close_timeout (1 s), which would make every denied raw request take a second.
@@ -356,7 +320,6 @@ mod tests {
         assert_eq!((r.status, r.body.as_str()), (200, "abcde"));
     }
 
-
     #[test]
     fn raw_head_keeps_bytes_case_and_repeats() {
         let req = Request {
@@ -375,15 +338,11 @@ mod tests {
 
     #[test]
     fn response_completeness() {
-        assert!(!is_complete(
-            b"HTTP/1.1 403 Forbidden\r\ncontent-length: 15\r\n\r\nAccess"
-        ));
+        assert!(!is_complete(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 15\r\n\r\nAccess"));
         assert!(is_complete(
             b"HTTP/1.1 403 Forbidden\r\nContent-Length: 15\r\n\r\nAccess denied\r\n"
         ));
-        assert!(!is_complete(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"
-        ));
+        assert!(!is_complete(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"));
         assert!(is_complete(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
         ));

@@ -70,11 +70,7 @@ impl Cluster {
                 filter_config_json: config.to_json(),
             };
             let envoy = Envoy::spawn(&tools, &spec).map_err(|e| e.to_string())?;
-            starting.push(Sidecar {
-                endpoint: endpoint.clone(),
-                envoy,
-                upstream,
-            });
+            starting.push(Sidecar { endpoint: endpoint.clone(), envoy, upstream });
         }
         for sidecar in &mut starting {
             sidecar
@@ -120,18 +116,11 @@ impl Cluster {
                 xds: control.xds(),
             };
             let envoy = Envoy::spawn_ads(&tools, &spec).map_err(|e| e.to_string())?;
-            starting.push(Sidecar {
-                endpoint: endpoint.clone(),
-                envoy,
-                upstream,
-            });
+            starting.push(Sidecar { endpoint: endpoint.clone(), envoy, upstream });
         }
         for sidecar in &mut starting {
             let name = sidecar.endpoint.name.clone();
-            sidecar
-                .envoy
-                .wait_ready()
-                .map_err(|e| format!("sidecar {name}: {e}"))?;
+            sidecar.envoy.wait_ready().map_err(|e| format!("sidecar {name}: {e}"))?;
             // LIVE also comes after the initial fetch timeout, without a config: insist on one.
             if sidecar.envoy.wait_for_stat(ECDS_UPDATE_SUCCESS, |n| n >= 1) < Some(1) {
                 return Err(format!(
@@ -171,8 +160,7 @@ impl ClusterLock {
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         // Each open file description is locked separately, so this also serialises threads.
-        file.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+        file.lock().map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
         Ok(ClusterLock { _file: file })
     }
 }

@@ -154,10 +154,7 @@ impl ControlPlane {
     }
 
     fn dir(&self) -> &Path {
-        self.dir
-            .as_ref()
-            .map(|d| d.path())
-            .unwrap_or(Path::new("/nonexistent"))
+        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
     }
 
     fn log_path(&self, start: usize) -> PathBuf {
@@ -175,7 +172,11 @@ impl ControlPlane {
         }
         match &self.spec.kubeconfig {
             Some(kubeconfig) => command.arg("--kubernetes").env("KUBECONFIG", kubeconfig),
-            None => command.arg("--policies").arg(&self.spec.policies).arg("--endpoints").arg(&self.spec.endpoints),
+            None => command
+                .arg("--policies")
+                .arg(&self.spec.policies)
+                .arg("--endpoints")
+                .arg(&self.spec.endpoints),
         };
         let mut child = command
             .arg("--wasm")
@@ -214,11 +215,7 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!(
-                "==== l7gate serve (kept in {}) ====\n{}",
-                self.dir().display(),
-                self.log()
-            );
+            eprintln!("==== l7gate serve (kept in {}) ====\n{}", self.dir().display(), self.log());
             if let Some(dir) = self.dir.take() {
                 let _ = dir.keep();
             }

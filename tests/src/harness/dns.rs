@@ -29,22 +29,15 @@ impl DnsServer {
     pub fn start(records: &[(&str, Ipv4Addr)]) -> std::io::Result<DnsServer> {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         let addr = socket.local_addr()?;
-        let records: HashMap<String, Ipv4Addr> = records
-            .iter()
-            .map(|(name, ip)| (canonical(name), *ip))
-            .collect();
+        let records: HashMap<String, Ipv4Addr> =
+            records.iter().map(|(name, ip)| (canonical(name), *ip)).collect();
         let queries = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new().name("dns".into()).spawn({
             let (queries, stop) = (Arc::clone(&queries), Arc::clone(&stop));
             move || serve(&socket, &records, &queries, &stop)
         })?;
-        Ok(DnsServer {
-            addr,
-            queries,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(DnsServer { addr, queries, stop, thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -53,10 +46,7 @@ impl DnsServer {
 
     /// Every name asked so far (lower-case, no trailing dot), oldest first, any record type.
     pub fn queries(&self) -> Vec<String> {
-        self.queries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.queries.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Whether `name` was asked for (compared case- and trailing-dot-insensitively).
@@ -110,11 +100,7 @@ struct Question {
 }
 
 fn parse_question(query: &[u8]) -> Option<Question> {
-    let u16_at = |at: usize| {
-        query
-            .get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    };
+    let u16_at = |at: usize| query.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
     if u16_at(4)? != 1 {
         return None; // QDCOUNT must be 1
     }
@@ -154,10 +140,7 @@ fn answer(
         reply.extend_from_slice(&[0x80 | rd, 0x80 | RCODE_FORMERR, 0, 0, 0, 0, 0, 0, 0, 0]);
         return Some(reply);
     };
-    queries
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(question.name.clone());
+    queries.lock().unwrap_or_else(|e| e.into_inner()).push(question.name.clone());
     let address = records.get(&question.name);
     let answers: u16 = match address {
         Some(_) if question.qtype == TYPE_A && question.qclass == CLASS_IN => 1,
@@ -215,22 +198,13 @@ mod tests {
         );
         assert_eq!(&a[a.len() - 4..], &[127, 0, 0, 50]);
         let aaaa = ask("api.example.com", 28);
-        assert_eq!(
-            (aaaa[3] & 0x0f, u16::from_be_bytes([aaaa[6], aaaa[7]])),
-            (0, 0)
-        );
+        assert_eq!((aaaa[3] & 0x0f, u16::from_be_bytes([aaaa[6], aaaa[7]])), (0, 0));
         let unknown = ask("evil.net", TYPE_A);
         assert_eq!(
-            (
-                unknown[3] & 0x0f,
-                u16::from_be_bytes([unknown[6], unknown[7]])
-            ),
+            (unknown[3] & 0x0f, u16::from_be_bytes([unknown[6], unknown[7]])),
             (RCODE_NXDOMAIN, 0)
         );
-        assert_eq!(
-            dns.queries(),
-            ["api.example.com", "api.example.com", "evil.net"]
-        );
+        assert_eq!(dns.queries(), ["api.example.com", "api.example.com", "evil.net"]);
         assert!(dns.was_asked("EVIL.net.") && !dns.was_asked("example.com"));
     }
 }

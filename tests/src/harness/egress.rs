@@ -70,10 +70,7 @@ fn without_entry(template: &str, name: &str) -> String {
 
 /// `envoy/egress.yaml`'s text without the two l7gate filters.
 fn unfiltered(template: &str) -> String {
-    without_entry(
-        &without_entry(template, "l7gate-egress-tls"),
-        "l7gate-egress-http",
-    )
+    without_entry(&without_entry(template, "l7gate-egress-tls"), "l7gate-egress-http")
 }
 
 /// Starts the egress Envoy and waits until it is ready (its TLS listener accepts).
@@ -89,16 +86,8 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
     let (template, edit): (&str, fn(String) -> String) = match &spec.filters {
         Filters::Files(config_json) => {
             for (role, placeholder, file) in [
-                (
-                    Role::EgressTls,
-                    "TLS_FILTER_CONFIG_PATH",
-                    "l7gate-egress-tls.json",
-                ),
-                (
-                    Role::EgressHttp,
-                    "HTTP_FILTER_CONFIG_PATH",
-                    "l7gate-egress-http.json",
-                ),
+                (Role::EgressTls, "TLS_FILTER_CONFIG_PATH", "l7gate-egress-tls.json"),
+                (Role::EgressHttp, "HTTP_FILTER_CONFIG_PATH", "l7gate-egress-http.json"),
             ] {
                 let path = dir.path().join(file);
                 write_atomically(&path, &render_for(role, config_json, &tools.wasm))
@@ -114,23 +103,16 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
         }
         Filters::Absent => ("egress.yaml", |template| unfiltered(&template)),
     };
-    let mut envoy = Envoy::launch(
-        tools,
-        dir,
-        &spec.name,
-        spec.tls_listener(),
-        template,
-        values,
-        edit,
-    )?;
+    let mut envoy =
+        Envoy::launch(tools, dir, &spec.name, spec.tls_listener(), template, values, edit)?;
     envoy.wait_ready()?;
     Ok(envoy)
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::harness::tools::repo_root;
     use super::*;
+    use crate::harness::tools::repo_root;
 
     /// `envoy/egress-ads.yaml` is `envoy/egress.yaml` with the filter configs from ADS: every
     /// line of the file-based template's body, but the two config paths, is there in order.
@@ -140,21 +122,12 @@ mod tests {
             |name: &str| std::fs::read_to_string(repo_root().join("envoy").join(name)).unwrap();
         let (files, ads) = (read("egress.yaml"), read("egress-ads.yaml"));
         let body = |text: &str| -> Vec<String> {
-            text.lines()
-                .skip_while(|l| !l.starts_with("node:"))
-                .map(str::to_string)
-                .collect()
+            text.lines().skip_while(|l| !l.starts_with("node:")).map(str::to_string).collect()
         };
         let ads = body(&ads);
         let mut at = ads.iter();
-        for line in body(&files)
-            .iter()
-            .filter(|l| !l.contains("path_config_source"))
-        {
-            assert!(
-                at.any(|l| l == line),
-                "envoy/egress-ads.yaml lacks (or reorders) {line:?}"
-            );
+        for line in body(&files).iter().filter(|l| !l.contains("path_config_source")) {
+            assert!(at.any(|l| l == line), "envoy/egress-ads.yaml lacks (or reorders) {line:?}");
         }
         assert_eq!(ads.iter().filter(|l| l.contains("ads: {}")).count(), 2);
     }
@@ -164,10 +137,7 @@ mod tests {
     fn unfiltered_template() {
         let text = std::fs::read_to_string(repo_root().join("envoy/egress.yaml")).unwrap();
         let out = unfiltered(&text);
-        assert!(
-            !out.contains("config_discovery") && !out.contains("FILTER_CONFIG_PATH}"),
-            "{out}"
-        );
+        assert!(!out.contains("config_discovery") && !out.contains("FILTER_CONFIG_PATH}"), "{out}");
         for kept in [
             "tls_inspector",
             "sni_dynamic_forward_proxy",

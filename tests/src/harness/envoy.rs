@@ -49,15 +49,9 @@ pub struct AdsSidecarSpec {
 #[derive(Debug)]
 pub enum StartError {
     /// Envoy exited before becoming ready (e.g. it rejected its config).
-    Exited {
-        status: ExitStatus,
-        log_tail: String,
-    },
+    Exited { status: ExitStatus, log_tail: String },
     /// Envoy stayed up but did not become ready before the deadline.
-    NotReady {
-        last_state: String,
-        log_tail: String,
-    },
+    NotReady { last_state: String, log_tail: String },
     /// The harness itself failed (template, files, spawn).
     Harness(String),
 }
@@ -169,7 +163,10 @@ impl Envoy {
             ("LISTEN_PORT", listen.port().to_string()),
             // A free port, not 0: the ADS templates' metrics listener routes to it. Envoy also
             // writes it to --admin-address-path.
-            ("ADMIN_PORT", crate::harness::control::free_port().map_err(&harness)?.port().to_string()),
+            (
+                "ADMIN_PORT",
+                crate::harness::control::free_port().map_err(&harness)?.port().to_string(),
+            ),
             // The ADS templates' metrics listener (found by name: Envoy::metrics_get).
             ("METRICS_ADDRESS", "127.0.0.1".to_string()),
             ("METRICS_PORT", "0".to_string()),
@@ -220,15 +217,10 @@ impl Envoy {
         let deadline = Instant::now() + START_DEADLINE;
         let mut last_state = String::from("(admin not up)");
         loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .map_err(|e| StartError::Harness(e.to_string()))?
+            if let Some(status) =
+                self.child.try_wait().map_err(|e| StartError::Harness(e.to_string()))?
             {
-                return Err(StartError::Exited {
-                    status,
-                    log_tail: self.log_tail(40),
-                });
+                return Err(StartError::Exited { status, log_tail: self.log_tail(40) });
             }
             if self.admin.is_none() {
                 self.admin = std::fs::read_to_string(self.dir().join("admin-address"))
@@ -251,10 +243,7 @@ impl Envoy {
                 }
             }
             if Instant::now() > deadline {
-                return Err(StartError::NotReady {
-                    last_state,
-                    log_tail: self.log_tail(40),
-                });
+                return Err(StartError::NotReady { last_state, log_tail: self.log_tail(40) });
             }
             std::thread::sleep(POLL_EVERY);
         }
@@ -281,11 +270,7 @@ impl Envoy {
 
     /// Replaces the filter config; Envoy picks the new ECDS file up by itself.
     pub fn write_filter_config(&self, config_json: &str) -> Result<(), String> {
-        write_filter_config(
-            &self.dir().join("l7gate-filter.yaml"),
-            config_json,
-            &self.wasm,
-        )
+        write_filter_config(&self.dir().join("l7gate-filter.yaml"), config_json, &self.wasm)
     }
 
     /// `GET <path>` on the admin interface: status and body.
@@ -319,18 +304,15 @@ impl Envoy {
     /// One counter or gauge from admin `/stats`, if Envoy has it.
     pub fn stat(&self, name: &str) -> Option<u64> {
         let (_, body) = self.admin_get(&format!("/stats?filter=^{name}$")).ok()?;
-        body.lines().find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(": ")?
-                .trim()
-                .parse()
-                .ok()
-        })
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
     }
 
     /// The metrics listener of the ADS templates (the listener named `metrics`).
     pub fn metrics_listener(&self) -> Option<SocketAddr> {
-        self.bound_listeners().into_iter().find_map(|(name, addr)| (name == "metrics").then_some(addr))
+        self.bound_listeners()
+            .into_iter()
+            .find_map(|(name, addr)| (name == "metrics").then_some(addr))
     }
 
     /// Every listener Envoy bound: (name, address).
@@ -384,11 +366,7 @@ impl Envoy {
             let all: Vec<&str> = text.lines().collect();
             let tail = &all[all.len().saturating_sub(lines)..];
             if !tail.is_empty() {
-                out.push_str(&format!(
-                    "--- {file} ({} of {} lines) ---\n",
-                    tail.len(),
-                    all.len()
-                ));
+                out.push_str(&format!("--- {file} ({} of {} lines) ---\n", tail.len(), all.len()));
                 out.push_str(&tail.join("\n"));
                 out.push('\n');
             }
@@ -398,10 +376,7 @@ impl Envoy {
 
     /// The sidecar's working directory (bootstrap, ECDS file, logs).
     pub fn dir(&self) -> &Path {
-        self.dir
-            .as_ref()
-            .map(|d| d.path())
-            .unwrap_or(Path::new("/nonexistent"))
+        self.dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"))
     }
 
     fn listener_address(&self) -> Option<SocketAddr> {
@@ -409,9 +384,9 @@ impl Envoy {
             return Some(self.requested_listen);
         }
         // Port 0: ask Envoy which port it bound.
-        self.bound_listeners()
-            .into_iter()
-            .find_map(|(name, addr)| (name != "metrics" && addr.ip() == self.requested_listen.ip()).then_some(addr))
+        self.bound_listeners().into_iter().find_map(|(name, addr)| {
+            (name != "metrics" && addr.ip() == self.requested_listen.ip()).then_some(addr)
+        })
     }
 }
 
@@ -469,18 +444,14 @@ fn write_filter_config(path: &Path, config_json: &str, wasm: &Path) -> Result<()
 /// A minimal blocking HTTP/1.1 request without body (admin interface, metrics listener).
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("admin {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nhost: admin\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("admin {addr}{path}: {e}"))?;
+    stream.read_to_end(&mut raw).map_err(|e| format!("admin {addr}{path}: {e}"))?;
     let response = crate::harness::client::parse_response(&raw)?;
     Ok((response.status, response.body))
 }
@@ -489,22 +460,11 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, 
 pub fn config_without_rules(name: &str, ingress_enforced: bool) -> String {
     Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef {
-            name: name.to_string(),
-            namespace: "default".to_string(),
-        },
+        endpoint: EndpointRef { name: name.to_string(), namespace: "default".to_string() },
         identities: Vec::new(),
         ipcache: Vec::new(),
-        ingress: DirectionPolicy {
-            enforced: ingress_enforced,
-            rules: Vec::new(),
-            audit: None,
-        },
-        egress: DirectionPolicy {
-            enforced: false,
-            rules: Vec::new(),
-            audit: None,
-        },
+        ingress: DirectionPolicy { enforced: ingress_enforced, rules: Vec::new(), audit: None },
+        egress: DirectionPolicy { enforced: false, rules: Vec::new(), audit: None },
     }
     .to_json()
 }

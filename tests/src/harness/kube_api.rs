@@ -89,7 +89,11 @@ impl State {
                 json!({"type": "DELETED", "object": object})
             }
             _ => {
-                let kind = if c.objects.insert(k, object.clone()).is_some() { "MODIFIED" } else { "ADDED" };
+                let kind = if c.objects.insert(k, object.clone()).is_some() {
+                    "MODIFIED"
+                } else {
+                    "ADDED"
+                };
                 json!({"type": kind, "object": object})
             }
         };
@@ -174,7 +178,11 @@ impl KubeApi {
     }
 }
 
-async fn serve(listener: std::net::TcpListener, state: Arc<Mutex<State>>, mut stop: oneshot::Receiver<()>) {
+async fn serve(
+    listener: std::net::TcpListener,
+    state: Arc<Mutex<State>>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
     loop {
         tokio::select! {
@@ -196,13 +204,20 @@ async fn serve(listener: std::net::TcpListener, state: Arc<Mutex<State>>, mut st
 
 fn json_response(status: u16, body: &Value) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn not_found(what: &str) -> Response<Body> {
-    json_response(404, &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": what}))
+    json_response(
+        404,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": what}),
+    )
 }
 
 async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Body> {
@@ -215,27 +230,41 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Body> 
         .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
     let method = req.method().clone();
-    state.lock().unwrap_or_else(|e| e.into_inner()).requests.push(format!("{method} {}", req.uri()));
+    state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .requests
+        .push(format!("{method} {}", req.uri()));
     if method == hyper::Method::PATCH {
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         return patch_status(&path, serde_json::from_slice(&body).unwrap_or(Value::Null), state);
     }
-    let Some((collection, kind)) = COLLECTIONS.iter().find(|(c, _)| *c == path) else { return not_found(&path) };
+    let Some((collection, kind)) = COLLECTIONS.iter().find(|(c, _)| *c == path) else {
+        return not_found(&path);
+    };
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     let version = state.version;
     let c = state.collections.entry(collection.to_string()).or_default();
     if query.get("watch").map(String::as_str) != Some("true") {
         // As the real server does, items of a built-in type's list carry no apiVersion and kind.
         let builtin = collection.starts_with("/api/v1/");
-        let items: Vec<Value> = c.objects.values().cloned().map(|mut o| {
-            if let (true, Some(m)) = (builtin, o.as_object_mut()) {
-                m.remove("kind");
-                m.remove("apiVersion");
-            }
-            o
-        }).collect();
-        return json_response(200, &json!({"kind": format!("{kind}List"), "apiVersion": "v1",
-            "metadata": {"resourceVersion": version.to_string()}, "items": items}));
+        let items: Vec<Value> = c
+            .objects
+            .values()
+            .cloned()
+            .map(|mut o| {
+                if let (true, Some(m)) = (builtin, o.as_object_mut()) {
+                    m.remove("kind");
+                    m.remove("apiVersion");
+                }
+                o
+            })
+            .collect();
+        return json_response(
+            200,
+            &json!({"kind": format!("{kind}List"), "apiVersion": "v1",
+            "metadata": {"resourceVersion": version.to_string()}, "items": items}),
+        );
     }
     let from: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -249,7 +278,10 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Body> 
     c.watches.push(tx);
     let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -258,13 +290,23 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Body> 
 fn patch_status(path: &str, body: Value, state: &Mutex<State>) -> Response<Body> {
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     state.patches.push((path.to_string(), body.clone()));
-    let Some(rest) = path.strip_prefix("/apis/cilium.io/v2/").and_then(|p| p.strip_suffix("/status")) else { return not_found(path) };
+    let Some(rest) =
+        path.strip_prefix("/apis/cilium.io/v2/").and_then(|p| p.strip_suffix("/status"))
+    else {
+        return not_found(path);
+    };
     let (collection, key) = match rest.split('/').collect::<Vec<_>>().as_slice() {
-        ["namespaces", ns, plural, name] => (format!("/apis/cilium.io/v2/{plural}"), format!("{ns}/{name}")),
+        ["namespaces", ns, plural, name] => {
+            (format!("/apis/cilium.io/v2/{plural}"), format!("{ns}/{name}"))
+        }
         [plural, name] => (format!("/apis/cilium.io/v2/{plural}"), name.to_string()),
         _ => return not_found(path),
     };
-    let Some(mut object) = state.collections.get(&collection).and_then(|c| c.objects.get(&key)).cloned() else { return not_found(path) };
+    let Some(mut object) =
+        state.collections.get(&collection).and_then(|c| c.objects.get(&key)).cloned()
+    else {
+        return not_found(path);
+    };
     object["status"] = body["status"].clone();
     let object = state.change(&collection, "APPLIED", object);
     json_response(200, &object)

@@ -29,9 +29,7 @@ impl TestPki {
         let ca_key = rcgen::KeyPair::generate().map_err(fail)?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "l7gate test CA");
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "l7gate test CA");
         let ca = ca_params.self_signed(&ca_key).map_err(fail)?;
         let key = rcgen::KeyPair::generate().map_err(fail)?;
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
@@ -52,10 +50,8 @@ impl TestPki {
         ))
         .with_safe_default_protocol_versions()
         .and_then(|b| {
-            b.with_no_client_auth().with_single_cert(
-                self.chain.clone(),
-                PrivateKeyDer::Pkcs8(self.key.clone_key()),
-            )
+            b.with_no_client_auth()
+                .with_single_cert(self.chain.clone(), PrivateKeyDer::Pkcs8(self.key.clone_key()))
         })
         .map_err(|e| format!("TLS server config: {e}"))
     }
@@ -72,7 +68,10 @@ impl TestPki {
 }
 
 /// A client trusting only the CA certificate `ca`; `sni: false` sends no server name at all.
-pub fn client_config_trusting(ca: CertificateDer<'static>, sni: bool) -> Result<rustls::ClientConfig, String> {
+pub fn client_config_trusting(
+    ca: CertificateDer<'static>,
+    sni: bool,
+) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).map_err(|e| format!("test CA: {e}"))?;
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -109,22 +108,14 @@ impl TlsUpstream {
             std::net::TcpListener::bind(addr).map_err(|e| format!("TLS upstream {addr}: {e}"))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let (accepted, seen) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(Mutex::new(Vec::new())),
-        );
+        let (accepted, seen) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
         let server = Background::spawn(format!("tls-{name}"), {
             let (name, accepted, seen) =
                 (name.to_string(), Arc::clone(&accepted), Arc::clone(&seen));
             move |stop| serve(listener, name, acceptor, accepted, seen, stop)
         })
         .map_err(|e| e.to_string())?;
-        Ok(TlsUpstream {
-            addr,
-            accepted,
-            seen,
-            _server: server,
-        })
+        Ok(TlsUpstream { addr, accepted, seen, _server: server })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -222,12 +213,8 @@ pub async fn exchange_with(
         Ok(tls) => tls,
         Err(e) => return Ok(TlsOutcome::Closed(e.to_string())),
     };
-    tls.write_all(format!("{line}\n").as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
+    tls.write_all(format!("{line}\n").as_bytes()).await.map_err(|e| format!("write: {e}"))?;
     let mut reply = String::new();
-    tls.read_to_string(&mut reply)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
+    tls.read_to_string(&mut reply).await.map_err(|e| format!("read: {e}"))?;
     Ok(TlsOutcome::Reply(reply))
 }

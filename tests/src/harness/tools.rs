@@ -15,16 +15,9 @@ pub fn repo_root() -> PathBuf {
 /// A private copy of `manifests/` (`endpoints.yaml` and `policies/`) a test may edit.
 pub fn seed_copy() -> Result<tempfile::TempDir, String> {
     let io = |e: std::io::Error| format!("copying manifests/: {e}");
-    let dir = tempfile::Builder::new()
-        .prefix("l7gate-manifests-")
-        .tempdir()
-        .map_err(io)?;
+    let dir = tempfile::Builder::new().prefix("l7gate-manifests-").tempdir().map_err(io)?;
     let from = repo_root().join("manifests");
-    std::fs::copy(
-        from.join("endpoints.yaml"),
-        dir.path().join("endpoints.yaml"),
-    )
-    .map_err(io)?;
+    std::fs::copy(from.join("endpoints.yaml"), dir.path().join("endpoints.yaml")).map_err(io)?;
     std::fs::create_dir(dir.path().join("policies")).map_err(io)?;
     for entry in std::fs::read_dir(from.join("policies")).map_err(io)? {
         let path = entry.map_err(io)?.path();
@@ -52,15 +45,9 @@ impl Tools {
             .map(|text| parse_env_file(&text))
             .unwrap_or_default();
         let lookup = |name: &str| -> Option<PathBuf> {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-                .or_else(|| {
-                    from_file
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| PathBuf::from(v))
-                })
+            std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).or_else(|| {
+                from_file.iter().find(|(k, _)| k == name).map(|(_, v)| PathBuf::from(v))
+            })
         };
         let hint = format!(
             "run scripts/bootstrap.sh (it installs Envoy 1.40, builds the wasm filter and writes {}), \
@@ -68,16 +55,10 @@ impl Tools {
             env_file.display()
         );
         let envoy = lookup("L7GATE_ENVOY").ok_or_else(|| {
-            format!(
-                "L7GATE_ENVOY is not set and not in {}: {hint}",
-                env_file.display()
-            )
+            format!("L7GATE_ENVOY is not set and not in {}: {hint}", env_file.display())
         })?;
         let wasm = lookup("L7GATE_WASM").ok_or_else(|| {
-            format!(
-                "L7GATE_WASM is not set and not in {}: {hint}",
-                env_file.display()
-            )
+            format!("L7GATE_WASM is not set and not in {}: {hint}", env_file.display())
         })?;
         for (what, path) in [("Envoy binary", &envoy), ("wasm filter", &wasm)] {
             if !path.is_file() {
@@ -120,10 +101,7 @@ pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "gave up waiting: {what}"
-        );
+        assert!(std::time::Instant::now() < deadline, "gave up waiting: {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -146,4 +124,3 @@ mod tests {
         );
     }
 }
-

@@ -55,12 +55,7 @@ impl Upstream {
             let seen = Arc::clone(&seen);
             move |stop| serve(listener, name, seen, stop)
         })?;
-        Ok(Upstream {
-            name: name.to_string(),
-            addr,
-            seen,
-            _server: server,
-        })
+        Ok(Upstream { name: name.to_string(), addr, seen, _server: server })
     }
 
     pub fn name(&self) -> &str {
@@ -137,10 +132,9 @@ fn record(name: &str, seen: &Mutex<Vec<Seen>>, req: &Request<Incoming>) -> Respo
         header_names: req.headers().keys().map(|k| k.as_str().to_string()).collect(),
     });
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
     response
 }
 
@@ -163,18 +157,11 @@ mod tests {
                 path: "/x?y=1",
             };
             let response = send(protocol, &req).await.unwrap();
-            assert_eq!(
-                (response.status, response.body.as_str()),
-                (200, "echo saw PUT /x?y=1")
-            );
+            assert_eq!((response.status, response.body.as_str()), (200, "echo saw PUT /x?y=1"));
             let seen = app.seen();
             let last = seen.last().unwrap();
             assert_eq!(
-                (
-                    last.method.as_str(),
-                    last.path.as_str(),
-                    last.version.as_str()
-                ),
+                (last.method.as_str(), last.path.as_str(), last.version.as_str()),
                 ("PUT", "/x?y=1", version)
             );
         }

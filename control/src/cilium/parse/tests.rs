@@ -34,64 +34,31 @@ fn selector(pairs: &[(&str, &str)]) -> Selector {
 }
 
 fn tcp(port: u16) -> PortProtocol {
-    PortProtocol {
-        port: Port::Number(port),
-        end_port: None,
-        protocol: L4Protocol::Tcp,
-    }
+    PortProtocol { port: Port::Number(port), end_port: None, protocol: L4Protocol::Tcp }
 }
 
 #[test]
 fn good_multi_document_file() {
     let file = fixtures().join("good/01-shop.yaml");
     let loaded = load_path(&file).unwrap_or_else(|e| panic!("{e}"));
-    let [cnp, ccnp] = loaded.policies.as_slice() else {
-        panic!("{:#?}", loaded.policies)
-    };
+    let [cnp, ccnp] = loaded.policies.as_slice() else { panic!("{:#?}", loaded.policies) };
 
     // spec §1.1: kinds, names, namespaces; annotations kept, labels/uid/status ignored.
-    assert_eq!(
-        (cnp.kind, cnp.qualified_name()),
-        (PolicyKind::Namespaced, "shop/inventory".into())
-    );
-    assert_eq!(
-        cnp.annotations.get("owner").map(String::as_str),
-        Some("team-inventory")
-    );
-    assert_eq!(
-        (cnp.file.as_path(), cnp.span),
-        (file.as_path(), Span { line: 3, col: 1 })
-    );
-    assert_eq!(
-        (ccnp.kind, ccnp.namespace.as_deref()),
-        (PolicyKind::Clusterwide, None)
-    );
+    assert_eq!((cnp.kind, cnp.qualified_name()), (PolicyKind::Namespaced, "shop/inventory".into()));
+    assert_eq!(cnp.annotations.get("owner").map(String::as_str), Some("team-inventory"));
+    assert_eq!((cnp.file.as_path(), cnp.span), (file.as_path(), Span { line: 3, col: 1 }));
+    assert_eq!((ccnp.kind, ccnp.namespace.as_deref()), (PolicyKind::Clusterwide, None));
     let paths: Vec<_> = ccnp.rules.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["specs[0]", "specs[1]"]);
 
     // spec §1.2 / §2.2: rule metadata; matchLabels then matchExpressions.
-    let [rule] = cnp.rules.as_slice() else {
-        panic!()
-    };
+    let [rule] = cnp.rules.as_slice() else { panic!() };
     assert_eq!(rule.path, "spec");
-    assert_eq!(
-        rule.description.as_deref(),
-        Some("Storefront reads the inventory API")
-    );
-    assert_eq!(
-        rule.default_deny,
-        DefaultDeny {
-            ingress: Some(true),
-            egress: Some(false)
-        }
-    );
+    assert_eq!(rule.description.as_deref(), Some("Storefront reads the inventory API"));
+    assert_eq!(rule.default_deny, DefaultDeny { ingress: Some(true), egress: Some(false) });
     assert_eq!(
         rule.labels,
-        [RuleLabel {
-            key: "team".into(),
-            value: "inventory".into(),
-            source: "k8s".into()
-        }]
+        [RuleLabel { key: "team".into(), value: "inventory".into(), source: "k8s".into() }]
     );
     assert_eq!(rule.log.as_deref(), Some("inventory-ingress"));
     let mut expected = selector(&[("app", "inventory-api"), ("k8s:tier", "backend")]);
@@ -105,54 +72,21 @@ fn good_multi_document_file() {
     // spec §3.1 nil vs empty.
     let ing = &rule.ingress;
     assert_eq!(ing.len(), 8);
-    assert_eq!(
-        (&ing[0].peer, ing[0].to_ports.len()),
-        (&None, 0),
-        "{{}}: no peer, no ports"
-    );
+    assert_eq!((&ing[0].peer, ing[0].to_ports.len()), (&None, 0), "{{}}: no peer, no ports");
     assert_eq!(ing[0].path, "spec.ingress[0]");
-    assert_eq!(
-        ing[1].peer, None,
-        "toPorts without L3 field: every identity"
-    );
-    assert_eq!(
-        ing[2].peer,
-        Some(Peer::Endpoints(vec![Selector::default()])),
-        "wildcard selector"
-    );
-    assert_eq!(
-        ing[3].peer,
-        Some(Peer::Endpoints(vec![])),
-        "empty list allows nothing"
-    );
+    assert_eq!(ing[1].peer, None, "toPorts without L3 field: every identity");
+    assert_eq!(ing[2].peer, Some(Peer::Endpoints(vec![Selector::default()])), "wildcard selector");
+    assert_eq!(ing[3].peer, Some(Peer::Endpoints(vec![])), "empty list allows nothing");
     assert_eq!(ing[3].to_ports.len(), 1);
-    assert_eq!(
-        ing[4].peer,
-        Some(Peer::Endpoints(vec![selector(&[("app", "storefront")])]))
-    );
+    assert_eq!(ing[4].peer, Some(Peer::Endpoints(vec![selector(&[("app", "storefront")])])));
     assert!(ing[4].to_ports.is_empty(), "toPorts: [] is L3-only");
     // spec §2.1: `$host` is reserved:host.
-    assert_eq!(
-        ing[5].peer,
-        Some(Peer::Endpoints(vec![selector(&[("reserved:host", "")])]))
-    );
+    assert_eq!(ing[5].peer, Some(Peer::Endpoints(vec![selector(&[("reserved:host", "")])])));
     assert_eq!(ing[5].to_ports.len(), 1);
-    assert!(
-        ing[5].to_ports[0].ports.is_empty(),
-        "a port rule without ports"
-    );
+    assert!(ing[5].to_ports[0].ports.is_empty(), "a port rule without ports");
     let net = validate::cidr("10.0.0.0/8").unwrap();
-    assert_eq!(
-        ing[6].peer,
-        Some(Peer::Cidrs(vec![CidrRule {
-            cidr: net,
-            except: vec![]
-        }]))
-    );
-    assert_eq!(
-        ing[7].peer,
-        Some(Peer::Entities(vec![Entity::Cluster, Entity::RemoteNode]))
-    );
+    assert_eq!(ing[6].peer, Some(Peer::Cidrs(vec![CidrRule { cidr: net, except: vec![] }])));
+    assert_eq!(ing[7].peer, Some(Peer::Entities(vec![Entity::Cluster, Entity::RemoteNode])));
 
     // spec §3.8 and §5: ports (an integer port is the string), named ports, endPort, HTTP.
     let web = &ing[1].to_ports[0];
@@ -168,55 +102,33 @@ fn good_multi_document_file() {
             host: Some("inventory(:8080)?".into()),
             headers: vec!["X-Token".into(), "X-Tenant: blue".into()],
             header_matches: vec![
-                HeaderMatch {
-                    name: "X-Request-Source".into(),
-                    value: Some("frontend".into())
-                },
-                HeaderMatch {
-                    name: "X-Trace".into(),
-                    value: None
-                },
+                HeaderMatch { name: "X-Request-Source".into(), value: Some("frontend".into()) },
+                HeaderMatch { name: "X-Trace".into(), value: None },
             ],
         }]
     );
-    assert_eq!(
-        ing[3].to_ports[0].ports[0].protocol,
-        L4Protocol::Any,
-        "omitted protocol is ANY"
-    );
+    assert_eq!(ing[3].to_ports[0].ports[0].protocol, L4Protocol::Any, "omitted protocol is ANY");
     let ranges = &ing[7].to_ports[0];
     let named = PortProtocol {
         port: Port::Named("http-alt".into()),
         end_port: None,
         protocol: L4Protocol::Tcp,
     };
-    let range = PortProtocol {
-        end_port: Some(9200),
-        ..tcp(9100)
-    };
+    let range = PortProtocol { end_port: Some(9200), ..tcp(9100) };
     assert_eq!(ranges.ports, [named, tcp(9000), range]);
     assert_eq!(ranges.http, Some(vec![]), "http: [] is kept");
 
     // Deny rules and egress.
     let deny = &rule.ingress_deny[0];
     let inner = validate::cidr("10.1.0.0/16").unwrap();
-    assert_eq!(
-        deny.peer,
-        Some(Peer::Cidrs(vec![CidrRule {
-            cidr: net,
-            except: vec![inner]
-        }]))
-    );
+    assert_eq!(deny.peer, Some(Peer::Cidrs(vec![CidrRule { cidr: net, except: vec![inner] }])));
     assert_eq!(deny.to_ports[0].ports, [tcp(22)]);
     let fqdns = vec![
         FqdnSelector::MatchName("api.example.com".into()),
         FqdnSelector::MatchPattern("*.example.com".into()),
     ];
     assert_eq!(rule.egress[0].peer, Some(Peer::Fqdns(fqdns)));
-    assert_eq!(
-        rule.egress_deny[0].peer,
-        Some(Peer::Entities(vec![Entity::World]))
-    );
+    assert_eq!(rule.egress_deny[0].peer, Some(Peer::Entities(vec![Entity::World])));
 
     // The CCNP: DNS rules, `ingress: []` next to egress.
     let dns = &ccnp.rules[0].egress[0].to_ports[0];
@@ -225,22 +137,13 @@ fn good_multi_document_file() {
     let v6 = validate::cidr("fd00::/64").unwrap();
     assert_eq!(
         ccnp.rules[1].egress[0].peer,
-        Some(Peer::Cidrs(vec![CidrRule {
-            cidr: v6,
-            except: vec![]
-        }]))
+        Some(Peer::Cidrs(vec![CidrRule { cidr: v6, except: vec![] }]))
     );
 
     // spec §6.4: DNS rules are accepted with a warning.
-    let warnings: Vec<_> = loaded
-        .warnings
-        .iter()
-        .map(|w| (w.span.line, w.path.as_str()))
-        .collect();
+    let warnings: Vec<_> = loaded.warnings.iter().map(|w| (w.span.line, w.path.as_str())).collect();
     assert_eq!(warnings, [(96, "specs[0].egress[0].toPorts[0].rules.dns")]);
-    assert!(loaded.warnings[0]
-        .message
-        .contains("does not filter DNS query names"));
+    assert!(loaded.warnings[0].message.contains("does not filter DNS query names"));
 }
 
 #[test]
@@ -310,8 +213,7 @@ fn rejections() {
     };
     let egress_port = |extra: &str| format!("{{{ESEL}, egress: [{{toPorts: [{{{extra}}}]}}]}}");
     let http = |rule: &str| ingress_port(&format!("rules: {{http: [{rule}]}}"));
-    let ports =
-        |list: &str| format!("{{{ESEL}, ingress: [{{toPorts: [{{ports: [{list}]}}]}}]}}");
+    let ports = |list: &str| format!("{{{ESEL}, ingress: [{{toPorts: [{{ports: [{list}]}}]}}]}}");
     let ingress = |rule: &str| format!("{{{ESEL}, ingress: [{rule}]}}");
     let egress = |rule: &str| format!("{{{ESEL}, egress: [{rule}]}}");
     let sel = |s: &str| format!("{{endpointSelector: {s}, ingress: [{{}}]}}");
@@ -420,13 +322,9 @@ fn rejections() {
     for (spec, path, message) in &cases {
         let errors = spec_errors(spec);
         let needle = format!(": {path}: ");
-        if !errors
-            .iter()
-            .any(|e| e.contains(&needle) && e.contains(message))
-        {
-            failures.push(format!(
-                "spec: {spec}\n  want {path}: ...{message}...\n  got {errors:#?}"
-            ));
+        if !errors.iter().any(|e| e.contains(&needle) && e.contains(message)) {
+            failures
+                .push(format!("spec: {spec}\n  want {path}: ...{message}...\n  got {errors:#?}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -470,11 +368,7 @@ fn spec_and_specs_together() {
     let text = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: p}\n\
                 spec: {endpointSelector: {}, ingress: [{}]}\nspecs: [{endpointSelector: {}, egress: [{}]}]\n";
     let loaded = parse_str(Path::new("t.yaml"), text).unwrap();
-    let paths: Vec<_> = loaded.policies[0]
-        .rules
-        .iter()
-        .map(|r| r.path.as_str())
-        .collect();
+    let paths: Vec<_> = loaded.policies[0].rules.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["spec", "specs[0]"]);
     assert!(loaded.warnings.is_empty());
 }
@@ -485,9 +379,7 @@ fn namespace_defaults_with_a_warning() {
     let file = fixtures().join("good/02-web.yml");
     let loaded = load_path(&file).unwrap();
     assert_eq!(loaded.policies[0].namespace.as_deref(), Some("default"));
-    let [warning] = loaded.warnings.as_slice() else {
-        panic!("{:#?}", loaded.warnings)
-    };
+    let [warning] = loaded.warnings.as_slice() else { panic!("{:#?}", loaded.warnings) };
     assert_eq!(
         warning.to_string(),
         format!(
@@ -528,23 +420,14 @@ fn one_bad_file_fails_the_whole_load() {
     let dir = tempfile::tempdir().unwrap();
     let good = fs::read_to_string(fixtures().join("good/02-web.yml")).unwrap();
     fs::write(dir.path().join("a.yaml"), good).unwrap();
-    fs::write(
-        dir.path().join("b.yaml"),
-        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n",
-    )
-    .unwrap();
+    fs::write(dir.path().join("b.yaml"), "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n")
+        .unwrap();
     fs::write(dir.path().join("c.yml"), b"\xff\xfe").unwrap();
     let err = load_path(dir.path()).unwrap_err();
-    let files: Vec<_> = err
-        .0
-        .iter()
-        .map(|d| d.file.file_name().unwrap().to_str().unwrap())
-        .collect();
+    let files: Vec<_> =
+        err.0.iter().map(|d| d.file.file_name().unwrap().to_str().unwrap()).collect();
     assert_eq!(files, ["b.yaml", "b.yaml", "c.yml"], "{err}");
-    assert!(
-        err.0[2].message.starts_with("cannot read the file"),
-        "{err}"
-    );
+    assert!(err.0[2].message.starts_with("cannot read the file"), "{err}");
 
     let empty = tempfile::tempdir().unwrap();
     let err = load_path(empty.path()).unwrap_err();
@@ -556,9 +439,7 @@ fn one_bad_file_fails_the_whole_load() {
 #[test]
 fn odd_input_is_an_error_never_a_panic() {
     let deep_flow = format!("{}{}", "[".repeat(300), "]".repeat(300));
-    let deep_block: String = (0..200)
-        .map(|i| format!("{}a:\n", "  ".repeat(i)))
-        .collect();
+    let deep_block: String = (0..200).map(|i| format!("{}a:\n", "  ".repeat(i))).collect();
     let inputs = [
         "",
         "# only a comment\n",
@@ -584,9 +465,6 @@ fn odd_input_is_an_error_never_a_panic() {
     for input in inputs {
         let errors = errors(input);
         assert!(!errors.is_empty(), "{input:?}");
-        assert!(
-            errors.iter().all(|e| e.starts_with("t.yaml:")),
-            "{errors:#?}"
-        );
+        assert!(errors.iter().all(|e| e.starts_with("t.yaml:")), "{errors:#?}");
     }
 }
