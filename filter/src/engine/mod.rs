@@ -11,6 +11,7 @@ mod index;
 mod ipcache;
 mod l7set;
 mod names;
+mod pathform;
 mod pattern;
 mod verdict;
 
@@ -196,8 +197,11 @@ impl CompiledDirection {
         let Some(headers) = headers else {
             return Verdict::deny(Reason::L7NotMatched, self.origin(first_l7));
         };
-        // spec §5.1: one matching element of any candidate rule allows.
         let line = RequestLine::new(headers);
+        if line.path().is_some_and(|p| pathform::ambiguous(p.bytes())) {
+            return Verdict::deny(Reason::AmbiguousPath, self.origin(first_l7));
+        }
+        // spec §5.1: one matching element of any candidate rule allows.
         let mut best = None;
         for set in l7_sets {
             set.best_match(&line, &self.elements, &mut best);

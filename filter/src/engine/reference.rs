@@ -5,6 +5,7 @@
 //! rules decide; a request they allow that the audit view denies is `audit`, with the audit
 //! view's reason and rule.
 
+use super::pathform::ambiguous;
 use super::{Direction, Headers, Reason, Request};
 use crate::config::{Action, Config, DirectionPolicy, HttpRule, Peers, Rule};
 use crate::engine::full_match_regex;
@@ -56,6 +57,10 @@ fn view(
     let Some(headers) = headers else {
         return (false, Reason::L7NotMatched, origin(first));
     };
+    // 6. A path the application could resolve elsewhere is judged by nobody.
+    if headers.get(":path").is_some_and(|p| ambiguous(&p)) {
+        return (false, Reason::AmbiguousPath, origin(first));
+    }
     for rule in selecting(Action::Allow) {
         for (i, http) in rule.http.iter().flatten().enumerate() {
             if http_matches(http, headers) {

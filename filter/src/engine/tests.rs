@@ -87,6 +87,37 @@ fn seed_inventory_rule() {
     );
 }
 
+/// A path the application could resolve outside the rule's prefix (engine::pathform) is denied
+/// at L7 even though the rule's regex matches it; an L3/L4 allow does not look at paths.
+#[test]
+fn ambiguous_paths_are_denied_at_l7_only() {
+    let e = engine(vec![
+        allow(
+            "spec.ingress[0]",
+            Peers::Identities(vec![FRONTEND]),
+            Some(vec![tcp(8080, 8080)]),
+            Some(get_inventory()),
+        ),
+        allow("spec.ingress[1]", Peers::Identities(vec![BATCH]), Some(vec![tcp(8080, 8080)]), None),
+    ]);
+    for path in ["/api/inventory/..;/admin", "/api/inventory/%2e%2e%3b/admin"] {
+        assert_eq!(
+            verdict(&e, FRONTEND, 8080, &http("GET", path)),
+            (false, "denied-ambiguous-path@spec.ingress[0]".into()),
+            "{path}"
+        );
+        assert_eq!(
+            verdict(&e, BATCH, 8080, &http("GET", path)),
+            (true, "allowed-l3-l4@spec.ingress[1]".into()),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        verdict(&e, FRONTEND, 8080, &http("GET", "/api/inventory/item;v=1")),
+        (true, "allowed-l7@spec.ingress[0]".into())
+    );
+}
+
 /// spec §4.1 case 1: a direction no policy speaks about allows everything.
 #[test]
 fn unenforced_direction_allows() {

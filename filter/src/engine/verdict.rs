@@ -34,6 +34,10 @@ pub enum Reason {
     NoAllowRule,
     /// Allow rules select the peer and port, but none of their HTTP rules matched.
     L7NotMatched,
+    /// Allow rules with HTTP rules select the peer and port, but the path could still resolve
+    /// elsewhere in the application (a dot segment behind `;` parameters or an encoding Envoy
+    /// leaves alone, see `engine::pathform`): denied, whatever the rules say.
+    AmbiguousPath,
     /// No usable configuration: everything is denied (fail closed).
     Unconfigured(String),
 }
@@ -48,6 +52,7 @@ impl Reason {
             Reason::DenyRule => "denied-by-deny-rule",
             Reason::NoAllowRule => "default-deny",
             Reason::L7NotMatched => "denied-l7-no-rule-matched",
+            Reason::AmbiguousPath => "denied-ambiguous-path",
             Reason::Unconfigured(_) => "no-configuration",
         }
     }
@@ -66,6 +71,9 @@ impl fmt::Display for Reason {
                 f.write_str("default deny: no allow rule selects this peer and port")
             }
             Reason::L7NotMatched => f.write_str("denied at L7: no HTTP rule matched the request"),
+            Reason::AmbiguousPath => f.write_str(
+                "denied at L7: the path has a segment the application could read as a dot segment",
+            ),
             Reason::Unconfigured(why) => write!(f, "denied: no usable configuration ({why})"),
         }
     }

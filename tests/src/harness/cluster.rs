@@ -143,6 +143,32 @@ impl Cluster {
     pub fn sidecar(&self, name: &str) -> Option<&Sidecar> {
         self.sidecars.iter().find(|s| s.endpoint.name == name)
     }
+
+    /// One more sidecar with endpoint `name`'s config, listening on `listen` (keep the
+    /// endpoint's port: rules name it) in front of another application at `upstream`; ready
+    /// when returned, stopped when dropped.
+    pub fn extra_sidecar(
+        &self,
+        name: &str,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+    ) -> Result<Envoy, String> {
+        let tools = Tools::discover()?;
+        let loaded =
+            l7gate::load(&self.manifests.join("policies"), &self.manifests.join("endpoints.yaml"))
+                .map_err(|e| e.to_string())?;
+        let endpoint =
+            self.inventory.endpoint(name).ok_or(format!("{name} is not in the inventory"))?;
+        let config =
+            loaded.cluster.compile(endpoint).map_err(|e| format!("compiling {name}: {e}"))?;
+        let spec = SidecarSpec {
+            name: format!("{name}-extra"),
+            listen,
+            upstream,
+            filter_config_json: config.to_json(),
+        };
+        Envoy::start(&tools, &spec).map_err(|e| e.to_string())
+    }
 }
 
 /// Machine-wide exclusive use of the cluster addresses (an advisory `flock` on a temp file).
