@@ -1,25 +1,42 @@
 //! Keeps the served state in step with the input files: watches the policies path and the
 //! endpoint inventory (their directories, because editors and `kubectl cp`-style tools replace
-//! files by rename), debounces bursts of events, then reloads, validates and compiles everything.
+//! files by rename), coalesces bursts of events, then reloads, validates and compiles everything.
 //! A good state is published to the cache (only endpoints whose snapshot changed are pushed); any
 //! error is logged with the same located diagnostics `l7gate validate` prints, recorded in the
 //! status, and nothing is pushed: the last good state stays in force.
+//!
+//! When: [`DEBOUNCE`] after the last relevant change, but never later than [`DEADLINE`] after the
+//! first one, however busy the directories are (events for other files do not count at all).
+//! A file that is still open for writing is never read: a change counts as complete once the
+//! writer closed the file (inotify's close-write), renamed it into place or removed it, so a file
+//! written in place in several writes (scp, a slow pipe) is applied whole or not at all; and what
+//! was read while a file was written in place is dropped and read again after that write.
+//! Writing to a temporary name and renaming it into place is still the way to publish a policy:
+//! it is never held back.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::xds::cache::Cache;
 use crate::xds::snapshot;
 use crate::xds::status::Reloads;
 
-/// Quiet time after the last file event before reloading: one editor save or `cp -r` of several
-/// files is one reload.
+/// Quiet time after the last relevant change before reloading: one editor save or `cp -r` of
+/// several files is one reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(40);
+/// The longest a relevant change waits for quiet: a reload starts at most this long after it
+/// (plus the time a writer still holds a changed file open).
+pub const DEADLINE: Duration = Duration::from_millis(250);
+/// How often a reload held back by a file still open for writing says so in the log.
+const STILL_WRITING_EVERY: Duration = Duration::from_secs(10);
 
 /// The files the served state is made from.
 #[derive(Debug, Clone)]
@@ -100,40 +117,154 @@ pub async fn run(
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
     }
+    let mut carried = None;
     loop {
-        // Wait for a relevant change, then for DEBOUNCE of quiet.
-        if !wait_for_change(&mut rx, &relevant, None).await {
+        if !wait_for_burst(&mut rx, &relevant, carried.take()).await {
             return Err("file watcher stopped".into());
         }
-        while wait_for_change(&mut rx, &relevant, Some(DEBOUNCE)).await {}
-        let (inputs, settings, cache, reloads) =
-            (inputs.clone(), settings.clone(), Arc::clone(&cache), Arc::clone(&reloads));
-        tokio::task::spawn_blocking(move || reload(&inputs, &settings, &cache, &reloads))
-            .await
-            .map_err(|e| format!("reload task failed: {e}"))?;
+        let loading = inputs.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || crate::load(&loading.policies, &loading.endpoints))
+                .await
+                .map_err(|e| format!("reload task failed: {e}"))?;
+        // A file written in place while it was read may have been read half-written: drop what
+        // was read and reload once that write is complete. (Renames are safe: whole either way.)
+        let during = drain(&mut rx, &relevant);
+        if during.as_ref().is_some_and(|b| b.in_place) {
+            warn!("inputs were written while being read: reloading once the writes are complete");
+        } else {
+            let (settings, cache, reloads) =
+                (settings.clone(), Arc::clone(&cache), Arc::clone(&reloads));
+            tokio::task::spawn_blocking(move || publish(loaded, &settings, &cache, &reloads))
+                .await
+                .map_err(|e| format!("reload task failed: {e}"))?;
+        }
+        carried = during;
     }
 }
 
-/// True when a relevant event arrived (within `quiet`, if given).
-async fn wait_for_change(
+/// The relevant changes among the events already queued, without waiting.
+fn drain(
     rx: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     relevant: &Relevance,
-    quiet: Option<Duration>,
+) -> Option<Burst> {
+    let mut burst = None;
+    while let Ok(event) = rx.try_recv() {
+        note(&mut burst, event, relevant);
+    }
+    burst
+}
+
+/// Adds an event's relevant changes to `burst` (starting one if need be).
+fn note(burst: &mut Option<Burst>, event: notify::Result<notify::Event>, relevant: &Relevance) {
+    match event {
+        Err(e) => warn!(error = %e, "file watch error"),
+        Ok(e) => {
+            for path in e.paths.iter().filter(|p| relevant.concerns(p)) {
+                if let Some(change) = Change::of(&e.kind) {
+                    burst.get_or_insert_with(Burst::new).note(path, change, Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// Waits for a relevant change and the end of its burst (see the module doc); false when the
+/// watcher stopped.
+async fn wait_for_burst(
+    rx: &mut mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    relevant: &Relevance,
+    mut burst: Option<Burst>,
 ) -> bool {
+    let mut warned = None;
     loop {
-        let event = match quiet {
+        let wake = match &burst {
+            None => None,
+            Some(b) if b.writing.is_empty() => Some(b.due()),
+            Some(_) => Some(*warned.get_or_insert_with(Instant::now) + STILL_WRITING_EVERY),
+        };
+        let event = match wake {
             None => rx.recv().await,
-            Some(d) => match tokio::time::timeout(d, rx.recv()).await {
-                Ok(e) => e,
-                Err(_) => return false,
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                Ok(event) => event,
+                Err(_) => match &burst {
+                    Some(b) if b.writing.is_empty() => return true,
+                    Some(b) => {
+                        warned = Some(Instant::now());
+                        warn!(files = ?b.writing, "reload held back: files still open for writing");
+                        continue;
+                    }
+                    None => continue,
+                },
             },
         };
         match event {
             None => return false,
-            Some(Err(e)) => warn!(error = %e, "file watch error"),
-            Some(Ok(e)) if relevant.matches(&e) => return true,
-            Some(Ok(_)) => {}
+            Some(event) => note(&mut burst, event, relevant),
         }
+    }
+}
+
+/// What an event says about a file of the inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Created or written: the writer may still be at it.
+    Writing,
+    /// Closed after writing, renamed or removed: this change of the file is complete.
+    Done,
+    /// Anything else that may change what is read (permissions, say).
+    Other,
+}
+
+impl Change {
+    /// `None` for events that change nothing: reads, opens (ours included).
+    fn of(kind: &EventKind) -> Option<Change> {
+        match kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Done),
+            EventKind::Access(_) => None,
+            EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+                Some(Change::Writing)
+            }
+            EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(Change::Done),
+            _ => Some(Change::Other),
+        }
+    }
+}
+
+/// The relevant changes since the last reload.
+#[derive(Debug)]
+struct Burst {
+    first: Instant,
+    last: Instant,
+    /// Files created or written and not closed since.
+    writing: BTreeSet<PathBuf>,
+    /// Whether some file was written in place (not only renamed or removed).
+    in_place: bool,
+}
+
+impl Burst {
+    fn new() -> Burst {
+        let now = Instant::now();
+        Burst { first: now, last: now, writing: BTreeSet::new(), in_place: false }
+    }
+
+    fn note(&mut self, path: &Path, change: Change, at: Instant) {
+        self.last = at;
+        match change {
+            Change::Writing => {
+                self.writing.insert(path.to_path_buf());
+                self.in_place = true;
+            }
+            Change::Done => {
+                self.writing.remove(path);
+            }
+            Change::Other => {}
+        }
+    }
+
+    /// When to reload if nothing else happens (and no file is still being written).
+    fn due(&self) -> Instant {
+        (self.last + DEBOUNCE).min(self.first + DEADLINE)
     }
 }
 
@@ -167,32 +298,24 @@ impl Relevance {
         dirs
     }
 
-    fn matches(&self, event: &notify::Event) -> bool {
-        // Our own reads show up as access events: never a reason to reload.
-        if matches!(event.kind, EventKind::Access(_)) {
-            return false;
-        }
-        event.paths.iter().any(|p| {
-            *p == self.endpoints
-                || *p == self.policies
-                || (self.policies_is_dir
-                    && p.parent() == Some(self.policies.as_path())
-                    && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        })
+    /// Whether `path` is one of the inputs: the inventory, the policy file, or a `*.yaml` /
+    /// `*.yml` file directly in the policies directory.
+    fn concerns(&self, p: &Path) -> bool {
+        *p == self.endpoints
+            || *p == self.policies
+            || (self.policies_is_dir
+                && p.parent() == Some(self.policies.as_path())
+                && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{AccessKind, CreateKind, ModifyKind, RenameMode};
-
-    fn event(kind: EventKind, path: &Path) -> notify::Event {
-        notify::Event::new(kind).add_path(path.to_path_buf())
-    }
+    use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
 
     #[test]
-    fn only_changes_to_the_inputs_are_relevant() {
+    fn only_the_inputs_are_relevant() {
         let dir = tempfile::tempdir().expect("tempdir");
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).expect("mkdir");
@@ -200,18 +323,43 @@ mod tests {
             Inputs { policies: policies.clone(), endpoints: dir.path().join("endpoints.yaml") };
         let r = Relevance::new(&inputs);
         assert_eq!(r.dirs(), vec![dir.path().to_path_buf(), policies.clone()]);
+        assert!(r.concerns(&policies.join("a.yaml")));
+        assert!(r.concerns(&policies.join("b.yml")));
+        assert!(r.concerns(&dir.path().join("endpoints.yaml")));
+        assert!(!r.concerns(&policies.join(".a.yaml.swp")), "editor swap file");
+        assert!(!r.concerns(&dir.path().join("other.yaml")), "sibling of the inventory");
+        assert!(!r.concerns(&policies.join("sub/c.yaml")), "not directly in the directory");
+    }
+
+    #[test]
+    fn events_say_whether_a_change_is_complete() {
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert_eq!(Change::of(&EventKind::Create(CreateKind::File)), Some(Change::Writing));
+        assert_eq!(Change::of(&write), Some(Change::Writing));
+        assert_eq!(Change::of(&closed), Some(Change::Done));
         let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
-        assert!(r.matches(&event(renamed, &policies.join("a.yaml"))));
-        assert!(r.matches(&event(EventKind::Create(CreateKind::File), &policies.join("b.yml"))));
-        assert!(r.matches(&event(renamed, &dir.path().join("endpoints.yaml"))));
-        assert!(!r.matches(&event(renamed, &policies.join(".a.yaml.swp"))), "editor swap file");
-        assert!(
-            !r.matches(&event(renamed, &dir.path().join("other.yaml"))),
-            "sibling of the inventory"
-        );
-        assert!(
-            !r.matches(&event(EventKind::Access(AccessKind::Any), &policies.join("a.yaml"))),
-            "our own reads"
-        );
+        assert_eq!(Change::of(&renamed), Some(Change::Done));
+        assert_eq!(Change::of(&EventKind::Remove(RemoveKind::File)), Some(Change::Done));
+        for ours in [AccessKind::Open(AccessMode::Any), AccessKind::Close(AccessMode::Read)] {
+            assert_eq!(Change::of(&EventKind::Access(ours)), None, "{ours:?}");
+        }
+    }
+
+    #[test]
+    fn a_burst_is_due_after_quiet_or_at_the_deadline_and_never_mid_write() {
+        let a = Path::new("/p/a.yaml");
+        let mut burst = Burst::new();
+        let t0 = burst.first;
+        burst.note(a, Change::Writing, t0);
+        assert!(!burst.writing.is_empty(), "a file being written holds the reload back");
+        burst.note(a, Change::Done, t0 + Duration::from_millis(5));
+        assert!(burst.writing.is_empty());
+        assert_eq!(burst.due(), t0 + Duration::from_millis(5) + DEBOUNCE);
+        // Changes every 30 ms (under DEBOUNCE) cannot postpone it past the deadline.
+        for n in 1..20 {
+            burst.note(a, Change::Other, t0 + Duration::from_millis(30 * n));
+        }
+        assert_eq!(burst.due(), t0 + DEADLINE);
     }
 }

@@ -4,12 +4,50 @@
 
 use std::path::Path;
 
-use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
+use saphyr::{MarkedYamlOwned, ScalarOwned, ScanError, YamlDataOwned, YamlLoader};
+use saphyr_parser::{Event, Parser, SpannedEventReceiver};
 
 use crate::diag::{Diagnostic, Span};
 
 pub(crate) type Node = MarkedYamlOwned;
 type Data = YamlDataOwned<MarkedYamlOwned>;
+
+/// How deep mappings and lists may nest in one document. Cilium policies need under 15 levels
+/// and `kubectl get -o yaml` lists a few more; the limit exists because deeper input is an attack
+/// (each level costs stack in any recursive consumer), not a policy.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Why a text did not load.
+enum LoadError {
+    Syntax(ScanError),
+    /// A mapping or list opened at this position is nested deeper than [`MAX_DEPTH`].
+    TooDeep(saphyr::Marker),
+}
+
+/// The documents of a text, built from the parser's events one at a time (never recursively),
+/// refusing nesting past [`MAX_DEPTH`] as soon as it is reached.
+fn load(text: &str) -> Result<Vec<Node>, LoadError> {
+    let mut loader = YamlLoader::<Node>::default();
+    let mut depth = 0usize;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(LoadError::Syntax)?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(LoadError::TooDeep(span.start));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        loader.on_event(event, span);
+        if let Some(e) = loader.error() {
+            return Err(LoadError::Syntax(e.clone()));
+        }
+    }
+    Ok(loader.into_documents())
+}
 
 /// The fields an object accepts, and how to treat the others.
 pub(crate) struct Shape {
@@ -79,6 +117,21 @@ pub(crate) fn is_null(node: &Node) -> bool {
     matches!(data(node), YamlDataOwned::Value(ScalarOwned::Null))
 }
 
+/// What to do about a syntax error, by what the parser said.
+fn syntax_fix(info: &str) -> &'static str {
+    if info.contains("duplicated key") {
+        "remove or rename one of the two entries"
+    } else if info.contains("tab") {
+        "indent with spaces, never tabs"
+    } else if info.contains("recursion limit") {
+        "flow collections ([...] and {...}) nest too deep; flatten the document"
+    } else if info.contains("alias expansion") {
+        "anchors and aliases (&name, *name) expand to too many nodes; write the values out"
+    } else {
+        "fix the YAML syntax at this position"
+    }
+}
+
 pub(crate) fn seq_len(node: &Node) -> Option<usize> {
     match data(node) {
         YamlDataOwned::Sequence(items) => Some(items.len()),
@@ -127,19 +180,22 @@ impl<'f> Decoder<'f> {
 
     /// The documents of a (multi-document) YAML text; `None` after recording a syntax error.
     pub(crate) fn documents(&mut self, text: &str) -> Option<Vec<Node>> {
-        match Node::load_from_str(text) {
-            Ok(docs) => Some(docs),
-            Err(e) => {
-                let fix = if e.info().contains("duplicated key") {
-                    "remove or rename one of the two entries"
-                } else {
-                    "fix the YAML syntax (indent with spaces, never tabs)"
-                };
-                let span = Span { line: e.marker().line().max(1), col: e.marker().col() + 1 };
-                self.error_at(span, "", format!("invalid YAML: {}: {fix}", e.info()));
-                None
+        let (marker, message) = match load(text) {
+            Ok(docs) => return Some(docs),
+            Err(LoadError::Syntax(e)) => {
+                (*e.marker(), format!("invalid YAML: {}: {}", e.info(), syntax_fix(e.info())))
             }
-        }
+            Err(LoadError::TooDeep(marker)) => (
+                marker,
+                format!(
+                    "mappings and lists nest deeper than {MAX_DEPTH} levels here: no policy or \
+                     inventory needs that many; flatten the document"
+                ),
+            ),
+        };
+        let span = Span { line: marker.line().max(1), col: marker.col() + 1 };
+        self.error_at(span, "", message);
+        None
     }
 
     pub(crate) fn error(&mut self, node: &Node, path: &str, message: impl Into<String>) {

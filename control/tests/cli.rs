@@ -431,3 +431,27 @@ fn serve_logs_json_lines_and_stops_cleanly_on_signals() {
         );
     }
 }
+
+/// Nesting past `MAX_DEPTH` (64) is a located error for policies and the inventory, at any
+/// depth: 20,000 levels used to overflow the loader's stack and abort the process.
+#[test]
+fn deep_nesting_is_a_located_error_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nested = |levels: usize| format!("{}a\n", "- ".repeat(levels));
+    let path = dir.path().join("deep.yaml");
+    let file = path.to_str().unwrap_or_default();
+    for (levels, too_deep) in [(64, false), (65, true), (20_000, true)] {
+        std::fs::write(&path, nested(levels)).expect("write");
+        for args in [
+            vec!["validate", "--policies", file],
+            vec!["validate", "--policies", "manifests/policies", "--endpoints", file],
+        ] {
+            let out = l7gate(&args);
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{levels} levels, {args:?}: {stderr}");
+            let says = stderr.contains("deep.yaml:1:129: mappings and lists nest deeper than 64");
+            assert_eq!(says, too_deep, "{levels} levels, {args:?}: {stderr}");
+            assert!(!stderr.contains("tabs"), "{stderr}");
+        }
+    }
+}
