@@ -36,6 +36,36 @@ const PATHS: &[&str] = &[
     "/api/v\\d/.*",
     "/api/v1/items/.*\\?id=[0-9]+",
 ];
+/// Pieces of generated path patterns ([`composed_path`]): RE2 class syntax that a scanner can
+/// misread (`]` first in a class, POSIX classes, escapes, brackets and parentheses inside
+/// classes), quantifiers, groups and alternations around a literal head.
+const PATH_HEADS: &[&str] = &["/ab", "/api/v1", "/c", ""];
+const PATH_CLASSES: &[&str] = &[
+    "[](]",
+    "[]a]",
+    "[^]x]",
+    "[[:alpha:]]",
+    "[[:digit:](]",
+    "[\\](]",
+    "[a-c|]",
+    "[(]",
+    "[)|]",
+    "\\[",
+    "\\(",
+    "(x|y)",
+    "",
+];
+const PATH_TAILS: &[&str] = &["", "*", "+", ".*", "/.*", "[0-9]+", "?"];
+const PATH_ALTS: &[&str] = &["", "|/c", "|/ab.*", "|[](]|/d", "|(/e)"];
+
+/// A path pattern made of [`PATH_HEADS`], [`PATH_CLASSES`], [`PATH_TAILS`], [`PATH_ALTS`]
+/// (only those the regex engine accepts).
+fn composed_path() -> impl Strategy<Value = String> {
+    (select(PATH_HEADS), select(PATH_CLASSES), select(PATH_TAILS), select(PATH_ALTS))
+        .prop_map(|(h, c, t, a)| format!("{h}{c}{t}{a}"))
+        .prop_filter("the regex engine accepts it", |p| full_match_regex(p).is_ok())
+}
+
 const HOSTS: &[&str] = &["", "inventory(:8080)?", ".*\\.example\\.com", "inventory:8080"];
 const HEADER_NAMES: &[&str] = &["x-token", "X-Tenant"];
 const HEADER_VALUES: &[&str] = &["blue", "red"];
@@ -82,6 +112,18 @@ const REQ_PATHS: &[&[u8]] = &[
     b"/caf\xc3\xa9/menu",
     b"/api/v1/\xff",
     b"",
+    b"/c",
+    b"/d",
+    b"/e",
+    b"/ab(",
+    b"/ab]",
+    b"/abx",
+    b"/ab1",
+    b"/ab|",
+    b"/ab[",
+    b"/abq",
+    b"/cx",
+    b"/api/v1(",
 ];
 const REQ_AUTHORITIES: &[&str] = &["inventory:8080", "inventory", "api.example.com", "evil.com"];
 
@@ -94,7 +136,10 @@ fn http_rule() -> impl Strategy<Value = HttpRule> {
         .prop_map(|(n, v)| HeaderCondition { name: n.into(), value: v.map(Into::into) });
     (
         pattern(METHODS),
-        pattern(PATHS),
+        proptest::option::weighted(
+            0.7,
+            prop_oneof![2 => select(PATHS).prop_map(String::from), 1 => composed_path()],
+        ),
         proptest::option::weighted(0.2, select(HOSTS).prop_map(String::from)),
         proptest::collection::vec(header, 0..2).prop_map(|mut h| {
             // Header conditions are rarer than method and path in real policies.

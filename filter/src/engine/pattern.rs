@@ -194,16 +194,23 @@ fn literal_prefix(pattern: &str) -> (String, &str) {
     (prefix, rest)
 }
 
-/// Whether `|` occurs outside every group and class.
+/// Whether `|` may occur outside every group and class. Conservative: a pattern with both a
+/// `|` and a character class counts as one, because where a class ends depends on syntax the
+/// engines read differently (`]` first in a class is literal, `[:alpha:]` inside one, nested
+/// classes in some engines and a literal `[` in RE2); a wrong answer here would give a prefix
+/// the alternation's other branches do not have, and deny what the regex matches.
 fn has_top_level_alternation(pattern: &str) -> bool {
-    let (mut depth, mut class, mut escaped) = (0usize, false, false);
+    if !pattern.contains('|') {
+        return false;
+    }
+    if pattern.contains('[') {
+        return true;
+    }
+    let (mut depth, mut escaped) = (0usize, false);
     for c in pattern.chars() {
         match c {
             _ if escaped => escaped = false,
             '\\' => escaped = true,
-            '[' if !class => class = true,
-            ']' if class => class = false,
-            _ if class => {}
             '(' => depth += 1,
             ')' => depth = depth.saturating_sub(1),
             '|' if depth == 0 => return true,
@@ -248,6 +255,11 @@ mod tests {
         assert_eq!(kind("GET|"), "regex ");
         assert_eq!(kind("/x(a|b)"), "regex /x");
         assert_eq!(kind("/\\d+"), "regex /");
+        // A class makes the alternation's extent uncertain: no prefix (finding: `/ab[](]|/c`).
+        assert_eq!(kind("/ab[](]|/c"), "regex ");
+        assert_eq!(kind("/ab[[:alpha:](]|/c"), "regex ");
+        assert_eq!(kind("/ab[0-9]+"), "regex /ab");
+        assert_eq!(kind("/x\\(|/y"), "regex ");
     }
 
     /// Each fast path agrees with the regex it replaces, including on non-UTF-8 and newlines.
@@ -265,6 +277,9 @@ mod tests {
             b"/healthz",
             b"/healthz/",
             b"/api/v1.0/a",
+            b"/c",
+            b"/ab(",
+            b"/abq",
         ];
         for p in [
             "GET|HEAD",
@@ -273,6 +288,8 @@ mod tests {
             "/api/v1\\.0/.*",
             "/api/v1.0/.*",
             "/a|/b.*",
+            "/ab[](]|/c",
+            "/ab[[:alpha:]]|/c",
         ] {
             let compiled = Pattern::compile(p).unwrap();
             let regex = full_match_regex(p).unwrap();
