@@ -203,12 +203,16 @@ impl<'c> Engines<'c> {
     }
 
     fn decide(&mut self, flow: &Flow) -> Result<Outcome, String> {
-        if !self.compiled.contains_key(&flow.endpoint) {
-            let endpoint = self.cluster.endpoint(&flow.endpoint)?;
+        let name = flow
+            .endpoint
+            .as_deref()
+            .ok_or("the flow names no endpoint (an unconfigured filter's record)")?;
+        if !self.compiled.contains_key(name) {
+            let endpoint = self.cluster.endpoint(name)?;
             let config: Config = self.cluster.compile(endpoint)?;
-            self.compiled.insert(flow.endpoint.clone(), Engine::compile(&config)?);
+            self.compiled.insert(name.to_string(), Engine::compile(&config)?);
         }
-        let engine = self.compiled.get(&flow.endpoint).ok_or("internal error: engine vanished")?;
+        let engine = self.compiled.get(name).ok_or("internal error: engine vanished")?;
         let (direction, peer_ip) = match flow.direction.as_str() {
             "ingress" => (Direction::Ingress, &flow.src.ip),
             "egress" => (Direction::Egress, &flow.dst.ip),
@@ -267,7 +271,7 @@ pub fn replay(old: &Cluster, new: &Cluster, text: &str) -> Result<Vec<FlowChange
         if before.verdict != after.verdict {
             out.push(FlowChange {
                 line: i + 1,
-                endpoint: flow.endpoint.clone(),
+                endpoint: flow.endpoint.clone().unwrap_or_default(),
                 direction: flow.direction.clone(),
                 from: flow.src.label().to_string(),
                 to: flow.dst.label().to_string(),

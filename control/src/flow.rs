@@ -22,17 +22,23 @@ pub struct Flow {
     pub verdict: String,
     /// A stable reason code (`allowed-l7`, `default-deny`, ...).
     pub reason: String,
-    /// The endpoint whose sidecar decided (`namespace/name`).
-    pub endpoint: String,
+    /// The endpoint whose sidecar decided (`namespace/name`); absent from the records of a
+    /// filter without configuration.
+    #[serde(default)]
+    pub endpoint: Option<String>,
     #[serde(default)]
     pub policy: Option<String>,
     #[serde(default)]
     pub kind: Option<String>,
     #[serde(default)]
     pub rule: Option<String>,
+    #[serde(default)]
     pub src: Party,
+    #[serde(default)]
     pub dst: Party,
+    #[serde(default)]
     pub port: u16,
+    #[serde(default)]
     pub protocol: String,
     #[serde(default)]
     pub method: Option<String>,
@@ -42,6 +48,9 @@ pub struct Flow {
     pub host: Option<String>,
     #[serde(default)]
     pub sni: Option<String>,
+    /// The fields of [`Flow::EXPECTED`] the record lacks (records are shown all the same).
+    #[serde(skip)]
+    pub missing: Vec<&'static str>,
 }
 
 /// A side of the flow.
@@ -83,8 +92,14 @@ impl Flow {
         if !line.starts_with('{') {
             return None;
         }
-        serde_json::from_str(line).ok()
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        let mut flow: Flow = serde_json::from_value(value.clone()).ok()?;
+        flow.missing = Flow::EXPECTED.iter().copied().filter(|k| value.get(k).is_none()).collect();
+        Some(flow)
     }
+
+    /// Fields every configured filter writes; the rest depend on the request.
+    pub const EXPECTED: [&'static str; 5] = ["endpoint", "src", "dst", "port", "protocol"];
 
     /// The request as one table cell: `GET inventory-api:8080/api/x`.
     pub fn request(&self) -> String {
@@ -96,9 +111,13 @@ impl Flow {
 
     /// `policy rule` or the reason, for tables.
     pub fn decided_by(&self) -> String {
-        match (&self.policy, &self.rule) {
+        let decided = match (&self.policy, &self.rule) {
             (Some(p), Some(r)) => format!("{p} {r} ({})", self.reason),
             _ => self.reason.clone(),
+        };
+        match self.missing.as_slice() {
+            [] => decided,
+            missing => format!("{decided} [record has no {}]", missing.join(", ")),
         }
     }
 }
@@ -191,6 +210,17 @@ mod tests {
     use super::*;
 
     const LINE: &str = r#"{"time":"2026-11-24T13:13:34.577Z","response_code":403,"direction":"ingress","verdict":"denied","reason":"denied-l7-no-rule-matched","endpoint":"default/inventory-api","policy":"default/inventory-api-l7","kind":"CiliumNetworkPolicy","rule":"spec.ingress[0].toPorts[0]","src":{"ip":"127.0.0.2","identity":257,"name":"default/frontend","namespace":"default","labels":["k8s:app=frontend-app"]},"dst":{"ip":"127.0.0.10","identity":258,"name":"default/inventory-api"},"port":8080,"protocol":"TCP","method":"DELETE","path":"/api/inventory/item123","host":"inventory-api:8080","future_field":1}"#;
+
+    /// An unconfigured filter's record (no endpoint) is shown, saying what it lacks.
+    #[test]
+    fn a_record_without_endpoint_is_kept_and_says_so() {
+        let line = r#"{"time":"t","response_code":403,"direction":"ingress","verdict":"denied","reason":"no-configuration","src":{"ip":"127.0.0.2"},"dst":{},"port":8080,"protocol":"TCP"}"#;
+        let f = Flow::parse(line).expect("a record without endpoint is a flow record");
+        assert_eq!((f.endpoint.as_deref(), f.missing.as_slice()), (None, &["endpoint"][..]));
+        assert_eq!(f.decided_by(), "no-configuration [record has no endpoint]");
+        assert!(Filter::default().keeps(&f));
+        assert!(Flow::parse(LINE).expect("flow").missing.is_empty());
+    }
 
     #[test]
     fn a_flow_line_parses_and_other_lines_are_skipped() {

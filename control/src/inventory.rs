@@ -205,7 +205,8 @@ impl Decoder<'_> {
         };
         self.list(n, &f.path("ips"), |d, n, p| {
             let text = d.string(n, p)?;
-            let ip = text.parse::<IpAddr>().map_err(|_| {
+            // An IPv4-mapped address is the IPv4 address (as the filter reads peers).
+            let ip = text.parse::<IpAddr>().map(|ip| ip.to_canonical()).map_err(|_| {
                 format!("{text:?} is not an IP address (write e.g. 10.0.0.7 or fd00::7)")
             });
             d.check(n, p, ip)
@@ -331,7 +332,7 @@ impl Decoder<'_> {
         self.list(n, &status.path(list), |d, n, p| {
             let m = d.mapping(n, p, "an address entry")?;
             let text = m.get(field).and_then(|v| d.string(v, &m.path(field)))?;
-            text.parse::<IpAddr>().ok()
+            text.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
         })
         .unwrap_or_default()
     }
@@ -399,6 +400,13 @@ mod tests {
     fn parse(text: &str) -> Result<Inventory, Vec<String>> {
         parse_str(Path::new("inv.yaml"), text)
             .map_err(|d| d.0.iter().map(ToString::to_string).collect())
+    }
+
+    /// An IPv4-mapped address is stored as the IPv4 address the filter sees a peer as.
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        let inv = parse("endpoints:\n  - name: fe\n    ips: ['::ffff:10.0.0.7']\n").unwrap();
+        assert_eq!(inv.endpoint("fe").unwrap().ips, vec!["10.0.0.7".parse::<IpAddr>().unwrap()]);
     }
 
     #[test]

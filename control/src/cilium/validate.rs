@@ -246,8 +246,23 @@ pub fn entity(name: &str) -> Result<Entity, String> {
 }
 
 /// A prefix of `fromCIDR`/`toCIDR`/`cidr`/`except` (spec §3.4).
+/// An IPv4-mapped IPv6 prefix (`::ffff:10.0.0.0/104`) is refused: Cilium matches it against IPv6
+/// packets only, which never carry an IPv4 peer, while l7gate reads a mapped peer address as the
+/// IPv4 address it is; either way the rule would look effective and match nothing.
 pub fn cidr(s: &str) -> Result<Cidr, String> {
-    Cidr::parse(s).map_err(|why| format!("unable to parse CIDR: {why}"))
+    let cidr = Cidr::parse(s).map_err(|why| format!("unable to parse CIDR: {why}"))?;
+    let mapped = match cidr.addr() {
+        std::net::IpAddr::V6(v6) if cidr.prefix_len() >= 96 => v6.to_ipv4_mapped(),
+        _ => None,
+    };
+    match mapped {
+        Some(v4) => Err(format!(
+            "{s:?} is an IPv4-mapped IPv6 prefix, which matches no peer (IPv4 peers are matched \
+             as IPv4): write the IPv4 prefix {v4}/{}",
+            cidr.prefix_len() - 96
+        )),
+        None => Ok(cidr),
+    }
 }
 
 /// An `except` entry must lie inside its `cidr` and be of the same family (spec §3.4).
@@ -485,6 +500,10 @@ mod tests {
         // spec §3.4: prefix form required; except inside cidr and of the same family.
         let net = cidr("10.0.0.0/8").unwrap();
         assert!(cidr("10.0.0.1").is_err());
+        let mapped = cidr("::ffff:127.0.0.0/104").unwrap_err();
+        assert!(mapped.contains("write the IPv4 prefix 127.0.0.0/8"), "{mapped}");
+        assert!(cidr("::ffff:0:0/96").is_err());
+        assert!(cidr("::/0").is_ok(), "an IPv6 prefix around the mapped range is plain IPv6");
         assert_eq!(except(&net, &cidr("10.1.0.0/16").unwrap()), Ok(()));
         assert!(except(&net, &cidr("11.0.0.0/16").unwrap())
             .unwrap_err()
