@@ -28,8 +28,50 @@ impl Diagnostic {
         path: impl Into<String>,
         message: impl Into<String>,
     ) -> Self {
-        Diagnostic { file: file.to_path_buf(), span, path: path.into(), message: message.into() }
+        let message = shorten_quoted(&message.into());
+        Diagnostic { file: file.to_path_buf(), span, path: path.into(), message }
     }
+}
+
+/// Quoted values longer than this many characters are cut in messages.
+pub const QUOTE_LIMIT: usize = 100;
+
+/// `message` with every quoted value (`"..."`, as `{:?}` writes it) longer than [`QUOTE_LIMIT`]
+/// characters cut there, with a marker saying how much was left out: a 1 MB regex must not make
+/// a 1 MB error, and the field path and position already say where the value is.
+fn shorten_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4 * QUOTE_LIMIT));
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' {
+            continue;
+        }
+        let (mut kept, mut dropped, mut escaped) = (0usize, 0usize, false);
+        for c in chars.by_ref() {
+            let closes = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            if closes {
+                break;
+            }
+            if kept < QUOTE_LIMIT {
+                out.push(c);
+                kept += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            if escaped || out.ends_with('\\') {
+                out.pop();
+                dropped += 1;
+            }
+            out.push_str(&format!("…\" ({dropped} more characters)"));
+        } else {
+            out.push('"');
+        }
+    }
+    out
 }
 
 impl fmt::Display for Diagnostic {
@@ -74,3 +116,29 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_quoted_values_are_cut_with_a_marker() {
+        let long = "a".repeat(1_000_000);
+        let d = Diagnostic::new(
+            Path::new("p.yaml"),
+            Span::default(),
+            "x",
+            format!("invalid regex {long:?}: fix it"),
+        );
+        assert_eq!(
+            d.message,
+            format!("invalid regex \"{}…\" (999900 more characters): fix it", "a".repeat(100))
+        );
+        let short =
+            Diagnostic::new(Path::new("p.yaml"), Span::default(), "x", "bad \"a\\\"b\" here");
+        assert_eq!(
+            short.message, "bad \"a\\\"b\" here",
+            "short values and escapes stay as they are"
+        );
+    }
+}

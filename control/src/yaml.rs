@@ -148,7 +148,7 @@ pub(crate) fn scalar_text(node: &Node) -> Option<String> {
     match data(node) {
         YamlDataOwned::Value(ScalarOwned::Boolean(b)) => Some(b.to_string()),
         YamlDataOwned::Value(ScalarOwned::Integer(i)) => Some(i.to_string()),
-        YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => Some(f.to_string()),
+        YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => Some(format!("{:?}", f.0)),
         _ => None,
     }
 }
@@ -158,7 +158,7 @@ pub(crate) fn describe(node: &Node) -> String {
         YamlDataOwned::Value(ScalarOwned::Null) => "an empty value".into(),
         YamlDataOwned::Value(ScalarOwned::Boolean(b)) => format!("the boolean {b}"),
         YamlDataOwned::Value(ScalarOwned::Integer(i)) => format!("the number {i}"),
-        YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => format!("the number {f}"),
+        YamlDataOwned::Value(ScalarOwned::FloatingPoint(f)) => format!("the number {:?}", f.0),
         YamlDataOwned::Value(ScalarOwned::String(s)) => format!("the string {s:?}"),
         YamlDataOwned::Sequence(_) => "a list".into(),
         YamlDataOwned::Mapping(_) => "a mapping".into(),

@@ -455,3 +455,29 @@ fn deep_nesting_is_a_located_error_not_a_crash() {
         }
     }
 }
+
+/// Messages quote numbers as written and cut long values with a marker (a 1 MB regex made a
+/// 1 MB error); syntax errors get the tabs hint only when tabs are the problem.
+#[test]
+fn messages_quote_numbers_as_written_and_cut_long_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    let policy = |port: &str, path: &str| {
+        format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: p, namespace: default}}\nspec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports: [{{port: {port}, protocol: TCP}}]\n      rules: {{http: [{{path: '{path}'}}]}}\n")
+    };
+    let run = |yaml: &str| {
+        std::fs::write(&file, yaml).expect("write");
+        let out = l7gate(&["validate", "--policies", file.to_str().unwrap_or_default()]);
+        assert_eq!(out.status.code(), Some(1));
+        text(&out).1
+    };
+    let stderr = run(&policy("8080.0", "/x"));
+    assert!(stderr.contains("found the number 8080.0"), "{stderr}");
+    let stderr = run(&policy("\"8080\"", &format!("({}", "a".repeat(1_000_000))));
+    assert!(stderr.len() < 1_000, "{} bytes of error", stderr.len());
+    assert!(stderr.contains("…\" (999901 more characters)"), "{stderr}");
+    let stderr = run("a: [1, 2\n");
+    assert!(stderr.contains("invalid YAML") && !stderr.contains("tabs"), "{stderr}");
+    let stderr = run("a:\n\tb: c\n");
+    assert!(stderr.contains("indent with spaces, never tabs"), "{stderr}");
+}
