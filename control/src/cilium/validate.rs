@@ -416,6 +416,7 @@ fn protocol_name(p: L4Protocol) -> &'static str {
 
 /// An HTTP `method`/`path`/`host` regex (spec §5.2): RE2 syntax, matched against the whole value.
 /// It must compile on its own (as Cilium checks it) and anchored (as the filter runs it).
+/// Its per-request cost is bounded too ([`MAX_OPEN_REPETITIONS`]).
 pub fn regex(pattern: &str) -> Result<(), String> {
     Regex::new(pattern)
         .map_err(|e| format!("invalid regex {pattern:?}: {e}"))
@@ -425,8 +426,54 @@ pub fn regex(pattern: &str) -> Result<(), String> {
                 "{e}: write an RE2 pattern (it must match the whole value; escape literal \
                  characters such as . ( ) with \\)"
             )
-        })
+        })?;
+    match open_repetitions(pattern) {
+        n if n > MAX_OPEN_REPETITIONS => Err(format!(
+            "regex {pattern:?} has {n} unbounded repetitions (*, +, {{n,}}) once counted \
+             repetitions are expanded; more than {MAX_OPEN_REPETITIONS} make every request cost \
+             milliseconds on a long path (each can keep a match attempt alive per input byte): \
+             use fewer .* and no .* inside {{n}}"
+        )),
+        _ => Ok(()),
+    }
 }
+
+/// The most unbounded repetitions an HTTP regex may have, counted with the multiplicity of the
+/// counted repetitions around them. The filter's regex engine runs in time proportional to the
+/// input times the match attempts alive at once, and each unbounded repetition of a broad class
+/// can keep one alive for the rest of the input: measured natively on a 60 KB path (Envoy's
+/// default header limit), about 1.5 ms each (`(.*a){25}`: 39 ms; `/api/.*/x/.*`: 2 of them).
+pub const MAX_OPEN_REPETITIONS: u64 = 6;
+
+/// [`MAX_OPEN_REPETITIONS`]'s measure of `pattern`; 0 when the syntax parser does not read the
+/// pattern (the regex engine, which accepted it, is the authority on syntax).
+fn open_repetitions(pattern: &str) -> u64 {
+    use regex_syntax::hir::{Hir, HirKind};
+    fn count(hir: &Hir, times: u64) -> u64 {
+        match hir.kind() {
+            HirKind::Repetition(r) => {
+                let own = if r.max.is_none() { times } else { 0 };
+                let inner = times.saturating_mul(u64::from(r.max.unwrap_or(r.min).max(1)));
+                own.saturating_add(count(&r.sub, inner))
+            }
+            HirKind::Capture(c) => count(&c.sub, times),
+            HirKind::Concat(all) | HirKind::Alternation(all) => {
+                all.iter().fold(0, |n, h| n.saturating_add(count(h, times)))
+            }
+            HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => 0,
+        }
+    }
+    // Structure is what counts: ASCII classes and bytes read every pattern without Unicode tables.
+    let mut parser = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .nest_limit(MAX_REGEX_NESTING)
+        .build();
+    parser.parse(pattern).map(|hir| count(&hir, 1)).unwrap_or(0)
+}
+
+/// How deep groups and repetitions may nest in a regex (the syntax parser's own guard).
+const MAX_REGEX_NESTING: u32 = 100;
 
 /// `log.value` (spec §1.2): at most 32 printable characters.
 pub fn log_value(value: &str) -> Result<(), String> {
@@ -581,6 +628,21 @@ mod tests {
         assert!(regex("(").unwrap_err().starts_with("invalid regex \"(\": "));
         assert!(regex("a)|(b").is_err(), "must not be accepted only thanks to the wrapper");
         assert!(regex(r"\p{Greek}").is_err(), "regex-lite lacks Unicode classes");
+        // Per-request cost: unbounded repetitions, counted repetitions expanded.
+        assert_eq!(open_repetitions("/api/inventory/.*"), 1);
+        assert_eq!(open_repetitions("(.*a){25}"), 25);
+        assert_eq!(open_repetitions("(.*){20}b"), 20);
+        assert_eq!(open_repetitions("(a*)*b"), 2);
+        assert_eq!(open_repetitions("/items/[0-9]{1,8}"), 0);
+        assert_eq!(open_repetitions("(\\w*a){9}/caf\u{e9}"), 9, "classes and non-ASCII parse too");
+        assert_eq!(regex("/api/.*/v1/.*/items/.*"), Ok(()));
+        for slow in ["(.*a){25}", "(.*){20}b", "(.*/){7}x", ".*.*.*.*.*.*.*"] {
+            let e = regex(slow).unwrap_err();
+            assert!(
+                e.contains("unbounded repetitions") && e.contains("more than 6"),
+                "{slow}: {e}"
+            );
+        }
     }
 
     #[test]
