@@ -58,6 +58,25 @@ impl Cluster {
 
     /// The filter configuration of one endpoint.
     pub fn compile(&self, endpoint: &Endpoint) -> Result<Config, String> {
+        self.build(endpoint, true)
+    }
+
+    /// Checks that every endpoint's configuration compiles, as [`Cluster::compile`] would, in
+    /// time linear in the inventory: the cluster-wide tables (identities, address → identity),
+    /// which differ between endpoints only by their node, are checked with the first endpoint
+    /// of each node; every endpoint's rules on their own. (Compiling all in full is quadratic:
+    /// 10,000 endpoints took 49 s.)
+    pub fn check_all(&self) -> Result<(), String> {
+        let mut nodes = BTreeSet::new();
+        for endpoint in &self.inventory.endpoints {
+            let first_of_node = nodes.insert(endpoint.node.as_deref());
+            self.build(endpoint, first_of_node)?;
+        }
+        Ok(())
+    }
+
+    /// One endpoint's configuration, with the cluster-wide tables or (for checks) without.
+    fn build(&self, endpoint: &Endpoint, tables: bool) -> Result<Config, String> {
         let (ingress, egress) =
             resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode);
         let config = Config {
@@ -66,8 +85,8 @@ impl Cluster {
                 name: endpoint.name.clone(),
                 namespace: endpoint.namespace.clone(),
             },
-            identities: self.identities.infos(),
-            ipcache: self.ipcache(endpoint),
+            identities: if tables { self.identities.infos() } else { Vec::new() },
+            ipcache: if tables { self.ipcache(endpoint) } else { Vec::new() },
             ingress,
             egress,
         };

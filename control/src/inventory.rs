@@ -9,9 +9,7 @@ use std::path::Path;
 use crate::cilium::model::Port;
 use crate::cilium::validate;
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::yaml::{
-    describe, is_empty_seq, is_null, scalar_text, span_of, Decoder, Fields, Node, Shape,
-};
+use crate::yaml::{describe, is_empty_seq, scalar_text, span_of, Decoder, Fields, Node, Shape};
 
 /// A node of the inventory (named apart from the YAML node type).
 type Node_ = NodeEntry;
@@ -69,20 +67,22 @@ pub fn load(path: &Path) -> Result<Inventory, Diagnostics> {
 /// Parses an inventory text (l7gate's format or a kubectl `v1 List`).
 pub fn parse_str(file: &Path, text: &str) -> Result<Inventory, Diagnostics> {
     let mut d = Decoder::new(file);
-    let docs = d.documents(text);
     let mut inventory = Inventory::default();
-    let real: Vec<&Node> = docs.iter().flatten().filter(|n| !is_null(n)).collect();
-    match real.as_slice() {
-        [doc] => d.inventory(doc, &mut inventory),
-        [] if docs.is_some() => d.error_at(
+    let mut count = 0;
+    let found = d.each_document(text, |d, doc| {
+        count += 1;
+        if count == 1 {
+            d.inventory(doc, &mut inventory);
+        } else if count == 2 {
+            d.error(doc, "", "the inventory must be one YAML document: merge the documents");
+        }
+    });
+    if found == Some(0) {
+        d.error_at(
             Span { line: 1, col: 1 },
             "",
             "the inventory is empty: list endpoints (see manifests/endpoints.yaml)",
-        ),
-        [] => {}
-        [_, second, ..] => {
-            d.error(second, "", "the inventory must be one YAML document: merge the documents")
-        }
+        );
     }
     d.check_unique(&inventory);
     if d.errors.is_empty() {

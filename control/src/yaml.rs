@@ -24,13 +24,15 @@ enum LoadError {
     TooDeep(saphyr::Marker),
 }
 
-/// The documents of a text, built from the parser's events one at a time (never recursively),
-/// refusing nesting past [`MAX_DEPTH`] as soon as it is reached.
-fn load(text: &str) -> Result<Vec<Node>, LoadError> {
+/// Hands each document of a text to `visit` as soon as it is complete, built from the parser's
+/// events one at a time (never recursively) and dropped after the visit, so memory holds one
+/// document's tree at a time; refuses nesting past [`MAX_DEPTH`] as soon as it is reached.
+fn load(text: &str, mut visit: impl FnMut(Node)) -> Result<(), LoadError> {
     let mut loader = YamlLoader::<Node>::default();
     let mut depth = 0usize;
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(LoadError::Syntax)?;
+        let document_end = event == Event::DocumentEnd;
         match event {
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 depth += 1;
@@ -45,8 +47,12 @@ fn load(text: &str) -> Result<Vec<Node>, LoadError> {
         if let Some(e) = loader.error() {
             return Err(LoadError::Syntax(e.clone()));
         }
+        if document_end {
+            std::mem::take(&mut loader).into_documents().into_iter().for_each(&mut visit);
+        }
     }
-    Ok(loader.into_documents())
+    loader.into_documents().into_iter().for_each(visit);
+    Ok(())
 }
 
 /// The fields an object accepts, and how to treat the others.
@@ -178,10 +184,23 @@ impl<'f> Decoder<'f> {
         Decoder { file, errors: Vec::new(), warnings: Vec::new() }
     }
 
-    /// The documents of a (multi-document) YAML text; `None` after recording a syntax error.
-    pub(crate) fn documents(&mut self, text: &str) -> Option<Vec<Node>> {
-        let (marker, message) = match load(text) {
-            Ok(docs) => return Some(docs),
+    /// Decodes the documents of a (multi-document) YAML text one at a time with `visit`, and
+    /// returns how many were not empty; `None` after recording a syntax error (the documents
+    /// before it were visited: their errors are reported too, and nothing is accepted).
+    pub(crate) fn each_document(
+        &mut self,
+        text: &str,
+        mut visit: impl FnMut(&mut Self, &Node),
+    ) -> Option<usize> {
+        let mut real = 0;
+        let loaded = load(text, |doc| {
+            if !is_null(&doc) {
+                real += 1;
+                visit(self, &doc);
+            }
+        });
+        let (marker, message) = match loaded {
+            Ok(()) => return Some(real),
             Err(LoadError::Syntax(e)) => {
                 (*e.marker(), format!("invalid YAML: {}: {}", e.info(), syntax_fix(e.info())))
             }

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 
 use saphyr::{ScalarOwned, YamlDataOwned};
 
-use crate::yaml::{
-    data, describe, is_empty_seq, is_null, seq_len, span_of, Decoder, Fields, Node, Shape,
-};
+use crate::yaml::{data, describe, is_empty_seq, seq_len, span_of, Decoder, Fields, Node, Shape};
 
 use super::model::{
     CidrRule, DefaultDeny, Entity, FqdnSelector, HeaderMatch, HttpRule, L4Protocol, Operator, Peer,
@@ -322,17 +320,16 @@ impl Section {
 impl Decoder<'_> {
     /// The policies of one file.
     fn file(&mut self, text: &str) -> Vec<Policy> {
-        let Some(docs) = self.documents(text) else {
-            return Vec::new();
-        };
-        if docs.iter().all(is_null) {
+        let mut policies = Vec::new();
+        let found = self.each_document(text, |d, doc| policies.extend(d.document(doc)));
+        if found == Some(0) {
             self.error_at(
                 Span { line: 1, col: 1 },
                 "",
                 "no policy in this file: add a CiliumNetworkPolicy document, or remove the file",
             );
         }
-        docs.iter().filter(|doc| !is_null(doc)).filter_map(|doc| self.document(doc)).collect()
+        policies
     }
 
     /// One policy object; `None` when it has an error.

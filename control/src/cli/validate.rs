@@ -27,9 +27,7 @@ pub fn run(args: Args) -> Result<(), String> {
         let inputs =
             super::Inputs { policies: args.policies.clone(), endpoints: endpoints.clone() };
         let cluster = super::load(&inputs)?;
-        for e in &cluster.inventory.endpoints {
-            cluster.compile(e)?;
-        }
+        cluster.check_all()?;
         summary
             .push_str(&format!("; compiled for {} endpoints", cluster.inventory.endpoints.len()));
     }
