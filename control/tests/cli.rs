@@ -481,3 +481,23 @@ fn messages_quote_numbers_as_written_and_cut_long_values() {
     let stderr = run("a:\n\tb: c\n");
     assert!(stderr.contains("indent with spaces, never tabs"), "{stderr}");
 }
+
+/// An input file over the size limit (64 MiB) is refused before it is parsed, with the fix.
+#[test]
+fn an_oversized_input_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("huge.yaml");
+    let line = "# padding padding padding padding padding padding padding padding padding\n";
+    std::fs::write(&file, line.repeat(64 * 1024 * 1024 / line.len() + 1)).expect("write");
+    let path = file.to_str().unwrap_or_default();
+    for args in [
+        vec!["validate", "--policies", path],
+        vec!["validate", "--policies", "manifests/policies", "--endpoints", path],
+    ] {
+        let out = l7gate(&args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("huge.yaml:1:1: "), "{stderr}");
+        assert!(stderr.contains("larger than 64 MiB") && stderr.contains("split it"), "{stderr}");
+    }
+}

@@ -52,11 +52,9 @@ pub fn load_path(path: &Path) -> Result<Loaded, Diagnostics> {
     match policy_files(path) {
         Ok(files) => {
             for file in files {
-                match fs::read_to_string(&file) {
+                match crate::yaml::read_input(&file) {
                     Ok(text) => load.add_file(&file, &text),
-                    Err(e) => {
-                        load.errors.push(file_error(&file, format!("cannot read the file: {e}")))
-                    }
+                    Err(e) => load.errors.push(file_error(&file, e)),
                 }
             }
         }
