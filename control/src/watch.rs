@@ -97,6 +97,19 @@ pub fn publish(
             status.error = Some(e);
         }
     }
+    drop(status);
+    release_freed_memory();
+}
+
+/// Returns the memory of the inputs just decoded (freed by now) to the system: glibc keeps freed
+/// heap in the reloading thread's arena otherwise, and a 50 MB policy file left `serve` holding
+/// 710 MiB after a reload instead of what it serves.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Watches the inputs until the process ends, reloading after each debounced burst of changes.
