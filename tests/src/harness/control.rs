@@ -6,6 +6,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use l7gate::xds::status::StatusReport;
@@ -242,8 +243,23 @@ pub fn binary() -> Result<PathBuf, String> {
     }
 }
 
-/// A port nobody listens on right now (bind port 0, read it, release it).
+/// A port on 127.0.0.1 nobody listens on right now, for a server started next (Envoy's admin,
+/// `l7gate serve`, also across its restarts). Taken from below the kernel's ephemeral range
+/// (32768-60999 by default), not from it: a port from bind-to-0 could be taken by any test's
+/// outgoing connection before the server binds it ("Address already in use"); and never the same
+/// twice in one process.
 pub(crate) fn free_port() -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    listener.local_addr().map_err(|e| e.to_string())
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test processes start at different offsets.
+    let offset = std::process::id().wrapping_mul(7_919) % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (offset + n) % COUNT).map_err(|e| e.to_string())?;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().map_err(|e| e.to_string());
+        }
+    }
+    Err(format!("no free port in {FIRST}-{}", FIRST + COUNT - 1))
 }
