@@ -41,7 +41,7 @@ pub const QUOTE_LIMIT: usize = 100;
 /// a 1 MB error, and the field path and position already say where the value is.
 fn shorten_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len().min(4 * QUOTE_LIMIT));
-    let mut chars = message.chars().peekable();
+    let mut chars = message.chars();
     while let Some(c) = chars.next() {
         out.push(c);
         if c != '"' {
@@ -62,7 +62,8 @@ fn shorten_quoted(message: &str) -> String {
             }
         }
         if dropped > 0 {
-            if escaped || out.ends_with('\\') {
+            // Not a dangling half of an escape.
+            if out.ends_with('\\') {
                 out.pop();
                 dropped += 1;
             }

@@ -93,7 +93,7 @@ impl Flow {
             return None;
         }
         let value: serde_json::Value = serde_json::from_str(line).ok()?;
-        let mut flow: Flow = serde_json::from_value(value.clone()).ok()?;
+        let mut flow = Flow::deserialize(&value).ok()?;
         flow.missing = Flow::EXPECTED.iter().copied().filter(|k| value.get(k).is_none()).collect();
         Some(flow)
     }

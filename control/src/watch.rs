@@ -191,25 +191,23 @@ async fn wait_for_burst(
 ) -> bool {
     let mut warned = None;
     loop {
-        let wake = match &burst {
-            None => None,
-            Some(b) if b.writing.is_empty() => Some(b.due()),
-            Some(_) => Some(*warned.get_or_insert_with(Instant::now) + STILL_WRITING_EVERY),
-        };
-        let event = match wake {
+        let event = match &burst {
             None => rx.recv().await,
-            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
-                Ok(event) => event,
-                Err(_) => match &burst {
-                    Some(b) if b.writing.is_empty() => return true,
-                    Some(b) => {
+            Some(b) => {
+                let wake = match b.writing.is_empty() {
+                    true => b.due(),
+                    false => *warned.get_or_insert_with(Instant::now) + STILL_WRITING_EVERY,
+                };
+                match tokio::time::timeout_at(wake, rx.recv()).await {
+                    Ok(event) => event,
+                    Err(_) if b.writing.is_empty() => return true,
+                    Err(_) => {
                         warned = Some(Instant::now());
                         warn!(files = ?b.writing, "reload held back: files still open for writing");
                         continue;
                     }
-                    None => continue,
-                },
-            },
+                }
+            }
         };
         match event {
             None => return false,

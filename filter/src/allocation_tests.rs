@@ -106,6 +106,8 @@ fn deciding_and_recording_a_request_allocates_nothing() {
         (request("PUT", "/api/svc-7/items/9", "blue"), true),
         (request("PUT", "/api/svc-7/items/9", "red"), false),
         (request("DELETE", "/api/svc-200/items/42", "red"), false),
+        // A dot in the path: the ambiguous-path check reads it in place.
+        (request("GET", "/api/svc-7/items/9.json", "blue"), false),
     ];
     // regex-lite builds a regex's matching cache on its first use and keeps it: warm up once,
     // as any request after the first finds it.

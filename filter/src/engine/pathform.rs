@@ -12,6 +12,8 @@
 //! and the engine denies such a request at L7 (`denied-ambiguous-path`) instead of guessing which
 //! reading the application takes. No legitimate client sends such a path.
 
+use std::borrow::Cow;
+
 /// Rounds of percent-decoding applied: more than any server decodes (twice is the known case).
 const DECODE_ROUNDS: usize = 3;
 
@@ -26,14 +28,15 @@ pub fn ambiguous(path: &[u8]) -> bool {
     if !path.iter().any(|b| *b == b'.' || *b == b'%' || !b.is_ascii()) {
         return false;
     }
-    let mut decoded = path.to_vec();
+    // Plain ASCII paths without '%' (most of them) are read in place, allocating nothing.
+    let mut decoded = Cow::Borrowed(path);
     for _ in 0..DECODE_ROUNDS {
         match percent_decode(&decoded) {
-            Some(next) => decoded = next,
+            Some(next) => decoded = Cow::Owned(next),
             None => break,
         }
     }
-    let canonical = fold_lookalikes(&decoded);
+    let canonical = fold_lookalikes(decoded);
     canonical.split(|b| matches!(b, b'/' | b'\\')).any(dots_only)
 }
 
@@ -109,12 +112,12 @@ const LOOKALIKES: &[(&[u8], &[u8])] = &[
 ];
 
 /// `input` with every [`LOOKALIKES`] sequence replaced by the ASCII it stands for.
-fn fold_lookalikes(input: &[u8]) -> Vec<u8> {
+fn fold_lookalikes(input: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
     if input.is_ascii() {
-        return input.to_vec();
+        return input;
     }
     let mut out = Vec::with_capacity(input.len());
-    let mut rest = input;
+    let mut rest = &*input;
     while let Some((&b, tail)) = rest.split_first() {
         match LOOKALIKES.iter().find(|(from, _)| rest.starts_with(from)) {
             Some((from, to)) => {
@@ -127,7 +130,7 @@ fn fold_lookalikes(input: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
