@@ -16,8 +16,9 @@
 # egress (the outbound side of workload L7GATE_NAME):
 #   L7GATE_LISTEN_ADDRESS                  both listeners                          (127.0.0.1)
 #   L7GATE_TLS_PORT / L7GATE_HTTP_PORT                                              (443 / 80)
-#   L7GATE_DNS_ADDRESS / _PORT             resolver of the forward proxies (the first
-#                                          nameserver of /etc/resolv.conf / 53)
+#   L7GATE_DNS_ADDRESS / _PORT             the resolver names are resolved with, over TCP
+#                                          (the first nameserver of /etc/resolv.conf / 53)
+#   L7GATE_DNS_GUARD_PORT                  the DNS guard on 127.0.0.1 (15053)
 set -eu
 
 role=${L7GATE_ROLE:-sidecar}
@@ -50,6 +51,7 @@ sed \
     -e "s|\${HTTP_PORT}|${L7GATE_HTTP_PORT:-80}|g" \
     -e "s|\${DNS_ADDRESS}|${L7GATE_DNS_ADDRESS:-${resolver:-127.0.0.11}}|g" \
     -e "s|\${DNS_PORT}|${L7GATE_DNS_PORT:-53}|g" \
+    -e "s|\${DNS_GUARD_PORT}|${L7GATE_DNS_GUARD_PORT:-15053}|g" \
     "$template" >"$out"
 if grep -n '\${' "$out" >&2; then
     echo "l7gate-envoy: $template has a placeholder this entrypoint does not fill (above)" >&2

@@ -5,13 +5,20 @@
 use std::collections::BTreeSet;
 
 use l7gate_filter::cidr::Cidr;
-use l7gate_filter::config::{Config, EndpointRef, IpCacheEntry, SCHEMA_VERSION};
+use l7gate_filter::config::{Config, EndpointRef, IpCacheEntry, HOST, SCHEMA_VERSION, WORLD};
 use l7gate_filter::engine::Engine;
 
 use crate::cilium::model::{Peer, Policy};
 use crate::identity::{qualified, Identities};
 use crate::inventory::{Endpoint, Inventory};
 use crate::resolve::resolve;
+
+/// The ranges that are an endpoint's own host when they are a destination (spec §6.1: a name
+/// never selects them, an IP literal in them is `host`): loopback, "this network" (0.0.0.0/8
+/// reaches the host on Linux), link-local (the cloud metadata address among them), and IPv6's
+/// loopback, unspecified and link-local addresses.
+const LOCAL_RANGES: [&str; 6] =
+    ["127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "::1/128", "::/128", "fe80::/10"];
 
 /// Everything needed to compile configs for any endpoint: policies, inventory, identities.
 #[derive(Debug, Clone)]
@@ -79,20 +86,38 @@ impl Cluster {
     fn build(&self, endpoint: &Endpoint, tables: bool) -> Result<Config, String> {
         let (ingress, egress) =
             resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode);
+        let identity = *self.identities.of_endpoint.get(&qualified(endpoint)).ok_or_else(|| {
+            format!("internal error: endpoint {} has no identity", qualified(endpoint))
+        })?;
         let config = Config {
             version: SCHEMA_VERSION,
             endpoint: EndpointRef {
                 name: endpoint.name.clone(),
                 namespace: endpoint.namespace.clone(),
+                identity,
             },
             identities: if tables { self.identities.infos() } else { Vec::new() },
             ipcache: if tables { self.ipcache(endpoint) } else { Vec::new() },
+            local: self.local(),
             ingress,
             egress,
         };
         Engine::compile(&config)
             .map_err(|e| format!("internal error: the filter refuses the compiled config: {e}"))?;
         Ok(config)
+    }
+
+    /// The endpoint's own host ranges ([`LOCAL_RANGES`]) as `host`, and the inventory's `world`
+    /// ranges as `world` (longest prefix wins; a `world` range equal to a local one replaces it).
+    fn local(&self) -> Vec<IpCacheEntry> {
+        let world = self.inventory.world.iter().map(|c| (*c, WORLD));
+        let local = LOCAL_RANGES.iter().filter_map(|r| Cidr::parse(r).ok()).map(|c| (c, HOST));
+        let mut taken = BTreeSet::new();
+        world
+            .chain(local)
+            .filter(|(cidr, _)| taken.insert(*cidr))
+            .map(|(cidr, identity)| IpCacheEntry { cidr: cidr.to_string(), identity })
+            .collect()
     }
 
     /// Peer address → identity as seen from `subject` (its own node's addresses are `host`).

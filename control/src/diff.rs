@@ -219,8 +219,9 @@ impl<'c> Engines<'c> {
             other => return Err(format!("unknown direction {other:?}")),
         };
         let peer_ip = peer_ip.as_deref().ok_or("the flow has no peer address")?;
-        let peer = engine
-            .identity_of(peer_ip.parse().map_err(|e| format!("peer address {peer_ip:?}: {e}"))?);
+        let peer_ip: std::net::IpAddr =
+            peer_ip.parse().map_err(|e| format!("peer address {peer_ip:?}: {e}"))?;
+        let peer = engine.identity_of(peer_ip);
         let protocol = match flow.protocol.as_str() {
             "TCP" => Protocol::Tcp,
             "UDP" => Protocol::Udp,
@@ -248,7 +249,12 @@ impl<'c> Engines<'c> {
             .collect();
         let http = QueryHeaders(&headers);
         let is_http = flow.method.is_some();
-        let v = engine.decide(&request, is_http.then_some(&http as &dyn Headers));
+        let local = match direction {
+            Direction::Egress => engine.refuse_local(peer_ip),
+            Direction::Ingress => None,
+        };
+        let v = local
+            .unwrap_or_else(|| engine.decide(&request, is_http.then_some(&http as &dyn Headers)));
         Ok(Outcome {
             verdict: v.label(),
             reason: v.reason.code(),

@@ -2,9 +2,9 @@
 //! place, [`plugin_config`]), and its delivery from a file ([`render`], [`write_atomically`]); the
 //! ADS server (`xds`) serves the same resource over gRPC.
 //!
-//! One `.wasm` is three filters, told apart by [`Role`] (the plugin's `root_id`): the ingress
-//! HTTP filter of `envoy/sidecar*.yaml` ([`resource`], [`render`]), and the egress HTTP and TLS
-//! (network) filters of `envoy/egress.yaml` ([`resource_for`], [`render_for`]). Each has its own
+//! One `.wasm` is four filters, told apart by [`Role`] (the plugin's `root_id`): the ingress
+//! HTTP filter of `envoy/sidecar*.yaml` ([`resource`], [`render`]), and the egress HTTP, TLS and
+//! DNS guard (network) filters of `envoy/egress.yaml` ([`resource_for`], [`render_for`]). Each has its own
 //! ECDS resource name ([`filter_name`]) and filter type ([`type_url`]).
 //!
 //! The file-based sidecar bootstrap (`envoy/sidecar.yaml`) declares the HTTP filter `l7gate` with
@@ -48,6 +48,7 @@ pub fn filter_name(role: Role) -> &'static str {
         Role::Ingress => "l7gate",
         Role::EgressHttp => "l7gate-egress-http",
         Role::EgressTls => "l7gate-egress-tls",
+        Role::EgressDns => "l7gate-egress-dns",
     }
 }
 
@@ -70,7 +71,7 @@ pub const TYPED_EXTENSION_CONFIG_TYPE: &str =
     "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 /// Type URL of the HTTP Wasm filter config (listed in the bootstrap's `type_urls`).
 pub const HTTP_WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-/// Type URL of the network Wasm filter config (the egress TLS listener's `type_urls`).
+/// Type URL of the network Wasm filter config (the egress TLS and DNS listeners' `type_urls`).
 pub const NETWORK_WASM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
 /// The plugin configuration travels as a `StringValue`, which Envoy hands to `on_configure` raw.
@@ -278,6 +279,7 @@ mod tests {
         for (role, name, root_id, type_url) in [
             (Role::EgressHttp, "l7gate-egress-http", "egress_http", HTTP_WASM_TYPE),
             (Role::EgressTls, "l7gate-egress-tls", "egress_tls", NETWORK_WASM_TYPE),
+            (Role::EgressDns, "l7gate-egress-dns", "egress_dns", NETWORK_WASM_TYPE),
         ] {
             let doc: Value = serde_json::from_str(&render_for(role, "{}", wasm)).expect("json");
             let r = &doc["resources"][0];

@@ -14,8 +14,6 @@ use crate::inventory::{Endpoint, Inventory};
 pub const CLUSTER_NAME: &str = "default";
 /// First numeric identity of pods (Cilium: reserved identities are below 256).
 const FIRST_POD_IDENTITY: Identity = 256;
-/// First numeric identity of CIDR prefixes (Cilium's local-identity scope).
-const FIRST_CIDR_IDENTITY: Identity = 1 << 24;
 
 pub const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 pub const NAMESPACE_LABELS_PREFIX: &str = "io.cilium.k8s.namespace.labels.";
@@ -94,7 +92,7 @@ impl Identities {
             all.entry(id).or_insert((name, set));
         }
         let mut of_cidr = BTreeMap::new();
-        for (id, cidr) in (FIRST_CIDR_IDENTITY..).zip(cidrs) {
+        for (id, cidr) in (fc::FIRST_CIDR_IDENTITY..).zip(cidrs) {
             let set = LabelSet::from([
                 Label::new("cidr", &cidr.to_string(), ""),
                 Label::new("reserved", "world", ""),

@@ -1,10 +1,13 @@
 //! The endpoint inventory: which workloads exist, their labels, addresses and named ports, plus
-//! namespace labels and node addresses. Read from `endpoints.yaml` (l7gate's own format) or a
-//! Kubernetes `v1 List` of Pods as printed by `kubectl get pods -A -o yaml`.
+//! namespace labels and node addresses, and which local-looking ranges are the outside world
+//! here. Read from `endpoints.yaml` (l7gate's own format) or a Kubernetes `v1 List` of Pods as
+//! printed by `kubectl get pods -A -o yaml`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+
+use l7gate_filter::cidr::Cidr;
 
 use crate::cilium::model::Port;
 use crate::cilium::validate;
@@ -41,6 +44,11 @@ pub struct Inventory {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub nodes: Vec<NodeEntry>,
     pub endpoints: Vec<Endpoint>,
+    /// Loopback, unspecified or link-local ranges that are the outside world on this
+    /// installation (`world:`), not the endpoints' own hosts: the single-machine demo and tests
+    /// run their "internet" on 127.0.0.0/8. Everywhere else those ranges are never a name's
+    /// destination (see `compile`).
+    pub world: Vec<Cidr>,
 }
 
 impl Inventory {
@@ -92,7 +100,8 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Inventory, Diagnostics> {
     }
 }
 
-static INVENTORY: Shape = Shape::plain("an inventory", &["namespaces", "nodes", "endpoints"]);
+static INVENTORY: Shape =
+    Shape::plain("an inventory", &["namespaces", "nodes", "endpoints", "world"]);
 static NAMESPACE: Shape = Shape::plain("a namespace", &["name", "labels"]);
 static NODE: Shape = Shape::plain("a node", &["name", "ips"]);
 static ENDPOINT: Shape = Shape::plain(
@@ -118,6 +127,14 @@ impl Decoder<'_> {
         }
         if let Some(n) = f.get("nodes") {
             inventory.nodes = self.list(n, "nodes", |d, n, p| d.node(n, p)).unwrap_or_default();
+        }
+        if let Some(n) = f.get("world") {
+            inventory.world = self
+                .list(n, "world", |d, n, p| {
+                    let text = d.string(n, p)?;
+                    d.check(n, p, validate::cidr(&text))
+                })
+                .unwrap_or_default();
         }
         match f.get("endpoints") {
             Some(n) => {

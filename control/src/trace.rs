@@ -146,7 +146,11 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             protocol,
             server_name: server_name.as_deref(),
         };
-        let v = engine.decide(&request, http);
+        // The egress filters deny a local destination before any rule.
+        let local = peer_ip.filter(|_| direction == Direction::Egress);
+        let v = local
+            .and_then(|ip| engine.refuse_local(ip))
+            .unwrap_or_else(|| engine.decide(&request, http));
         Ok(Side {
             verdict: match v.label() {
                 "audit" => "audit",

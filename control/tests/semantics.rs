@@ -1266,3 +1266,51 @@ fn global_audit_mode_audits_every_policy() {
         "without the switch the same policy denies"
     );
 }
+
+// spec §6.1 for the egress proxy: an endpoint's own local addresses (loopback, unspecified,
+// link-local) are never an egress destination, whatever the rules (the `cluster` entity
+// includes `host`, yet 0.0.0.0 and 169.254.169.254 are refused); the inventory's `world:`
+// ranges are the outside world instead (the single-machine demo runs on 127.0.0.0/8). The
+// compiled config carries the endpoint's identity and the local table, `world` ranges first.
+#[test]
+fn local_destinations_are_refused_before_any_rule_unless_declared_world() {
+    let policy = ccnp("egress", "{endpointSelector: {}, egress: [{toEntities: [cluster, world]}]}");
+    let with_world = format!("world: [127.0.0.0/8, '169.254.0.0/24']\n{INVENTORY}");
+    for (inventory, local_127, local_169) in
+        [(INVENTORY.to_string(), true, true), (with_world, false, true)]
+    {
+        let c = cluster_with(&inventory, std::slice::from_ref(&policy));
+        for (to, local) in [
+            ("127.0.0.1", local_127),
+            ("0.0.0.0", true),
+            ("169.254.169.254", local_169),
+            ("169.254.0.7", local_127),
+            (WORLD_IP, false),
+            (API, false),
+        ] {
+            let side = egress(&c, FRONTEND, to, 80);
+            let want = if local {
+                ("deny", "denied-local-destination")
+            } else {
+                ("allow", "allowed-l3-l4")
+            };
+            assert_eq!(vr(&side), want, "{to} (world ranges: {})", !local_127);
+        }
+        let frontend = c.endpoint(FRONTEND).unwrap();
+        let config = c.compile(frontend).unwrap();
+        assert_eq!(config.endpoint.identity, c.identities.of_endpoint[FRONTEND]);
+        let engine = Engine::compile(&config).unwrap();
+        assert!(!engine.is_outside_address("10.0.0.10".parse().unwrap()), "a pod is inside");
+        assert!(!engine.is_outside_address(NODE_2.parse().unwrap()), "a node is inside");
+        assert!(engine.is_outside_address(WORLD_IP.parse().unwrap()));
+        assert!(engine.serves_caller("10.0.0.2".parse().unwrap()), "frontend itself");
+        assert!(!engine.serves_caller("10.0.0.3".parse().unwrap()), "batch is another workload");
+    }
+    let refused = l7gate::inventory::parse_str(
+        Path::new("endpoints.yaml"),
+        "world: [127.0.0.300/8]\nendpoints: []\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(refused.contains("endpoints.yaml:1:") && refused.contains("world[0]"), "{refused}");
+}

@@ -59,13 +59,14 @@ fn config() -> Config {
     };
     Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: "api".into(), namespace: "default".into() },
+        endpoint: EndpointRef { name: "api".into(), namespace: "default".into(), identity: 0 },
         identities: vec![IdentityInfo {
             id: FRONTEND,
             name: "default/frontend".into(),
             labels: vec!["k8s:app=frontend".into()],
         }],
         ipcache: vec![IpCacheEntry { cidr: "10.0.0.1/32".into(), identity: FRONTEND }],
+        local: vec![],
         ingress: DirectionPolicy {
             enforced: true,
             rules: vec![Rule {

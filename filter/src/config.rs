@@ -25,6 +25,13 @@ pub struct Config {
     /// has identity [`WORLD`].
     #[serde(default)]
     pub ipcache: Vec<IpCacheEntry>,
+    /// The endpoint's own local addresses (loopback, unspecified, link-local), marked [`HOST`],
+    /// and the ranges among them the inventory declares outside ([`WORLD`]); longest prefix
+    /// wins. Only egress consults it: a local address is never a destination of the egress
+    /// proxy (an IP literal there is denied, a DNS answer there dropped), and a local caller of
+    /// the egress listeners is the endpoint itself. Required: a config without it is refused,
+    /// never read as "nothing is local".
+    pub local: Vec<IpCacheEntry>,
     /// Traffic arriving at the endpoint (peer = source).
     pub ingress: DirectionPolicy,
     /// Traffic leaving the endpoint (peer = destination).
@@ -50,12 +57,23 @@ pub const REMOTE_NODE: Identity = 6;
 pub const KUBE_APISERVER: Identity = 7;
 /// `reserved:ingress`.
 pub const INGRESS: Identity = 8;
+/// The first identity of a CIDR prefix (Cilium's local-identity scope): identities from here on
+/// stand for addresses outside the cluster that a policy names by prefix.
+pub const FIRST_CIDR_IDENTITY: Identity = 1 << 24;
+
+/// Whether `id` stands for addresses outside the cluster: the world or a CIDR prefix.
+pub fn is_outside(id: Identity) -> bool {
+    id == WORLD || id >= FIRST_CIDR_IDENTITY
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointRef {
     pub name: String,
     pub namespace: String,
+    /// The endpoint's own identity: its egress listeners serve only callers of this identity
+    /// (or from an address `local` says is its own host).
+    pub identity: Identity,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

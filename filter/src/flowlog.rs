@@ -251,7 +251,11 @@ mod tests {
         };
         Config {
             version: SCHEMA_VERSION,
-            endpoint: EndpointRef { name: "inventory-api".into(), namespace: "default".into() },
+            endpoint: EndpointRef {
+                name: "inventory-api".into(),
+                namespace: "default".into(),
+                identity: 0,
+            },
             identities: vec![
                 info(
                     257,
@@ -265,6 +269,7 @@ mod tests {
                 ),
             ],
             ipcache: vec![],
+            local: vec![],
             ingress: DirectionPolicy { enforced: true, rules: vec![], audit: None },
             egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
         }

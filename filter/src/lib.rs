@@ -8,6 +8,7 @@
 
 pub mod cidr;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod fasthash;
 pub mod flowlog;

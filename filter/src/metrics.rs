@@ -5,7 +5,8 @@
 //!   rule (P is `namespace/name`, the CCNP name, or `l7gate` for rules the control plane adds;
 //!   R is the rule's field path, or the added rule's name);
 //! * `l7gate.default_verdicts.direction=D.verdict=V.reason=C`: decisions no rule made
-//!   (`policy-not-enforced`, `default-deny`, `no-configuration`, `no-address`);
+//!   (`policy-not-enforced`, `default-deny`, `no-configuration`, `no-address`,
+//!   `denied-foreign-caller`, `denied-local-destination`);
 //! * gauges `l7gate.config_hash`, `l7gate.config_generation`, `l7gate.rules.direction=D`
 //!   (and `l7gate.vm_memory_bytes`, set by the glue).
 //!
@@ -23,12 +24,14 @@ const VERDICTS: [&str; 3] = ["allowed", "denied", "audit"];
 /// The reason code of a denial the filter makes before the engine (no peer address or port).
 pub const NO_ADDRESS: &str = "no-address";
 /// Decisions without a deciding rule: (verdict, reason code).
-const DEFAULTS: [(&str, &str); 5] = [
+const DEFAULTS: [(&str, &str); 7] = [
     ("allowed", "policy-not-enforced"),
     ("denied", "default-deny"),
     ("audit", "default-deny"),
     ("denied", "no-configuration"),
     ("denied", NO_ADDRESS),
+    ("denied", "denied-foreign-caller"),
+    ("denied", "denied-local-destination"),
 ];
 
 /// Counter ids per verdict (index as in [`VERDICTS`]); `None` where the verdict cannot occur or
@@ -214,12 +217,17 @@ mod tests {
         };
         Config {
             version: SCHEMA_VERSION,
-            endpoint: EndpointRef { name: "inventory-api".into(), namespace: "default".into() },
+            endpoint: EndpointRef {
+                name: "inventory-api".into(),
+                namespace: "default".into(),
+                identity: 0,
+            },
             identities: vec![],
             ipcache: vec![crate::config::IpCacheEntry {
                 cidr: "127.0.0.2/32".into(),
                 identity: 257,
             }],
+            local: vec![],
             ingress: DirectionPolicy {
                 enforced: true,
                 rules: vec![

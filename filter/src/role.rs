@@ -1,4 +1,4 @@
-//! Which filter a plugin instance is. One `.wasm` serves three filters; Envoy tells them apart
+//! Which filter a plugin instance is. One `.wasm` serves four filters; Envoy tells them apart
 //! only by `PluginConfig.root_id` (property `plugin_root_id`), which the control plane sets from
 //! [`Role::root_id`] and the filter reads back with [`Role::from_root_id`].
 
@@ -14,10 +14,13 @@ pub enum Role {
     /// Network filter on the endpoint's outbound TLS listener: egress, the destination is the
     /// ClientHello's SNI.
     EgressTls,
+    /// Network filter between the egress forward proxies' resolver and the real one (DNS over
+    /// TCP): drops every answer that is not an address outside the cluster ([`crate::dns`]).
+    EgressDns,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Ingress, Role::EgressHttp, Role::EgressTls];
+    pub const ALL: [Role; 4] = [Role::Ingress, Role::EgressHttp, Role::EgressTls, Role::EgressDns];
 
     /// The `root_id` naming this role.
     pub fn root_id(self) -> &'static str {
@@ -25,6 +28,7 @@ impl Role {
             Role::Ingress => "ingress",
             Role::EgressHttp => "egress_http",
             Role::EgressTls => "egress_tls",
+            Role::EgressDns => "egress_dns",
         }
     }
 
@@ -41,13 +45,13 @@ impl Role {
     pub fn direction(self) -> Direction {
         match self {
             Role::Ingress => Direction::Ingress,
-            Role::EgressHttp | Role::EgressTls => Direction::Egress,
+            Role::EgressHttp | Role::EgressTls | Role::EgressDns => Direction::Egress,
         }
     }
 
     /// Whether the role is an HTTP filter (else a network filter).
     pub fn is_http(self) -> bool {
-        self != Role::EgressTls
+        matches!(self, Role::Ingress | Role::EgressHttp)
     }
 }
 
@@ -68,5 +72,6 @@ mod tests {
         assert_eq!(Role::from_root_id("EGRESS_TLS"), None);
         assert_eq!(Role::EgressTls.direction(), Direction::Egress);
         assert!(!Role::EgressTls.is_http() && Role::EgressHttp.is_http());
+        assert!(!Role::EgressDns.is_http() && Role::EgressDns.direction() == Direction::Egress);
     }
 }

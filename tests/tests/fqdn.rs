@@ -262,9 +262,9 @@ async fn an_allowed_name_on_a_port_the_policy_does_not_name_is_closed() {
     assert_eq!((upstream.accepted(), dns.queries().len()), (0, 0), "upstream or DNS contacted");
 }
 
-/// One plain-HTTP request through an egress Envoy: `(status, body)`.
-async fn http(to: SocketAddr, authority: &str, method: &str) -> (u16, String) {
-    let req = Request { from: FRONTEND, to, authority, method, path: "/" };
+/// One plain-HTTP request from `from` through an egress Envoy: `(status, body)`.
+async fn http(from: IpAddr, to: SocketAddr, authority: &str, method: &str) -> (u16, String) {
+    let req = Request { from, to, authority, method, path: "/" };
     let r = client::send(Protocol::Http1, &req)
         .await
         .unwrap_or_else(|e| panic!("{method} {authority}: {e}"));
@@ -307,7 +307,7 @@ async fn seed_plain_http_egress_is_decided_by_host() {
     ];
     for (authority, port, expected) in cases {
         assert_eq!(
-            &http(spec.http_listener(), authority, "GET").await,
+            &http(FRONTEND, spec.http_listener(), authority, "GET").await,
             expected,
             "Host: {authority}"
         );
@@ -346,6 +346,7 @@ async fn namespaced_fqdn_policies_apply_to_their_namespace_with_their_l7_rules()
         config_json(&cluster, "billing"),
     );
 
+    // Each workload calls its own egress Envoy from its own address.
     let cases = [
         ("shop", shop.http_listener(), "api.example.com", "GET", 200),
         ("shop", shop.http_listener(), "api.example.com", "POST", 403),
@@ -355,7 +356,8 @@ async fn namespaced_fqdn_policies_apply_to_their_namespace_with_their_l7_rules()
         ("billing", billing.http_listener(), "api.example.com", "GET", 403),
     ];
     for (from, listener, host, method, status) in cases {
-        let (got, body) = http(listener, host, method).await;
+        let source = if from == "shop" { shop_ip } else { billing_ip };
+        let (got, body) = http(source, listener, host, method).await;
         assert_eq!(got, status, "{from} {method} {host}: {body}");
         let verdict = if status == 200 { "allow" } else { "deny" };
         assert_eq!(

@@ -1,6 +1,6 @@
 //! `l7gate compile`: the filter configuration of one endpoint, as JSON or as the ECDS resource
-//! file an Envoy sidecar (`--filter ingress`) or its egress Envoy (`egress-http`, `egress-tls`)
-//! loads.
+//! file an Envoy sidecar (`--filter ingress`) or its egress Envoy (`egress-http`, `egress-tls`,
+//! `egress-dns`) loads.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,8 @@ enum Filter {
     EgressHttp,
     /// The network filter of `envoy/egress.yaml`'s TLS listener.
     EgressTls,
+    /// The network filter of `envoy/egress.yaml`'s DNS guard listener.
+    EgressDns,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -61,6 +63,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 Filter::Ingress => Role::Ingress,
                 Filter::EgressHttp => Role::EgressHttp,
                 Filter::EgressTls => Role::EgressTls,
+                Filter::EgressDns => Role::EgressDns,
             };
             crate::ecds::render_for(role, &config.to_json(), wasm)
         }

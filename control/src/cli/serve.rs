@@ -25,7 +25,7 @@ pub struct Args {
     kubernetes: bool,
     #[command(flatten)]
     audit: super::AuditMode,
-    /// Also serve the egress filters' resources (`l7gate-egress-http`, `l7gate-egress-tls`) for
+    /// Also serve the egress filters' resources (`l7gate-egress-http`, `-tls`, `-dns`) for
     /// egress Envoys (envoy/egress-ads.yaml). Off by default: each role repeats every config.
     #[arg(long)]
     egress: bool,

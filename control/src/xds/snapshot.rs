@@ -1,6 +1,7 @@
 //! From a validated [`Cluster`] to the snapshot of every endpoint: each endpoint's filter config,
 //! compiled, wrapped in one ECDS resource per filter role (`crate::ecds::resource_for`: the
-//! ingress sidecar's `l7gate`, the egress Envoy's `l7gate-egress-http` and `l7gate-egress-tls`),
+//! ingress sidecar's `l7gate`, the egress Envoy's `l7gate-egress-http`, `l7gate-egress-tls` and
+//! `l7gate-egress-dns`),
 //! versioned by content. An Envoy gets the resources its ECDS subscriptions name. All or nothing:
 //! one endpoint that does not compile rejects the whole new state.
 
@@ -134,9 +135,9 @@ mod tests {
         let of_type = &snapshots["frontend"].resources[ecds::TYPED_EXTENSION_CONFIG_TYPE];
         assert_eq!(
             of_type.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["l7gate", "l7gate-egress-http", "l7gate-egress-tls"]
+            ["l7gate", "l7gate-egress-dns", "l7gate-egress-http", "l7gate-egress-tls"]
         );
-        for role in [Role::EgressHttp, Role::EgressTls] {
+        for role in [Role::EgressHttp, Role::EgressTls, Role::EgressDns] {
             let r = &of_type[ecds::filter_name(role)];
             let decoded = TypedExtensionConfig::decode(r.body.value.as_slice()).expect("decodes");
             assert_eq!(decoded, ecds::resource_for(role, &config, wasm));

@@ -27,9 +27,14 @@ fn view(enforced: bool, rules: Vec<Rule>) -> DirectionPolicy {
 fn engine(enforced: DirectionPolicy, audit: DirectionPolicy) -> Engine {
     let config = Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: "inventory-api".into(), namespace: "default".into() },
+        endpoint: EndpointRef {
+            name: "inventory-api".into(),
+            namespace: "default".into(),
+            identity: 0,
+        },
         identities: vec![],
         ipcache: vec![],
+        local: vec![],
         ingress: DirectionPolicy { audit: Some(Box::new(audit)), ..enforced },
         egress: view(false, vec![]),
     };
@@ -121,9 +126,10 @@ fn audit_views_are_checked_at_compile_time() {
     };
     let config = |audit: DirectionPolicy| Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: "x".into(), namespace: "default".into() },
+        endpoint: EndpointRef { name: "x".into(), namespace: "default".into(), identity: 0 },
         identities: vec![],
         ipcache: vec![],
+        local: vec![],
         ingress: DirectionPolicy { audit: Some(Box::new(audit)), ..view(true, vec![]) },
         egress: view(false, vec![]),
     };

@@ -230,9 +230,10 @@ fn direction(fqdn: bool) -> impl Strategy<Value = DirectionPolicy> {
 fn config() -> impl Strategy<Value = Config> {
     (direction(false), direction(true)).prop_map(|(ingress, egress)| Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: "subject".into(), namespace: "default".into() },
+        endpoint: EndpointRef { name: "subject".into(), namespace: "default".into(), identity: 0 },
         identities: vec![],
         ipcache: vec![],
+        local: vec![],
         ingress,
         egress,
     })

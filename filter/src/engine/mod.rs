@@ -20,7 +20,8 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use crate::config::{
-    Action, Config, DirectionPolicy, EndpointRef, Identity, Origin, Peers, Protocol, Rule,
+    is_outside, Action, Config, DirectionPolicy, EndpointRef, Identity, Origin, Peers, Protocol,
+    Rule, HOST,
 };
 use crate::fqdn::NameMatcher;
 
@@ -78,6 +79,8 @@ pub struct Engine {
     unconfigured: Option<String>,
     endpoint: Option<EndpointRef>,
     ipcache: IpCache,
+    /// The endpoint's own host addresses, and the ranges declared outside ([`Config::local`]).
+    local: IpCache,
     names: HashMap<Identity, String>,
     ingress: Option<CompiledDirection>,
     egress: Option<CompiledDirection>,
@@ -90,6 +93,7 @@ impl Engine {
             unconfigured: Some(reason.into()),
             endpoint: None,
             ipcache: IpCache::default(),
+            local: IpCache::default(),
             names: HashMap::new(),
             ingress: None,
             egress: None,
@@ -103,6 +107,7 @@ impl Engine {
             unconfigured: None,
             endpoint: Some(config.endpoint.clone()),
             ipcache: IpCache::build(&config.ipcache)?,
+            local: IpCache::build(&config.local).map_err(|e| format!("local {e}"))?,
             names: config.identities.iter().map(|i| (i.id, i.name.clone())).collect(),
             ingress: Some(compile_direction("ingress", &config.ingress)?),
             egress: Some(compile_direction("egress", &config.egress)?),
@@ -116,6 +121,39 @@ impl Engine {
     /// The identity of a peer address (longest-prefix match; unknown → world).
     pub fn identity_of(&self, addr: IpAddr) -> Identity {
         self.ipcache.lookup(addr)
+    }
+
+    /// Whether an egress destination is one of the endpoint's own local addresses (loopback,
+    /// unspecified, link-local; [`Config::local`]): never a destination of the egress proxy,
+    /// which forwards outbound traffic only. The workload reaches its own host directly; through
+    /// the proxy such an address would be the proxy's own host (its admin interface, its own
+    /// listeners). An IP literal there is denied before any rule ([`Engine::refuse_local`]), and
+    /// a DNS answer there is dropped ([`Engine::is_outside_address`]).
+    pub fn is_local(&self, addr: IpAddr) -> bool {
+        self.local.lookup(addr) == HOST
+    }
+
+    /// The denial of an egress destination that is a local address, if it is one.
+    pub fn refuse_local(&self, addr: IpAddr) -> Option<Verdict<'static>> {
+        self.is_local(addr).then(|| Verdict::deny(Reason::LocalDestination, None))
+    }
+
+    /// Whether a DNS answer may be connected to for a name: an address outside the cluster
+    /// (world or a CIDR identity) that is not local, never a pod's, a node's or the endpoint's
+    /// own host's (spec §6.1: `toFQDNs` never selects them; Cilium's datapath would judge the
+    /// address by its own identity, which the egress proxy cannot: the answer carries no port).
+    pub fn is_outside_address(&self, addr: IpAddr) -> bool {
+        self.unconfigured.is_none() && !self.is_local(addr) && is_outside(self.identity_of(addr))
+    }
+
+    /// Whether `source` may use the endpoint's egress listeners: only the endpoint itself, by
+    /// its own address (identity) or from one of its own local addresses that is no other
+    /// endpoint's (a caller in its network namespace). Any other process would borrow the
+    /// endpoint's egress rights.
+    pub fn serves_caller(&self, source: IpAddr) -> bool {
+        let Some(own) = self.endpoint.as_ref().map(|e| e.identity) else { return false };
+        let id = self.ipcache.lookup(source);
+        id == own || (is_outside(id) && self.is_local(source))
     }
 
     /// A readable name for an identity, for logs and traces.

@@ -33,12 +33,17 @@ fn get_inventory() -> Vec<HttpRule> {
 fn engine(ingress: Vec<Rule>) -> Engine {
     let config = Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: "inventory-api".into(), namespace: "default".into() },
+        endpoint: EndpointRef {
+            name: "inventory-api".into(),
+            namespace: "default".into(),
+            identity: 0,
+        },
         identities: vec![],
         ipcache: vec![
             IpCacheEntry { cidr: "10.0.0.1/32".into(), identity: FRONTEND },
             IpCacheEntry { cidr: "10.0.0.2/32".into(), identity: BATCH },
         ],
+        local: vec![],
         ingress: DirectionPolicy { enforced: true, rules: ingress, audit: None },
         egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
     };
@@ -245,9 +250,10 @@ fn ranges_and_protocols() {
 fn fqdn_rules_match_names() {
     let mut config = Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: "frontend".into(), namespace: "default".into() },
+        endpoint: EndpointRef { name: "frontend".into(), namespace: "default".into(), identity: 0 },
         identities: vec![],
         ipcache: vec![],
+        local: vec![],
         ingress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
         egress: DirectionPolicy { enforced: true, rules: vec![], audit: None },
     };
@@ -289,9 +295,10 @@ fn bad_configs_are_refused() {
     let bad_regex = vec![HttpRule { path: Some("(".into()), ..Default::default() }];
     let config = |rules| Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: "x".into(), namespace: "default".into() },
+        endpoint: EndpointRef { name: "x".into(), namespace: "default".into(), identity: 0 },
         identities: vec![],
         ipcache: vec![],
+        local: vec![],
         ingress: DirectionPolicy { enforced: true, rules, audit: None },
         egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
     };
@@ -303,4 +310,77 @@ fn bad_configs_are_refused() {
         .is_err());
     assert!(Config::from_json(br#"{"version": 999}"#).is_err());
     assert!(Config::from_json(b"not json").is_err());
+}
+
+// spec §6.1: a name never selects a local or in-cluster address. The endpoint's own local
+// addresses are refused as egress destinations (IP literals) and as DNS answers, except where
+// the inventory declares a range outside; pods and nodes are never outside, CIDR identities and
+// the world are. Only the endpoint itself may use its egress listeners.
+#[test]
+fn local_and_in_cluster_destinations_and_callers() {
+    let entry = |cidr: &str, identity| IpCacheEntry { cidr: cidr.into(), identity };
+    let config = Config {
+        version: SCHEMA_VERSION,
+        endpoint: EndpointRef {
+            name: "frontend".into(),
+            namespace: "default".into(),
+            identity: FRONTEND,
+        },
+        identities: vec![],
+        ipcache: vec![
+            entry("10.0.0.1/32", FRONTEND),
+            entry("10.0.0.2/32", BATCH),
+            entry("10.0.1.1/32", HOST),
+            entry("127.0.0.9/32", BATCH),
+            entry("192.0.2.0/24", FIRST_CIDR_IDENTITY),
+            entry("127.0.0.0/8", FIRST_CIDR_IDENTITY + 1),
+        ],
+        local: vec![
+            entry("127.0.0.0/8", HOST),
+            entry("127.0.5.0/24", WORLD),
+            entry("0.0.0.0/8", HOST),
+            entry("169.254.0.0/16", HOST),
+            entry("::1/128", HOST),
+        ],
+        ingress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
+        egress: DirectionPolicy { enforced: false, rules: vec![], audit: None },
+    };
+    let e = Engine::compile(&config).unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    for (addr, local, outside) in [
+        ("10.0.0.2", false, false),
+        ("10.0.1.1", false, false),
+        ("127.0.0.9", true, false),
+        ("127.0.0.1", true, false),
+        ("0.0.0.0", true, false),
+        ("169.254.169.254", true, false),
+        ("::1", true, false),
+        ("::ffff:127.0.0.1", true, false),
+        ("127.0.5.7", false, true),
+        ("192.0.2.7", false, true),
+        ("198.51.100.1", false, true),
+    ] {
+        assert_eq!(e.is_local(ip(addr)), local, "{addr} local");
+        assert_eq!(e.is_outside_address(ip(addr)), outside, "{addr} outside");
+        let refused = e.refuse_local(ip(addr)).map(|v| (v.allowed, v.reason.code()));
+        assert_eq!(refused, local.then_some((false, "denied-local-destination")), "{addr}");
+    }
+    for (caller, served) in [
+        ("10.0.0.1", true),
+        ("127.0.0.1", true),
+        ("::1", true),
+        ("10.0.0.2", false),
+        ("127.0.0.9", false),
+        ("10.0.1.1", false),
+        ("127.0.5.7", false),
+        ("198.51.100.1", false),
+    ] {
+        assert_eq!(e.serves_caller(ip(caller)), served, "caller {caller}");
+    }
+    let unconfigured = Engine::unconfigured("test");
+    assert!(!unconfigured.is_outside_address(ip("198.51.100.1")));
+    assert!(!unconfigured.serves_caller(ip("127.0.0.1")));
+    let mut conflicting = config.clone();
+    conflicting.local.push(entry("127.0.0.0/8", WORLD));
+    assert!(Engine::compile(&conflicting).unwrap_err().contains("local"));
 }

@@ -38,6 +38,12 @@ pub enum Reason {
     /// elsewhere in the application (a dot segment behind `;` parameters or an encoding Envoy
     /// leaves alone, see `engine::pathform`): denied, whatever the rules say.
     AmbiguousPath,
+    /// The caller of an egress listener is not the endpoint it serves (another process would
+    /// borrow the endpoint's egress rights): denied before any rule is looked at.
+    ForeignCaller,
+    /// The egress destination is a local address of the endpoint (an IP literal in loopback,
+    /// unspecified or link-local space): denied before any rule is looked at.
+    LocalDestination,
     /// No usable configuration: everything is denied (fail closed).
     Unconfigured(String),
 }
@@ -53,6 +59,8 @@ impl Reason {
             Reason::NoAllowRule => "default-deny",
             Reason::L7NotMatched => "denied-l7-no-rule-matched",
             Reason::AmbiguousPath => "denied-ambiguous-path",
+            Reason::ForeignCaller => "denied-foreign-caller",
+            Reason::LocalDestination => "denied-local-destination",
             Reason::Unconfigured(_) => "no-configuration",
         }
     }
@@ -73,6 +81,12 @@ impl fmt::Display for Reason {
             Reason::L7NotMatched => f.write_str("denied at L7: no HTTP rule matched the request"),
             Reason::AmbiguousPath => f.write_str(
                 "denied at L7: the path has a segment the application could read as a dot segment",
+            ),
+            Reason::ForeignCaller => {
+                f.write_str("denied: the caller is not the endpoint this egress listener serves")
+            }
+            Reason::LocalDestination => f.write_str(
+                "denied: the destination is a local address (loopback, unspecified or link-local)",
             ),
             Reason::Unconfigured(why) => write!(f, "denied: no usable configuration ({why})"),
         }

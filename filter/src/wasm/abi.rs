@@ -3,13 +3,14 @@
 //! them all, so with it each request entered the VM six times or more (create, request and
 //! response headers, bodies, log, done, delete); this module exports only what l7gate uses: an
 //! HTTP request costs three entries (create, request headers, delete), a TLS connection four
-//! and one per data chunk. The context table maps each stream to the plugin configuration in
+//! and one per data chunk, a DNS guard connection one more per upstream chunk. The context table maps each stream to the plugin configuration in
 //! force when it was created, so in-flight streams keep their configuration when a new one
 //! arrives. Nothing here panics: an unknown context is denied.
 
 use std::cell::RefCell;
 
-use super::{http::Http, root::Root, tls::Tls};
+use super::root::{Root, Stream};
+use super::{http::Http, tls::Tls};
 use crate::fasthash::FastMap;
 
 /// ABI values of `FilterHeadersStatus`/`FilterStatus`/`FilterDataStatus`.
@@ -17,11 +18,6 @@ const CONTINUE: u32 = 0;
 const PAUSE: u32 = 1;
 
 type ById<T> = FastMap<u32, T>;
-
-enum Stream {
-    Http(Http),
-    Tls(Tls),
-}
 
 #[derive(Default)]
 struct Contexts {
@@ -62,11 +58,7 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
         let Some(root) = c.roots.get(&parent_id) else {
             return log::error!("l7gate: context {context_id} has no known root context {parent_id}; it will be denied");
         };
-        let stream = match root.http() {
-            Some(http) => Stream::Http(http),
-            None => Stream::Tls(root.tls()),
-        };
-        c.streams.insert(context_id, stream);
+        c.streams.insert(context_id, root.stream());
     });
 }
 
@@ -113,20 +105,41 @@ pub extern "C" fn proxy_on_request_headers(
 pub extern "C" fn proxy_on_new_connection(context_id: u32) -> u32 {
     let allowed = with(|c| match c.streams.get_mut(&context_id) {
         Some(Stream::Tls(tls)) => Some(tls.on_new_connection()),
+        Some(Stream::Dns(dns)) => Some(dns.on_new_connection()),
         _ => None,
     });
     status(allowed, || Tls::close("l7gate: closing a connection of an unknown context"))
 }
 
-/// Data of a denied TLS connection is held until Envoy closes it.
+/// Data of a denied TLS connection, or of a closed DNS guard connection, is held until Envoy
+/// closes it.
 #[no_mangle]
 pub extern "C" fn proxy_on_downstream_data(
     context_id: u32,
     _data_size: usize,
     _end_of_stream: u32,
 ) -> u32 {
-    let allowed =
-        with(|c| matches!(c.streams.get(&context_id), Some(Stream::Tls(tls)) if !tls.denied()));
+    let allowed = with(|c| match c.streams.get(&context_id) {
+        Some(Stream::Tls(tls)) => !tls.denied(),
+        Some(Stream::Dns(dns)) => !dns.closed(),
+        _ => false,
+    });
+    if allowed == Some(true) {
+        CONTINUE
+    } else {
+        PAUSE
+    }
+}
+
+/// The resolver's answers, rewritten by the DNS guard; any other stream's upstream data passes
+/// (only the guard is ever configured on a connection with an upstream the filter watches).
+#[no_mangle]
+pub extern "C" fn proxy_on_upstream_data(context_id: u32, data_size: usize, _end: u32) -> u32 {
+    let allowed = with(|c| match c.streams.get_mut(&context_id) {
+        Some(Stream::Dns(dns)) => dns.on_upstream_data(data_size),
+        Some(Stream::Tls(tls)) => !tls.denied(),
+        _ => false,
+    });
     if allowed == Some(true) {
         CONTINUE
     } else {

@@ -9,13 +9,15 @@ const STATUS_OK: u32 = 0;
 const STATUS_NOT_FOUND: u32 = 1;
 /// `MapType::HttpRequestHeaders` in the ABI.
 const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
-/// `BufferType::PluginConfiguration` in the ABI.
+/// `BufferType::UpstreamData` and `BufferType::PluginConfiguration` in the ABI.
+const BUFFER_UPSTREAM_DATA: u32 = 3;
 const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 /// `MetricType::Counter` and `MetricType::Gauge` in the ABI.
 const METRIC_COUNTER: u32 = 0;
 const METRIC_GAUGE: u32 = 1;
-/// `StreamType::Downstream` in the ABI.
+/// `StreamType::Downstream` and `StreamType::Upstream` in the ABI.
 const STREAM_DOWNSTREAM: u32 = 2;
+const STREAM_UPSTREAM: u32 = 3;
 
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
@@ -54,6 +56,13 @@ extern "C" {
         max_size: usize,
         value: *mut *mut u8,
         value_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        value: *const u8,
+        value_size: usize,
     ) -> u32;
     #[allow(clippy::too_many_arguments)]
     fn proxy_send_local_response(
@@ -130,6 +139,24 @@ pub fn plugin_configuration() -> Result<Vec<u8>, String> {
     }
 }
 
+/// The upstream data a network filter holds: everything received and not yet passed on.
+pub fn upstream_data(size: usize) -> Option<Vec<u8>> {
+    let (mut data, mut size_out) = (null_mut(), 0usize);
+    // SAFETY: plain ABI call with valid pointers to locals.
+    let status =
+        unsafe { proxy_get_buffer_bytes(BUFFER_UPSTREAM_DATA, 0, size, &mut data, &mut size_out) };
+    owned(status, data, size_out)
+}
+
+/// Replaces the first `size` bytes of the upstream data with `value`.
+pub fn replace_upstream_data(size: usize, value: &[u8]) -> bool {
+    // SAFETY: plain ABI call with a valid pointer to a live buffer.
+    let status = unsafe {
+        proxy_set_buffer_bytes(BUFFER_UPSTREAM_DATA, 0, size, value.as_ptr(), value.len())
+    };
+    status == STATUS_OK
+}
+
 /// The connection's peer address (`source.address`, "ip:port").
 pub fn source_address() -> Option<SocketAddr> {
     socket_address(&property("source\0address")?)
@@ -173,6 +200,13 @@ pub fn requested_server_name() -> Option<Vec<u8>> {
 pub fn close_downstream() -> bool {
     // SAFETY: plain ABI call without pointers.
     let status = unsafe { proxy_close_stream(STREAM_DOWNSTREAM) };
+    status == STATUS_OK
+}
+
+/// Closes a network filter's upstream connection (after the current callback returns).
+pub fn close_upstream() -> bool {
+    // SAFETY: plain ABI call without pointers.
+    let status = unsafe { proxy_close_stream(STREAM_UPSTREAM) };
     status == STATUS_OK
 }
 

@@ -4,7 +4,8 @@
 //! the decision (flow record and counter, see `observe`), and answers a denial with Cilium's
 //! 403 (spec §5.6). On ingress the peer is the connection's source; on egress it is the
 //! destination the request's `:authority` names (spec §6.4), the same one the dynamic forward
-//! proxy after this filter connects to.
+//! proxy after this filter connects to, and the caller must be the endpoint the egress listener
+//! serves ([`crate::engine::Engine::serves_caller`]).
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -12,7 +13,7 @@ use std::rc::Rc;
 use super::host;
 use super::root::Plugin;
 use crate::config::Protocol;
-use crate::engine::{Direction, Request};
+use crate::engine::{Direction, Reason, Request, Verdict};
 use crate::flowlog::Decision;
 use crate::fqdn::Destination;
 use crate::headermap::{connection_addresses, HeaderMap};
@@ -68,6 +69,27 @@ impl Http {
             deny("l7gate_denied_no_address");
             return false;
         };
+        if direction == Direction::Egress && !engine.serves_caller(source.ip()) {
+            let verdict = Verdict::deny(Reason::ForeignCaller, None);
+            observer.publish(&Decision {
+                direction,
+                verdict: &verdict,
+                peer: None,
+                src_ip: Some(source.ip()),
+                dst_ip: None,
+                port: local.port(),
+                protocol: Protocol::Tcp,
+                method: headers.method,
+                path: headers.path,
+                host: headers.authority,
+                sni: None,
+            });
+            log::debug!(
+                "l7gate: denied egress from {source}: not the endpoint this listener serves"
+            );
+            deny("l7gate_denied_foreign_caller");
+            return false;
+        }
         let (destination, port) = match direction {
             Direction::Ingress => (None, local.port()),
             Direction::Egress => {
@@ -95,7 +117,11 @@ impl Http {
             protocol: Protocol::Tcp,
             server_name: destination.as_ref().and_then(Destination::name),
         };
-        let verdict = engine.decide(&request, Some(&headers));
+        let refused = match &destination {
+            Some(Destination::Ip(ip)) => engine.refuse_local(*ip),
+            _ => None,
+        };
+        let verdict = refused.unwrap_or_else(|| engine.decide(&request, Some(&headers)));
         let dst_ip = match (&destination, direction) {
             (_, Direction::Ingress) => Some(local.ip()),
             (Some(Destination::Ip(ip)), Direction::Egress) => Some(*ip),

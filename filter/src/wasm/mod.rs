@@ -3,6 +3,7 @@
 //! drives is the portable library.
 
 mod abi;
+mod dns;
 mod host;
 mod http;
 mod logger;

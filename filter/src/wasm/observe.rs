@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::engine::Direction;
 use crate::flowlog::{Decision, FlowLog, FILTER_STATE_KEY};
 use crate::metrics::{config_hash, Metrics};
+use crate::role::Role;
 
 /// How many decisions pass between two updates of the VM memory gauge.
 const MEMORY_EVERY: u32 = 1024;
@@ -27,11 +28,18 @@ pub struct Observer {
     /// The `l7gate.vm_memory_bytes` gauge, and decisions since it was last set.
     memory_gauge: Option<u32>,
     since_memory: Cell<u32>,
+    /// The DNS guard's `l7gate.dns_dropped_answers` counter (that role only).
+    dropped_answers: Option<u32>,
 }
 
 impl Observer {
     /// Prepares the records and counters of `config` and sets the configuration gauges.
-    pub fn configure(config: &Config, bytes: &[u8], registry: &mut Registry) -> Observer {
+    pub fn configure(
+        config: &Config,
+        bytes: &[u8],
+        role: Role,
+        registry: &mut Registry,
+    ) -> Observer {
         let metrics = Metrics::define(config, registry);
         registry.generation += 1;
         let gauges = [
@@ -57,6 +65,9 @@ impl Observer {
             buffer: RefCell::new(String::with_capacity(1024)),
             memory_gauge: registry.gauge("l7gate.vm_memory_bytes"),
             since_memory: Cell::new(0),
+            dropped_answers: (role == Role::EgressDns)
+                .then(|| crate::metrics::Host::counter(registry, "l7gate.dns_dropped_answers"))
+                .flatten(),
         };
         observer.record_memory();
         observer
@@ -89,6 +100,16 @@ impl Observer {
         self.flowlog.write(d, &mut buffer);
         if !host::set_property(FILTER_STATE_KEY, buffer.as_bytes()) {
             log::warn!("l7gate: could not publish the flow record");
+        }
+    }
+
+    /// Counts addresses the DNS guard took out of answers.
+    pub fn dropped_answers(&self, n: usize) {
+        let counted = self
+            .dropped_answers
+            .is_some_and(|id| host::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX)));
+        if !counted {
+            log::debug!("l7gate: no counter for dropped DNS answers");
         }
     }
 

@@ -1,14 +1,14 @@
 //! Root context: turns the plugin configuration into an engine once per configuration (on the
 //! canary and on every worker), shares it with request contexts, and fails closed: before a
 //! configuration arrives, and with an empty one, every request is denied. Its `root_id` says
-//! which filter it is ([`Role`]): the ingress or egress HTTP filter, or the egress TLS network
-//! filter. The Envoy node's metadata may name a connection header (see [`crate::headermap`])
+//! which filter it is ([`Role`]): the ingress or egress HTTP filter, or one of the egress network
+//! filters (TLS, DNS guard). The Envoy node's metadata may name a connection header (see [`crate::headermap`])
 //! that the bootstrap has Envoy set on every request; only then is that header trusted.
 
 use std::rc::Rc;
 
 use super::observe::{Observer, Registry};
-use super::{host, http::Http, tls::Tls};
+use super::{dns::Dns, host, http::Http, tls::Tls};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::headermap::CONNECTION_HEADER_KEY;
@@ -23,6 +23,13 @@ pub struct Plugin {
     /// The lower-case name of the header carrying the connection's addresses, if the
     /// bootstrap sets one; else the filter reads them as properties.
     pub connection_header: Option<String>,
+}
+
+/// A stream context: one HTTP request, or one connection of a network filter.
+pub enum Stream {
+    Http(Http),
+    Tls(Tls),
+    Dns(Dns),
 }
 
 pub struct Root {
@@ -41,14 +48,15 @@ impl Root {
         Root { plugin: Rc::new(plugin), registry: Registry::default() }
     }
 
-    /// A request context of this configuration, if it is an HTTP filter.
-    pub fn http(&self) -> Option<Http> {
-        self.plugin.role.is_http().then(|| Http::new(Rc::clone(&self.plugin)))
-    }
-
-    /// A connection context of this configuration (the TLS network filter).
-    pub fn tls(&self) -> Tls {
-        Tls::new(Rc::clone(&self.plugin))
+    /// A stream context of this configuration: a request for the HTTP filters, a connection
+    /// for the network filters.
+    pub fn stream(&self) -> Stream {
+        let plugin = Rc::clone(&self.plugin);
+        match self.plugin.role {
+            Role::Ingress | Role::EgressHttp => Stream::Http(Http::new(plugin)),
+            Role::EgressTls => Stream::Tls(Tls::new(plugin)),
+            Role::EgressDns => Stream::Dns(Dns::new(plugin)),
+        }
     }
 
     /// Reads and compiles the plugin configuration; `false` refuses it.
@@ -95,7 +103,7 @@ impl Root {
                     .as_deref()
                     .map_or("source.address".to_string(), |h| format!("the {h} header"));
                 log::info!("l7gate: {} configured for {who} (peer from {peer}): {ingress} ingress and {egress} egress rules in {micros} us", role.root_id());
-                let observer = Observer::configure(&config, &bytes, &mut self.registry);
+                let observer = Observer::configure(&config, &bytes, role, &mut self.registry);
                 self.plugin = Rc::new(Plugin { engine, observer, role, connection_header });
                 true
             }

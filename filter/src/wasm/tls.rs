@@ -2,15 +2,16 @@
 //! name `tls_inspector` read from the ClientHello (spec §6.4), before the filters after it run.
 //! A denied connection is closed and never reaches `sni_dynamic_forward_proxy` or `tcp_proxy`:
 //! no DNS query, no upstream connection. An allowed one goes on to the upstream resolved from the
-//! same name. No SNI means no destination, which nothing allows. Each decision is published
-//! like an HTTP request's (flow record with the `sni`, counter; see `observe`).
+//! same name. No SNI means no destination, which nothing allows; a caller other than the endpoint
+//! the listener serves is closed too. Each decision is published like an HTTP request's (flow
+//! record with the `sni`, counter; see `observe`).
 
 use std::rc::Rc;
 
 use super::host;
 use super::root::Plugin;
 use crate::config::Protocol;
-use crate::engine::{Direction, Request};
+use crate::engine::{Direction, Reason, Request, Verdict};
 use crate::flowlog::Decision;
 use crate::fqdn::Destination;
 
@@ -55,7 +56,27 @@ impl Tls {
             observer.no_address(Direction::Egress);
             return false;
         };
+        let source = host::source_address();
         let sni = host::requested_server_name().and_then(|n| String::from_utf8(n).ok());
+        if !source.is_some_and(|s| engine.serves_caller(s.ip())) {
+            observer.publish(&Decision {
+                direction: Direction::Egress,
+                verdict: &Verdict::deny(Reason::ForeignCaller, None),
+                peer: None,
+                src_ip: source.map(|a| a.ip()),
+                dst_ip: None,
+                port,
+                protocol: Protocol::Tcp,
+                method: None,
+                path: None,
+                host: None,
+                sni: sni.as_deref(),
+            });
+            log::debug!(
+                "l7gate: denied TLS from {source:?}: not the endpoint this listener serves"
+            );
+            return false;
+        }
         let Some(destination) = sni.as_deref().and_then(Destination::of_server_name) else {
             log::debug!("l7gate: denied a TLS connection to port {port} without a server name");
             observer.no_address(Direction::Egress);
@@ -68,12 +89,16 @@ impl Tls {
             protocol: Protocol::Tcp,
             server_name: destination.name(),
         };
-        let verdict = engine.decide(&request, None);
+        let verdict = match &destination {
+            Destination::Ip(ip) => engine.refuse_local(*ip),
+            Destination::Name(_) => None,
+        }
+        .unwrap_or_else(|| engine.decide(&request, None));
         observer.publish(&Decision {
             direction: Direction::Egress,
             verdict: &verdict,
             peer: Some(request.peer),
-            src_ip: host::source_address().map(|a| a.ip()),
+            src_ip: source.map(|a| a.ip()),
             dst_ip: match &destination {
                 Destination::Ip(ip) => Some(*ip),
                 Destination::Name(_) => None,

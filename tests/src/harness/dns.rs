@@ -1,11 +1,13 @@
-//! A tiny authoritative DNS server on loopback (UDP), so Envoy's resolver finds the test
-//! upstreams by name without touching the machine's resolver configuration: it answers `A`
-//! queries from a name → IPv4 map, `NXDOMAIN` for names it does not know, and an empty answer
-//! for other record types. It records every name asked, so a test can prove a denied name was
-//! never even resolved.
+//! A tiny authoritative DNS server on loopback, speaking DNS over TCP (RFC 1035 §4.2.2) as the
+//! egress Envoy's DNS guard does, so Envoy's resolver finds the test upstreams by name without
+//! touching the machine's resolver configuration: it answers `A` queries from a name → IPv4 list
+//! (every address of a name, in the order given), `NXDOMAIN` for names it does not know, and an
+//! empty answer for other record types. It records every name asked, so a test can prove a
+//! denied name was never even resolved.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,6 +18,8 @@ const RCODE_NXDOMAIN: u8 = 3;
 const RCODE_FORMERR: u8 = 1;
 const TTL_SECONDS: u32 = 60;
 
+type Records = HashMap<String, Vec<Ipv4Addr>>;
+
 /// A running DNS server; stops when dropped.
 pub struct DnsServer {
     addr: SocketAddr,
@@ -25,17 +29,30 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Serves `records` (names in any case, with or without trailing dot) on `127.0.0.1:<any>`.
+    /// Serves `records` (names in any case, with or without trailing dot; a name given twice has
+    /// two addresses) on `127.0.0.1:<any>`.
     pub fn start(records: &[(&str, Ipv4Addr)]) -> std::io::Result<DnsServer> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        let addr = socket.local_addr()?;
-        let records: HashMap<String, Ipv4Addr> =
-            records.iter().map(|(name, ip)| (canonical(name), *ip)).collect();
-        let queries = Arc::new(Mutex::new(Vec::new()));
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let mut map = Records::new();
+        for (name, ip) in records {
+            map.entry(canonical(name)).or_default().push(*ip);
+        }
+        let (records, queries) = (Arc::new(map), Arc::new(Mutex::new(Vec::new())));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new().name("dns".into()).spawn({
             let (queries, stop) = (Arc::clone(&queries), Arc::clone(&stop));
-            move || serve(&socket, &records, &queries, &stop)
+            move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let (records, queries) = (Arc::clone(&records), Arc::clone(&queries));
+                    if let Ok(stream) = stream {
+                        std::thread::spawn(move || serve(stream, &records, &queries));
+                    }
+                }
+            }
         })?;
         Ok(DnsServer { addr, queries, stop, thread: Some(thread) })
     }
@@ -58,10 +75,8 @@ impl DnsServer {
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking receive with an empty datagram.
-        if let Ok(socket) = UdpSocket::bind("127.0.0.1:0") {
-            let _ = socket.send_to(&[], self.addr);
-        }
+        // Wake the blocking accept.
+        let _ = TcpStream::connect(self.addr);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -72,22 +87,25 @@ fn canonical(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn serve(
-    socket: &UdpSocket,
-    records: &HashMap<String, Ipv4Addr>,
-    queries: &Mutex<Vec<String>>,
-    stop: &AtomicBool,
-) {
-    let mut buf = [0u8; 1500];
-    while !stop.load(Ordering::SeqCst) {
-        let Ok((n, from)) = socket.recv_from(&mut buf) else {
-            continue;
+/// Answers the queries of one connection, each behind its two-byte length, until it closes.
+fn serve(mut stream: TcpStream, records: &Records, queries: &Mutex<Vec<String>>) {
+    loop {
+        let mut prefix = [0u8; 2];
+        if stream.read_exact(&mut prefix).is_err() {
+            return;
+        }
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        if stream.read_exact(&mut query).is_err() {
+            return;
+        }
+        let Some(reply) = answer(&query, records, queries) else {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
         };
-        let Some(query) = buf.get(..n) else { continue };
-        let Some(reply) = answer(query, records, queries) else {
-            continue;
-        };
-        let _ = socket.send_to(&reply, from);
+        let Ok(length) = u16::try_from(reply.len()) else { return };
+        if stream.write_all(&[&length.to_be_bytes()[..], &reply].concat()).is_err() {
+            return;
+        }
     }
 }
 
@@ -126,12 +144,8 @@ fn parse_question(query: &[u8]) -> Option<Question> {
     })
 }
 
-/// The response to one query; `None` for a datagram too short to answer at all.
-fn answer(
-    query: &[u8],
-    records: &HashMap<String, Ipv4Addr>,
-    queries: &Mutex<Vec<String>>,
-) -> Option<Vec<u8>> {
+/// The response to one query; `None` for a message too short to answer at all.
+fn answer(query: &[u8], records: &Records, queries: &Mutex<Vec<String>>) -> Option<Vec<u8>> {
     let header = query.get(..12)?;
     let (id, rd) = (header.get(..2)?, header.get(2)? & 0x01);
     let mut reply = Vec::with_capacity(64);
@@ -141,18 +155,19 @@ fn answer(
         return Some(reply);
     };
     queries.lock().unwrap_or_else(|e| e.into_inner()).push(question.name.clone());
-    let address = records.get(&question.name);
-    let answers: u16 = match address {
-        Some(_) if question.qtype == TYPE_A && question.qclass == CLASS_IN => 1,
-        _ => 0,
+    let addresses = records.get(&question.name);
+    let answered: &[Ipv4Addr] = match addresses {
+        Some(ips) if question.qtype == TYPE_A && question.qclass == CLASS_IN => ips,
+        _ => &[],
     };
-    let rcode = if address.is_none() { RCODE_NXDOMAIN } else { 0 };
+    let answers = u16::try_from(answered.len()).ok()?;
+    let rcode = if addresses.is_none() { RCODE_NXDOMAIN } else { 0 };
     // QR + opcode QUERY + AA + RD as asked; RA; rcode. One question echoed, `answers` answers.
     reply.extend_from_slice(&[0x84 | rd, 0x80 | rcode, 0, 1]);
     reply.extend_from_slice(&answers.to_be_bytes());
     reply.extend_from_slice(&[0, 0, 0, 0]);
     reply.extend_from_slice(query.get(12..question.end)?);
-    if let (1, Some(ip)) = (answers, address) {
+    for ip in answered {
         reply.extend_from_slice(&[0xc0, 0x0c]); // the name: a pointer to the question
         reply.extend_from_slice(&TYPE_A.to_be_bytes());
         reply.extend_from_slice(&CLASS_IN.to_be_bytes());
@@ -179,17 +194,26 @@ mod tests {
         q
     }
 
-    // The server over a real UDP socket: an A answer for a known name (any case), NXDOMAIN for
-    // an unknown one, no answer for AAAA; every name recorded.
+    // The server over a real TCP connection (several queries on one): an A answer for a known
+    // name (any case), every address of a name given twice, NXDOMAIN for an unknown one, no
+    // answer for AAAA; every name recorded.
     #[test]
     fn answers_a_queries_from_its_map_and_records_names() {
-        let dns = DnsServer::start(&[("Api.Example.com.", Ipv4Addr::new(127, 0, 0, 50))]).unwrap();
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let ask = |name: &str, qtype: u16| {
-            client.send_to(&query(name, qtype), dns.addr()).unwrap();
-            let mut buf = [0u8; 512];
-            let n = client.recv(&mut buf).unwrap();
-            buf[..n].to_vec()
+        let dns = DnsServer::start(&[
+            ("Api.Example.com.", Ipv4Addr::new(127, 0, 0, 50)),
+            ("two.example.com", Ipv4Addr::new(127, 0, 0, 51)),
+            ("two.example.com", Ipv4Addr::new(127, 0, 0, 52)),
+        ])
+        .unwrap();
+        let mut client = TcpStream::connect(dns.addr()).unwrap();
+        let mut ask = |name: &str, qtype: u16| {
+            let q = query(name, qtype);
+            client.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat()).unwrap();
+            let mut prefix = [0u8; 2];
+            client.read_exact(&mut prefix).unwrap();
+            let mut reply = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+            client.read_exact(&mut reply).unwrap();
+            reply
         };
         let a = ask("API.example.COM", TYPE_A);
         assert_eq!(
@@ -197,6 +221,10 @@ mod tests {
             (&[0xab, 0xcd][..], 0, 1)
         );
         assert_eq!(&a[a.len() - 4..], &[127, 0, 0, 50]);
+        let two = ask("two.example.com", TYPE_A);
+        assert_eq!(u16::from_be_bytes([two[6], two[7]]), 2);
+        assert_eq!(&two[two.len() - 20..two.len() - 16], &[127, 0, 0, 51]);
+        assert_eq!(&two[two.len() - 4..], &[127, 0, 0, 52]);
         let aaaa = ask("api.example.com", 28);
         assert_eq!((aaaa[3] & 0x0f, u16::from_be_bytes([aaaa[6], aaaa[7]])), (0, 0));
         let unknown = ask("evil.net", TYPE_A);
@@ -204,7 +232,10 @@ mod tests {
             (unknown[3] & 0x0f, u16::from_be_bytes([unknown[6], unknown[7]])),
             (RCODE_NXDOMAIN, 0)
         );
-        assert_eq!(dns.queries(), ["api.example.com", "api.example.com", "evil.net"]);
+        assert_eq!(
+            dns.queries(),
+            ["api.example.com", "two.example.com", "api.example.com", "evil.net"]
+        );
         assert!(dns.was_asked("EVIL.net.") && !dns.was_asked("example.com"));
     }
 }

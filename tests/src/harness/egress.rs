@@ -1,6 +1,7 @@
 //! One egress Envoy: a workload's outbound TLS and plain-HTTP listeners on its address, names
-//! resolved by the given DNS server, and the l7gate egress filters configured from two ECDS files
-//! rendered from one filter configuration (`envoy/egress.yaml`, `l7gate::ecds::render_for`), or
+//! resolved by the given DNS server (over TCP, through the DNS guard on a port of 127.0.0.1), and
+//! the l7gate egress filters configured from three ECDS files rendered from one filter
+//! configuration (`envoy/egress.yaml`, `l7gate::ecds::render_for`), or
 //! from `l7gate serve` over ADS (`envoy/egress-ads.yaml`), or, as the benchmark's baseline,
 //! absent (`envoy/egress.yaml` without the two filters).
 
@@ -68,9 +69,11 @@ fn without_entry(template: &str, name: &str) -> String {
     out
 }
 
-/// `envoy/egress.yaml`'s text without the two l7gate filters.
+/// `envoy/egress.yaml`'s text without the three l7gate filters.
 fn unfiltered(template: &str) -> String {
-    without_entry(&without_entry(template, "l7gate-egress-tls"), "l7gate-egress-http")
+    ["l7gate-egress-tls", "l7gate-egress-http", "l7gate-egress-dns"]
+        .into_iter()
+        .fold(template.to_string(), |text, name| without_entry(&text, name))
 }
 
 /// Starts the egress Envoy and waits until it is ready (its TLS listener accepts).
@@ -82,12 +85,17 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
         ("HTTP_PORT", spec.http_port.to_string()),
         ("DNS_ADDRESS", spec.dns.ip().to_string()),
         ("DNS_PORT", spec.dns.port().to_string()),
+        (
+            "DNS_GUARD_PORT",
+            crate::harness::control::free_port().map_err(&harness)?.port().to_string(),
+        ),
     ];
     let (template, edit): (&str, fn(String) -> String) = match &spec.filters {
         Filters::Files(config_json) => {
             for (role, placeholder, file) in [
                 (Role::EgressTls, "TLS_FILTER_CONFIG_PATH", "l7gate-egress-tls.json"),
                 (Role::EgressHttp, "HTTP_FILTER_CONFIG_PATH", "l7gate-egress-http.json"),
+                (Role::EgressDns, "DNS_FILTER_CONFIG_PATH", "l7gate-egress-dns.json"),
             ] {
                 let path = dir.path().join(file);
                 write_atomically(&path, &render_for(role, config_json, &tools.wasm))
@@ -129,7 +137,7 @@ mod tests {
         for line in body(&files).iter().filter(|l| !l.contains("path_config_source")) {
             assert!(at.any(|l| l == line), "envoy/egress-ads.yaml lacks (or reorders) {line:?}");
         }
-        assert_eq!(ads.iter().filter(|l| l.contains("ads: {}")).count(), 2);
+        assert_eq!(ads.iter().filter(|l| l.contains("ads: {}")).count(), 3);
     }
 
     /// The unfiltered template keeps every other filter and has no l7gate placeholder left.

@@ -460,9 +460,14 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, 
 pub fn config_without_rules(name: &str, ingress_enforced: bool) -> String {
     Config {
         version: SCHEMA_VERSION,
-        endpoint: EndpointRef { name: name.to_string(), namespace: "default".to_string() },
+        endpoint: EndpointRef {
+            name: name.to_string(),
+            namespace: "default".to_string(),
+            identity: 0,
+        },
         identities: Vec::new(),
         ipcache: Vec::new(),
+        local: vec![],
         ingress: DirectionPolicy { enforced: ingress_enforced, rules: Vec::new(), audit: None },
         egress: DirectionPolicy { enforced: false, rules: Vec::new(), audit: None },
     }
