@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -392,12 +393,20 @@ async fn a_restarted_control_plane_resyncs_without_changing_verdicts() {
         assert_eq!(state, Some(0), "{name} did not notice the control plane is gone");
     }
     assert_seed_statuses(&cluster, "control plane down").await;
+    // Down long enough for Envoy's default backoff (0.5 s doubling to 30 s) to reach several
+    // seconds; the templates bound it to 2 s, so the Envoys are back soon after the server.
+    tokio::time::sleep(Duration::from_secs(6)).await;
 
     tokio::task::block_in_place(|| cluster.control.as_mut().unwrap().restart(None)).unwrap();
+    let restarted = Instant::now();
     let cp = control(&cluster);
     let report =
         tokio::task::block_in_place(|| cp.wait_for_status(|r| names.iter().all(|n| in_sync(r, n))))
             .unwrap();
+    let back = restarted.elapsed();
+    eprintln!("all sidecars reconnected and acked {} ms after the restart", back.as_millis());
+    // Functional, not a benchmark: the bound is the backoff cap (2 s) with ample slack.
+    assert!(back < Duration::from_secs(8), "reconnected after {back:?}: is the backoff bounded?");
     for name in names {
         assert!(in_sync(&report, name), "{name} did not reconnect and ack: {report:#?}");
         let envoy = &cluster.sidecar(name).unwrap().envoy;

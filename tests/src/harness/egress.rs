@@ -158,7 +158,7 @@ mod tests {
         }
         assert_eq!(
             text.lines().filter(|l| l.contains("- name:")).count(),
-            out.lines().filter(|l| l.contains("- name:")).count() + 2
+            out.lines().filter(|l| l.contains("- name:")).count() + 3
         );
     }
 }
