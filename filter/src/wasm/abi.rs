@@ -124,11 +124,7 @@ pub extern "C" fn proxy_on_downstream_data(
         Some(Stream::Dns(dns)) => !dns.closed(),
         _ => false,
     });
-    if allowed == Some(true) {
-        CONTINUE
-    } else {
-        PAUSE
-    }
+    pass(allowed)
 }
 
 /// The resolver's answers, rewritten by the DNS guard; any other stream's upstream data passes
@@ -140,6 +136,11 @@ pub extern "C" fn proxy_on_upstream_data(context_id: u32, data_size: usize, _end
         Some(Stream::Tls(tls)) => !tls.denied(),
         _ => false,
     });
+    pass(allowed)
+}
+
+/// The ABI status of a data callback: continue only when the stream lets its data pass.
+fn pass(allowed: Option<bool>) -> u32 {
     if allowed == Some(true) {
         CONTINUE
     } else {

@@ -58,20 +58,23 @@ impl Tls {
         };
         let source = host::source_address();
         let sni = host::requested_server_name().and_then(|n| String::from_utf8(n).ok());
-        if !source.is_some_and(|s| engine.serves_caller(s.ip())) {
+        let publish = |verdict: &Verdict<'_>, peer, dst_ip| {
             observer.publish(&Decision {
                 direction: Direction::Egress,
-                verdict: &Verdict::deny(Reason::ForeignCaller, None),
-                peer: None,
+                verdict,
+                peer,
                 src_ip: source.map(|a| a.ip()),
-                dst_ip: None,
+                dst_ip,
                 port,
                 protocol: Protocol::Tcp,
                 method: None,
                 path: None,
                 host: None,
                 sni: sni.as_deref(),
-            });
+            })
+        };
+        if !source.is_some_and(|s| engine.serves_caller(s.ip())) {
+            publish(&Verdict::deny(Reason::ForeignCaller, None), None, None);
             log::debug!(
                 "l7gate: denied TLS from {source:?}: not the endpoint this listener serves"
             );
@@ -94,22 +97,11 @@ impl Tls {
             Destination::Name(_) => None,
         }
         .unwrap_or_else(|| engine.decide(&request, None));
-        observer.publish(&Decision {
-            direction: Direction::Egress,
-            verdict: &verdict,
-            peer: Some(request.peer),
-            src_ip: source.map(|a| a.ip()),
-            dst_ip: match &destination {
-                Destination::Ip(ip) => Some(*ip),
-                Destination::Name(_) => None,
-            },
-            port,
-            protocol: Protocol::Tcp,
-            method: None,
-            path: None,
-            host: None,
-            sni: sni.as_deref(),
-        });
+        let dst_ip = match &destination {
+            Destination::Ip(ip) => Some(*ip),
+            Destination::Name(_) => None,
+        };
+        publish(&verdict, Some(request.peer), dst_ip);
         if !verdict.allowed && log::log_enabled!(log::Level::Debug) {
             let by = verdict
                 .origin
