@@ -249,12 +249,7 @@ impl<'c> Engines<'c> {
             .collect();
         let http = QueryHeaders(&headers);
         let is_http = flow.method.is_some();
-        let local = match direction {
-            Direction::Egress => engine.refuse_local(peer_ip),
-            Direction::Ingress => None,
-        };
-        let v = local
-            .unwrap_or_else(|| engine.decide(&request, is_http.then_some(&http as &dyn Headers)));
+        let v = engine.decide_to(&request, Some(peer_ip), is_http.then_some(&http as &dyn Headers));
         Ok(Outcome {
             verdict: v.label(),
             reason: v.reason.code(),

@@ -146,11 +146,7 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             protocol,
             server_name: server_name.as_deref(),
         };
-        // The egress filters deny a local destination before any rule.
-        let local = peer_ip.filter(|_| direction == Direction::Egress);
-        let v = local
-            .and_then(|ip| engine.refuse_local(ip))
-            .unwrap_or_else(|| engine.decide(&request, http));
+        let v = engine.decide_to(&request, peer_ip, http);
         Ok(Side {
             verdict: match v.label() {
                 "audit" => "audit",

@@ -127,14 +127,14 @@ impl Engine {
     /// unspecified, link-local; [`Config::local`]): never a destination of the egress proxy,
     /// which forwards outbound traffic only. The workload reaches its own host directly; through
     /// the proxy such an address would be the proxy's own host (its admin interface, its own
-    /// listeners). An IP literal there is denied before any rule ([`Engine::refuse_local`]), and
-    /// a DNS answer there is dropped ([`Engine::is_outside_address`]).
+    /// listeners). An IP literal there is denied before any rule ([`Engine::decide_to`]), and a
+    /// DNS answer there is dropped ([`Engine::is_outside_address`]).
     pub fn is_local(&self, addr: IpAddr) -> bool {
         self.local.lookup(addr) == HOST
     }
 
     /// The denial of an egress destination that is a local address, if it is one.
-    pub fn refuse_local(&self, addr: IpAddr) -> Option<Verdict<'static>> {
+    fn refuse_local(&self, addr: IpAddr) -> Option<Verdict<'static>> {
         self.is_local(addr).then(|| Verdict::deny(Reason::LocalDestination, None))
     }
 
@@ -165,6 +165,20 @@ impl Engine {
     pub fn rule_counts(&self) -> (usize, usize) {
         let count = |d: &Option<CompiledDirection>| d.as_ref().map_or(0, |d| d.rules.len());
         (count(&self.ingress), count(&self.egress))
+    }
+
+    /// Decides a request as [`Engine::decide`], given the destination's address when it is known
+    /// (an IP literal; ingress requests ignore it): an egress destination in the endpoint's local
+    /// ranges is refused before any rule
+    /// ([`Engine::is_local`]; the `cluster` entity's `host` would otherwise allow it).
+    pub fn decide_to<'e>(
+        &'e self,
+        req: &Request<'_>,
+        addr: Option<IpAddr>,
+        headers: Option<&dyn Headers>,
+    ) -> Verdict<'e> {
+        let local = addr.filter(|_| req.direction == Direction::Egress);
+        local.and_then(|a| self.refuse_local(a)).unwrap_or_else(|| self.decide(req, headers))
     }
 
     /// Decides a request (spec §4.4). `headers` is read only when an HTTP rule must be checked,

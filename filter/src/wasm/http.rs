@@ -69,21 +69,23 @@ impl Http {
             deny("l7gate_denied_no_address");
             return false;
         };
-        if direction == Direction::Egress && !engine.serves_caller(source.ip()) {
-            let verdict = Verdict::deny(Reason::ForeignCaller, None);
+        let publish = |verdict: &Verdict<'_>, peer, dst_ip, port| {
             observer.publish(&Decision {
                 direction,
-                verdict: &verdict,
-                peer: None,
+                verdict,
+                peer,
                 src_ip: Some(source.ip()),
-                dst_ip: None,
-                port: local.port(),
+                dst_ip,
+                port,
                 protocol: Protocol::Tcp,
                 method: headers.method,
                 path: headers.path,
                 host: headers.authority,
                 sni: None,
-            });
+            })
+        };
+        if direction == Direction::Egress && !engine.serves_caller(source.ip()) {
+            publish(&Verdict::deny(Reason::ForeignCaller, None), None, None, local.port());
             log::debug!(
                 "l7gate: denied egress from {source}: not the endpoint this listener serves"
             );
@@ -117,29 +119,13 @@ impl Http {
             protocol: Protocol::Tcp,
             server_name: destination.as_ref().and_then(Destination::name),
         };
-        let refused = match &destination {
-            Some(Destination::Ip(ip)) => engine.refuse_local(*ip),
-            _ => None,
-        };
-        let verdict = refused.unwrap_or_else(|| engine.decide(&request, Some(&headers)));
         let dst_ip = match (&destination, direction) {
             (_, Direction::Ingress) => Some(local.ip()),
             (Some(Destination::Ip(ip)), Direction::Egress) => Some(*ip),
             (_, Direction::Egress) => None,
         };
-        observer.publish(&Decision {
-            direction,
-            verdict: &verdict,
-            peer: Some(request.peer),
-            src_ip: Some(source.ip()),
-            dst_ip,
-            port,
-            protocol: Protocol::Tcp,
-            method: headers.method,
-            path: headers.path,
-            host: headers.authority,
-            sni: None,
-        });
+        let verdict = engine.decide_to(&request, dst_ip, Some(&headers));
+        publish(&verdict, Some(request.peer), dst_ip, port);
         if verdict.allowed {
             return true;
         }

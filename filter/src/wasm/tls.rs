@@ -92,15 +92,11 @@ impl Tls {
             protocol: Protocol::Tcp,
             server_name: destination.name(),
         };
-        let verdict = match &destination {
-            Destination::Ip(ip) => engine.refuse_local(*ip),
-            Destination::Name(_) => None,
-        }
-        .unwrap_or_else(|| engine.decide(&request, None));
         let dst_ip = match &destination {
             Destination::Ip(ip) => Some(*ip),
             Destination::Name(_) => None,
         };
+        let verdict = engine.decide_to(&request, dst_ip, None);
         publish(&verdict, Some(request.peer), dst_ip);
         if !verdict.allowed && log::log_enabled!(log::Level::Debug) {
             let by = verdict
