@@ -8,6 +8,11 @@
 #   L7GATE_NAME       the endpoint this Envoy fronts (`name` or `namespace/name`): its node id,
 #                     which selects the config l7gate serve sends                    (required)
 #   L7GATE_XDS_ADDRESS / L7GATE_XDS_PORT   l7gate serve, a DNS name or IP   (l7gate / 18000)
+#   L7GATE_XDS_SERVER_NAME                 the DNS name on l7gate serve's certificate
+#                                          (L7GATE_XDS_ADDRESS)
+#   L7GATE_XDS_TLS_DIR                     this Envoy's client certificate: tls.crt, tls.key,
+#                                          ca.crt (a secret or cert-manager CSI volume; watched,
+#                                          rotation needs no restart)        (/etc/l7gate/tls)
 #   L7GATE_ADMIN_PORT                      admin on 127.0.0.1                      (9901)
 #   L7GATE_METRICS_ADDRESS / _PORT         GET /metrics for Prometheus        (0.0.0.0 / 9102)
 # sidecar:
@@ -31,14 +36,25 @@ esac
 resolver=$(awk '$1 == "nameserver" { print $2; exit }' /etc/resolv.conf 2>/dev/null || true)
 
 # Values are substituted literally; none may contain the sed delimiter or a newline.
-for value in "$L7GATE_NAME" "${L7GATE_XDS_ADDRESS:-}" "${L7GATE_UPSTREAM_ADDRESS:-}" "${L7GATE_DNS_ADDRESS:-}"; do
+xds_address=${L7GATE_XDS_ADDRESS:-l7gate}
+tls_dir=${L7GATE_XDS_TLS_DIR:-/etc/l7gate/tls}
+for value in "$L7GATE_NAME" "$xds_address" "${L7GATE_XDS_SERVER_NAME:-}" "$tls_dir" "${L7GATE_UPSTREAM_ADDRESS:-}" "${L7GATE_DNS_ADDRESS:-}"; do
     case "$value" in *'|'*|*'
 '*) echo "l7gate-envoy: invalid value '$value'" >&2; exit 64 ;; esac
 done
 out=${L7GATE_BOOTSTRAP:-/tmp/l7gate-envoy.yaml}
+sds_dir=$(dirname "$out")
+# The control channel's credentials, as file-based SDS resources beside the bootstrap.
+for sds in /etc/l7gate/xds-tls/*.yaml; do
+    sed -e "s|\${XDS_TLS_DIR}|$tls_dir|g" "$sds" >"$sds_dir/$(basename "$sds")"
+done
+[ -r "$tls_dir/tls.crt" ] && [ -r "$tls_dir/tls.key" ] && [ -r "$tls_dir/ca.crt" ] ||
+    echo "l7gate-envoy: warning: $tls_dir lacks a readable tls.crt, tls.key or ca.crt: no configuration can arrive until it has them (set L7GATE_XDS_TLS_DIR)" >&2
 sed \
     -e "s|\${NAME}|$L7GATE_NAME|g" \
-    -e "s|\${XDS_ADDRESS}|${L7GATE_XDS_ADDRESS:-l7gate}|g" \
+    -e "s|\${XDS_ADDRESS}|$xds_address|g" \
+    -e "s|\${XDS_SERVER_NAME}|${L7GATE_XDS_SERVER_NAME:-$xds_address}|g" \
+    -e "s|\${XDS_SDS_DIR}|$sds_dir|g" \
     -e "s|\${XDS_PORT}|${L7GATE_XDS_PORT:-18000}|g" \
     -e "s|\${ADMIN_PORT}|${L7GATE_ADMIN_PORT:-9901}|g" \
     -e "s|\${METRICS_ADDRESS}|${L7GATE_METRICS_ADDRESS:-0.0.0.0}|g" \

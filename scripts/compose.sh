@@ -46,7 +46,7 @@ if [[ $command == up ]]; then
     "$checker" seed
     echo
     echo "The deployment stays up (project $L7GATE_COMPOSE_PROJECT). Try:"
-    echo "  target/debug/l7gate status --server 127.0.0.1:9902    # every Envoy and what it acked"
+    echo "  docker-compose -f envoy/compose/docker-compose.yaml -p $L7GATE_COMPOSE_PROJECT exec l7gate /usr/local/bin/l7gate status    # every Envoy and what it acked"
     echo "  docker-compose -f envoy/compose/docker-compose.yaml -p $L7GATE_COMPOSE_PROJECT logs -f inventory-api-sidecar"
     echo "  \$EDITOR manifests/policies/inventory-api.yaml; $checker seed"
     echo "  scripts/compose.sh down"

@@ -112,6 +112,7 @@ fn measure(tools: &Tools, rules: usize, changes: usize) -> Result<Vec<f64>, Stri
         wasm: tools.wasm.clone(),
         egress: false,
         kubeconfig: None,
+        plaintext: false,
     })?;
     let upstream = Upstream::start(ENDPOINT).map_err(|e| e.to_string())?;
     let spec = AdsSidecarSpec {

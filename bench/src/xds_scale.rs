@@ -87,13 +87,14 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
         wasm: tools.wasm,
         egress: false,
         kubeconfig: None,
+        plaintext: true,
     })?;
     let pid = control.pid().ok_or("l7gate serve is not running")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let report = runtime.block_on(measure(&o, control.xds(), pid, &policies));
+    let report = runtime.block_on(measure(&o, control.xds().addr, pid, &policies));
     // The clients go first, so none reports the server's exit as an error.
     runtime.shutdown_background();
     drop(control);

@@ -392,6 +392,7 @@ fn serve_logs_json_lines_and_stops_cleanly_on_signals() {
             .args([
                 "--listen",
                 "127.0.0.1:0",
+                "--plaintext",
                 "--status-listen",
                 "127.0.0.1:0",
                 "--log-format",

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use l7gate::xds::status::StatusReport;
+
 use crate::harness::client::{Protocol, Response};
 use crate::harness::tools::repo_root;
 use crate::scenario::{self, Case, Expect, Peer, SEED};
 use l7gate_filter::headermap::CONNECTION_HEADER;
 
-/// Where the host reaches the control plane's status and Prometheus (the compose file publishes
-/// them on loopback only).
-pub const STATUS: &str = "127.0.0.1:9902";
+/// Where the host reaches Prometheus (the compose file publishes it on loopback only).
 pub const PROMETHEUS: &str = "127.0.0.1:9090";
 /// The applications behind sidecars.
 pub const APPS: [&str; 3] = ["inventory-api", "payment-gateway", "catalog"];
@@ -147,12 +147,27 @@ impl Deployment {
             .collect())
     }
 
+    /// The control plane's status, asked from inside its container (`/status` answers loopback
+    /// callers only; a published port's connections come from the network's gateway).
+    pub fn status(&self) -> Result<StatusReport, String> {
+        let json = self.run(&[
+            "exec",
+            "-T",
+            "l7gate",
+            "/usr/local/bin/l7gate",
+            "status",
+            "--server",
+            "127.0.0.1:9902",
+            "--json",
+        ])?;
+        serde_json::from_str(&json).map_err(|e| format!("l7gate status --json: {e}: {json}"))
+    }
+
     /// Waits until every Envoy of the deployment is connected and has accepted what it was sent.
     pub fn wait_in_sync(&self) -> Result<(), String> {
-        let status: SocketAddr = STATUS.parse().map_err(|e| format!("{e}"))?;
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let report = l7gate::xds::status::fetch(status);
+            let report = self.status();
             let synced = report.as_ref().is_ok_and(|r| {
                 ENVOYS.iter().all(|id| {
                     r.nodes.iter().any(|n| {

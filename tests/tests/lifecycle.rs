@@ -54,7 +54,11 @@ async fn readyz_waits_for_valid_inputs_and_healthz_answers_meanwhile() {
     assert_eq!(get("/healthz"), (200, "ok\n".to_string()));
     let (code, body) = get("/readyz");
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("inventory-api.yaml") && body.contains("endpointSelektor"), "{body}");
+    // Probes are unauthenticated: they learn that the inputs are bad, never what they say.
+    assert!(body.contains("never valid") && !body.contains("endpointSelektor"), "{body}");
+    let (code, status) = get("/status");
+    assert_eq!(code, 200, "loopback callers get the status: {status}");
+    assert!(status.contains("inventory-api.yaml") && status.contains("endpointSelektor"));
     std::fs::write(&policy, good).unwrap();
     eventually("ready once the inputs are valid", async || (get("/readyz").0 == 200).then_some(()))
         .await;

@@ -189,7 +189,7 @@ async fn a_policy_edit_flips_both_sidecars_and_an_unrelated_one_pushes_nothing_t
         catalog_before,
         "catalog was not updated: {after:#?}"
     );
-    assert_eq!(after.reload.last_changed, vec!["catalog".to_string()], "{after:#?}");
+    assert_eq!(after.reload.last_changed, vec!["default/catalog".to_string()], "{after:#?}");
     for name in both {
         let (b, a) = (resource(&before, name).unwrap(), resource(&after, name).unwrap());
         assert_eq!((a.pushes, &a.acked), (b.pushes, &b.acked), "{name} was re-pushed");
@@ -523,7 +523,8 @@ async fn an_envoy_the_inventory_does_not_know_gets_nothing_and_fails_closed() {
     let report = cp.wait_for_status(|r| node(r, "ghost").is_some()).unwrap();
     let ghost = node(&report, "ghost").unwrap();
     assert!(ghost.connected && ghost.resources.iter().all(|r| r.pushes == 0), "{ghost:#?}");
-    assert!(ghost.error.as_deref().is_some_and(|e| e.contains("\"ghost\"")), "{ghost:#?}");
+    // Its certificate names default/ghost, and so does its stream now.
+    assert!(ghost.error.as_deref().is_some_and(|e| e.contains("\"default/ghost\"")), "{ghost:#?}");
     let req = Request {
         from: FRONTEND,
         to: envoy.listener(),

@@ -1,6 +1,7 @@
 //! The `l7gate` command line: flag definitions (clap) and dispatch to one module per command.
 //! Exit codes: 0 success (including a `deny` verdict), 1 bad input, 2 usage error.
 
+mod certs;
 mod compile;
 mod diff;
 mod observe;
@@ -56,6 +57,8 @@ pub enum Command {
     Observe(observe::Args),
     /// Compare two policy sets: rule changes per endpoint, and recorded flows that would flip.
     Diff(diff::Args),
+    /// Write a development CA and certificates for `l7gate serve`'s mTLS and its Envoys.
+    Certs(certs::Args),
 }
 
 /// Runs a parsed command line; `Err` carries the message for stderr.
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Status(args) => status::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Certs(args) => certs::run(args),
     }
 }
 

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::ecds::Role;
-use crate::xds::Source;
+use crate::xds::tls::TlsFiles;
+use crate::xds::{Source, Transport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,6 +33,25 @@ pub struct Args {
     /// Where Envoys connect (gRPC, ADS).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18000")]
     listen: SocketAddr,
+    /// Serve ADS over TLS with this certificate chain (PEM, leaf first), and require client
+    /// certificates (mTLS); needs --tls-key and --client-ca. Files are re-read when they change.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "client_ca"], conflicts_with = "plaintext")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificates (PEM) Envoys' client certificates must chain to. A certificate's URI
+    /// SANs spiffe://<trust domain>/ns/<namespace>/pod/<name> name the endpoints its Envoy may
+    /// fetch; no other endpoint's configuration is served to it.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// The trust domain of the client certificates' SPIFFE IDs.
+    #[arg(long, value_name = "NAME", default_value = "cluster.local", requires = "tls_cert")]
+    trust_domain: String,
+    /// Serve ADS without TLS, every endpoint's configuration to whoever connects: refused unless
+    /// --listen is a loopback address (a sidecar beside the control plane, tests, the demo).
+    #[arg(long)]
+    plaintext: bool,
     /// Path of the l7gate filter .wasm, as the Envoy processes will see it (in their image, or
     /// a shared volume).
     #[arg(long, value_name = "FILE")]
@@ -73,7 +93,25 @@ pub fn run(args: Args) -> Result<(), String> {
         _ if args.kubernetes => Source::Kubernetes,
         _ => return Err("give --policies and --endpoints, or --kubernetes".into()),
     };
+    let transport = match (args.tls_cert, args.tls_key, args.client_ca) {
+        (Some(cert), Some(key), Some(client_ca)) => Transport::Mtls {
+            files: TlsFiles { cert, key, client_ca },
+            trust_domain: args.trust_domain,
+        },
+        _ if args.plaintext => Transport::Plaintext,
+        _ => {
+            return Err("choose how Envoys connect: --tls-cert, --tls-key and --client-ca \
+                        (mTLS, each Envoy fetches only the endpoints its certificate names), or \
+                        --plaintext (loopback addresses only)"
+                .into())
+        }
+    };
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(crate::xds::serve(source, settings, args.listen, args.status_listen))
+    runtime.block_on(crate::xds::serve(
+        source,
+        settings,
+        (args.listen, transport),
+        args.status_listen,
+    ))
 }

@@ -3,11 +3,14 @@
 //! protocol over the cache only; `snapshot` turns a validated cluster into snapshots; `status`
 //! reports it all over HTTP; [`serve`] wires them to the file watcher (`crate::watch`).
 
+pub mod authz;
 pub mod cache;
 pub mod server;
 pub mod snapshot;
 pub mod status;
+pub mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,38 @@ use status::Reloads;
 
 /// How long a shutdown waits for the ADS streams and HTTP requests to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How Envoys reach `--listen`.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// No TLS, every endpoint to anyone who connects: only on a loopback address.
+    Plaintext,
+    /// TLS with a required client certificate, whose SPIFFE IDs in `trust_domain` name the
+    /// endpoints a node may fetch (`authz`).
+    Mtls { files: tls::TlsFiles, trust_domain: String },
+}
+
+impl Transport {
+    /// Refuses plaintext off loopback, and TLS files that do not load.
+    fn check(&self, listen: SocketAddr) -> Result<Option<Arc<tls::Acceptor>>, String> {
+        match self {
+            Transport::Plaintext if !listen.ip().is_loopback() => Err(format!(
+                "--plaintext on {listen}: plaintext serves every endpoint's configuration to \
+                 anyone who connects, so it is refused off loopback (127.0.0.0/8, ::1); give \
+                 --tls-cert, --tls-key and --client-ca instead (docs/xds.md)"
+            )),
+            Transport::Plaintext => Ok(None),
+            Transport::Mtls { files, .. } => Ok(Some(Arc::new(tls::Acceptor::new(files.clone())?))),
+        }
+    }
+
+    fn trust_domain(&self) -> Option<String> {
+        match self {
+            Transport::Plaintext => None,
+            Transport::Mtls { trust_domain, .. } => Some(trust_domain.clone()),
+        }
+    }
+}
 
 /// Where the policies and the inventory come from.
 #[derive(Debug, Clone)]
@@ -40,11 +75,12 @@ pub enum Source {
 pub async fn serve(
     source: Source,
     settings: Settings,
-    listen: SocketAddr,
+    (listen, transport): (SocketAddr, Transport),
     status_listen: SocketAddr,
 ) -> Result<(), String> {
     // First of all: as a container's PID 1 an unhandled SIGTERM is ignored, not fatal.
     let stop_signal = shutdown_signal()?;
+    let acceptor = transport.check(listen)?;
     if !settings.wasm.is_file() {
         warn!(wasm = %settings.wasm.display(), "the filter module does not exist here; Envoys that cannot load it will reject every config");
     }
@@ -65,21 +101,34 @@ pub async fn serve(
     let status_addr = status_listener.local_addr().map_err(|e| e.to_string())?;
     match &source {
         Source::Files(inputs) => {
-            info!(xds = %xds_addr, http = %status_addr, policies = %inputs.policies.display(),
-            endpoints = %inputs.endpoints.display(), wasm = %settings.wasm.display(), "serving")
+            info!(xds = %xds_addr, tls = acceptor.is_some(), http = %status_addr,
+            policies = %inputs.policies.display(), endpoints = %inputs.endpoints.display(),
+            wasm = %settings.wasm.display(), "serving")
         }
-        Source::Kubernetes => info!(xds = %xds_addr, http = %status_addr, source = "kubernetes",
-            wasm = %settings.wasm.display(), "serving"),
+        Source::Kubernetes => info!(xds = %xds_addr, tls = acceptor.is_some(),
+            http = %status_addr, source = "kubernetes", wasm = %settings.wasm.display(), "serving"),
     }
 
     let (stop, stopping) = signal_watch::channel(false);
     let stopped =
         |mut rx: signal_watch::Receiver<bool>| async move { server::stop_requested(&mut rx).await };
-    let ads = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         // Detect dead Envoys (and let them detect us) without waiting for TCP timeouts.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(server::Ads::new(Arc::clone(&cache), stopping.clone()).into_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(xds), stopped(stopping.clone()));
+        .add_service(
+            server::Ads::new(Arc::clone(&cache), stopping.clone(), transport.trust_domain())
+                .into_service(),
+        );
+    let ads_stopped = stopped(stopping.clone());
+    let ads: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match acceptor {
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(TcpListenerStream::new(xds), ads_stopped),
+            ),
+            Some(acceptor) => Box::pin(
+                router.serve_with_incoming_shutdown(tls::incoming(xds, acceptor), ads_stopped),
+            ),
+        };
     let http =
         status::serve(status_listener, Arc::clone(&cache), Arc::clone(&reloads), stopped(stopping));
     let mut servers = tokio::spawn(async move {

@@ -30,6 +30,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use super::authz::{self, Peer};
 use super::cache::{response_version, Cache, Published, Resource};
 
 /// The node metadata key that names the endpoint when the node id does not.
@@ -43,11 +44,18 @@ pub struct Ads {
     cache: Arc<Cache>,
     /// Turns true when the server shuts down: every stream then ends (grpc-status OK).
     stopping: watch::Receiver<bool>,
+    /// Over mTLS, the trust domain of the SPIFFE IDs that name endpoints (`authz`); `None`
+    /// serves plaintext, every endpoint to anyone.
+    trust_domain: Option<String>,
 }
 
 impl Ads {
-    pub fn new(cache: Arc<Cache>, stopping: watch::Receiver<bool>) -> Ads {
-        Ads { cache, stopping }
+    pub fn new(
+        cache: Arc<Cache>,
+        stopping: watch::Receiver<bool>,
+        trust_domain: Option<String>,
+    ) -> Ads {
+        Ads { cache, stopping, trust_domain }
     }
 
     /// The tonic service to mount.
@@ -68,10 +76,15 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let address = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = match &self.trust_domain {
+            None => Peer::Plaintext,
+            Some(td) => authz::certified(request.peer_certs().as_deref().map(Vec::as_slice), td),
+        };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let cache = Arc::clone(&self.cache);
-        tokio::spawn(run_stream(cache, request.into_inner(), tx, peer, self.stopping.clone()));
+        let stopping = self.stopping.clone();
+        tokio::spawn(run_stream(cache, request.into_inner(), tx, (address, peer), stopping));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -120,7 +133,7 @@ async fn run_stream(
     cache: Arc<Cache>,
     mut requests: Streaming<DiscoveryRequest>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    peer: String,
+    (peer, identity): (String, Peer),
     mut stopping: watch::Receiver<bool>,
 ) {
     // The node is only guaranteed on the first request.
@@ -138,7 +151,14 @@ async fn run_stream(
             .await;
         return;
     };
-    let key = endpoint_key(&node);
+    let key = match authz::authorize(&identity, &endpoint_key(&node)) {
+        Ok(key) => key,
+        Err(e) => {
+            warn!(node = %node.id, peer = %peer, certificate = ?identity, error = %e, "stream refused");
+            let _ = tx.send(Err(Status::permission_denied(e))).await;
+            return;
+        }
+    };
     let mut snapshots = cache.subscribe(&key);
     cache.connected(&node.id, &key);
     info!(node = %node.id, endpoint = %key, peer = %peer, "stream connected");
@@ -318,7 +338,7 @@ mod tests {
         async fn connect(cache: &Arc<Cache>, node: &str) -> Client {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let service = Ads::new(Arc::clone(cache), watch::channel(false).1).into_service();
+            let service = Ads::new(Arc::clone(cache), watch::channel(false).1, None).into_service();
             tokio::spawn(
                 tonic::transport::Server::builder()
                     .add_service(service)

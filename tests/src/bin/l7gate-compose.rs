@@ -123,11 +123,10 @@ spec:
 /// A new policy file in audit mode: what it would deny (reporting: no rule; frontend DELETE:
 /// no HTTP rule) still passes, and is counted as `audit` (the dashboard's audit panels).
 fn audit_policy_added(deployment: &Deployment) -> Result<Row, String> {
-    let status: std::net::SocketAddr = compose::STATUS.parse().map_err(|e| format!("{e}"))?;
-    let generation = l7gate::xds::status::fetch(status)?.reload.generation;
+    let generation = deployment.status()?.reload.generation;
     compose::replace_file(&compose::policies_dir().join("catalog-audit.yaml"), CATALOG_AUDIT)?;
     compose::wait_for("the new policy is loaded", || {
-        Ok((l7gate::xds::status::fetch(status)?.reload.generation > generation).then_some(()))
+        Ok((deployment.status()?.reload.generation > generation).then_some(()))
     })?;
     deployment.wait_in_sync()?;
     let mut statuses = Vec::new();

@@ -101,6 +101,7 @@ impl Cluster {
             wasm: tools.wasm.clone(),
             egress: false,
             kubeconfig: None,
+            plaintext: false,
         })?;
         let mut starting = Vec::new();
         for endpoint in &inventory.endpoints {

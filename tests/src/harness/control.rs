@@ -27,6 +27,9 @@ pub struct ServeSpec {
     /// Read policies and inventory from the Kubernetes API server this kubeconfig names
     /// (`serve --kubernetes`, `$KUBECONFIG`) instead of `policies` and `endpoints`.
     pub kubeconfig: Option<PathBuf>,
+    /// `serve --plaintext` (for raw gRPC clients); otherwise mTLS with a CA of its own
+    /// (`l7gate certs`), whose client certificates [`Xds::credentials`] mints.
+    pub plaintext: bool,
 }
 
 impl ServeSpec {
@@ -38,7 +41,72 @@ impl ServeSpec {
             wasm: wasm.to_path_buf(),
             egress: false,
             kubeconfig: None,
+            plaintext: false,
         }
+    }
+}
+
+/// The DNS name of the harness's server certificates (Envoys connect to 127.0.0.1 and check
+/// this name: XDS_SERVER_NAME).
+pub const SERVER_NAME: &str = "l7gate";
+
+/// How Envoys reach a control plane: its address and, over mTLS, the CA directory that mints
+/// their client certificates.
+#[derive(Debug, Clone)]
+pub struct Xds {
+    pub addr: SocketAddr,
+    pki: Option<PathBuf>,
+    /// The endpoint every certificate names, whatever the node asks for (a rogue node).
+    pinned: Option<String>,
+}
+
+impl Xds {
+    /// The CA certificate (PEM file) of the server's certificate and of its clients'; `None`
+    /// over plaintext.
+    pub fn ca(&self) -> Option<PathBuf> {
+        self.pki.as_ref().map(|pki| pki.join("ca.crt"))
+    }
+
+    /// The same control plane, with certificates naming `endpoint` whatever the node asks for.
+    pub fn certified_as(&self, endpoint: &str) -> Xds {
+        Xds { pinned: Some(endpoint.to_string()), ..self.clone() }
+    }
+
+    /// The credentials directory (tls.crt, tls.key, ca.crt) of the client certificate of the
+    /// Envoy of endpoint `namespace/name` (a bare name is taken to be in namespace `default`, as
+    /// every test inventory's are), minted by `l7gate certs`; `None` over plaintext.
+    pub fn credentials(&self, endpoint: &str) -> Result<Option<PathBuf>, String> {
+        let Some(pki) = &self.pki else { return Ok(None) };
+        let endpoint = self.pinned.as_deref().unwrap_or(endpoint);
+        let endpoint = if endpoint.contains('/') {
+            endpoint.to_string()
+        } else {
+            format!("default/{endpoint}")
+        };
+        certs(pki, &["--endpoint", &endpoint])?;
+        Ok(Some(pki.join(endpoint.replace('/', "."))))
+    }
+}
+
+impl std::fmt::Display for Xds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.addr, if self.pki.is_some() { " (mTLS)" } else { "" })
+    }
+}
+
+/// Runs `l7gate certs --out <pki> <args>`.
+pub fn certs(pki: &Path, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(binary()?)
+        .arg("certs")
+        .arg("--out")
+        .arg(pki)
+        .args(args)
+        .output()
+        .map_err(|e| format!("l7gate certs: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("l7gate certs {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 }
 
@@ -71,9 +139,13 @@ impl ControlPlane {
         Ok(control)
     }
 
-    /// Where Envoys connect.
-    pub fn xds(&self) -> SocketAddr {
-        self.xds
+    /// Where and how Envoys connect.
+    pub fn xds(&self) -> Xds {
+        Xds { addr: self.xds, pki: (!self.spec.plaintext).then(|| self.pki()), pinned: None }
+    }
+
+    fn pki(&self) -> PathBuf {
+        self.dir().join("pki")
     }
 
     /// The server's process id, while it runs.
@@ -179,6 +251,22 @@ impl ControlPlane {
                 .arg("--endpoints")
                 .arg(&self.spec.endpoints),
         };
+        if self.spec.plaintext {
+            command.arg("--plaintext");
+        } else {
+            let pki = self.pki();
+            if !pki.join("server").is_dir() {
+                certs(&pki, &["--server-name", SERVER_NAME])?;
+            }
+            let server = pki.join("server");
+            command
+                .arg("--tls-cert")
+                .arg(server.join("tls.crt"))
+                .arg("--tls-key")
+                .arg(server.join("tls.key"))
+                .arg("--client-ca")
+                .arg(server.join("ca.crt"));
+        }
         let mut child = command
             .arg("--wasm")
             .arg(&self.spec.wasm)

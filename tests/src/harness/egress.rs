@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use l7gate::ecds::{render_for, write_atomically, Role};
 
-use crate::harness::envoy::{sidecar_dir, Envoy, StartError};
+use crate::harness::envoy::{sidecar_dir, xds_values, Envoy, StartError};
 use crate::harness::tools::Tools;
 
 /// Where the egress filters get their configuration.
@@ -17,8 +17,8 @@ use crate::harness::tools::Tools;
 pub enum Filters {
     /// ECDS files rendered from the workload's filter configuration (JSON).
     Files(String),
-    /// `l7gate serve` at this address, over ADS; the node id (`name`) selects the workload.
-    Ads(SocketAddr),
+    /// `l7gate serve`, over ADS; the node id (`name`) selects the workload.
+    Ads(crate::harness::control::Xds),
     /// No l7gate filters at all: everything passes.
     Absent,
 }
@@ -105,8 +105,7 @@ pub fn start(tools: &Tools, spec: &EgressSpec) -> Result<Envoy, StartError> {
             ("egress.yaml", |template| template)
         }
         Filters::Ads(xds) => {
-            values.push(("XDS_ADDRESS", xds.ip().to_string()));
-            values.push(("XDS_PORT", xds.port().to_string()));
+            values.extend(xds_values(xds, &spec.name, dir.path()).map_err(&harness)?);
             ("egress-ads.yaml", |template| template)
         }
         Filters::Absent => ("egress.yaml", |template| unfiltered(&template)),

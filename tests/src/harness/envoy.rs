@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use l7gate_filter::config::{Config, DirectionPolicy, EndpointRef, SCHEMA_VERSION};
 
+use crate::harness::control::{Xds, SERVER_NAME};
 use crate::harness::tools::{repo_root, Tools};
 
 /// Upper bound for Envoy to come up; only a guard against hanging forever, never an assertion.
@@ -41,8 +42,8 @@ pub struct AdsSidecarSpec {
     pub listen: SocketAddr,
     /// The application behind the sidecar.
     pub upstream: SocketAddr,
-    /// `l7gate serve --listen`.
-    pub xds: SocketAddr,
+    /// `l7gate serve --listen`, and the credentials to connect with.
+    pub xds: Xds,
 }
 
 /// How a start went wrong.
@@ -123,12 +124,9 @@ impl Envoy {
     pub fn spawn_ads(tools: &Tools, spec: &AdsSidecarSpec) -> Result<Envoy, StartError> {
         let harness = |e: String| StartError::Harness(format!("sidecar {}: {e}", spec.name));
         let dir = sidecar_dir(&spec.name).map_err(&harness)?;
-        let values = vec![
-            ("XDS_ADDRESS", spec.xds.ip().to_string()),
-            ("XDS_PORT", spec.xds.port().to_string()),
-            ("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()),
-            ("UPSTREAM_PORT", spec.upstream.port().to_string()),
-        ];
+        let mut values = xds_values(&spec.xds, &spec.name, dir.path()).map_err(&harness)?;
+        values.push(("UPSTREAM_ADDRESS", spec.upstream.ip().to_string()));
+        values.push(("UPSTREAM_PORT", spec.upstream.port().to_string()));
         Envoy::launch(
             tools,
             dir,
@@ -425,6 +423,33 @@ pub fn render(template: &str, values: &[(&str, String)]) -> Result<String, Strin
         )),
         None => Ok(out),
     }
+}
+
+/// The placeholders of an ADS template's control-plane cluster, for the Envoy of endpoint
+/// `name`: its address, and the mTLS credentials with the file-based SDS resources of
+/// `envoy/xds-tls/` rendered into `dir`.
+pub(crate) fn xds_values(
+    xds: &Xds,
+    name: &str,
+    dir: &Path,
+) -> Result<Vec<(&'static str, String)>, String> {
+    let credentials = xds.credentials(name)?.ok_or(
+        "the control plane serves plaintext (ServeSpec::plaintext), the ADS templates speak mTLS only",
+    )?;
+    let tls = repo_root().join("envoy").join("xds-tls");
+    for file in ["xds-certificate.yaml", "xds-ca.yaml"] {
+        let text = std::fs::read_to_string(tls.join(file))
+            .map_err(|e| format!("cannot read envoy/xds-tls/{file}: {e}"))?;
+        let rendered = render(&text, &[("XDS_TLS_DIR", credentials.display().to_string())])
+            .map_err(|e| format!("envoy/xds-tls/{file}: {e}"))?;
+        std::fs::write(dir.join(file), rendered).map_err(|e| e.to_string())?;
+    }
+    Ok(vec![
+        ("XDS_ADDRESS", xds.addr.ip().to_string()),
+        ("XDS_PORT", xds.addr.port().to_string()),
+        ("XDS_SERVER_NAME", SERVER_NAME.to_string()),
+        ("XDS_SDS_DIR", dir.display().to_string()),
+    ])
 }
 
 pub(crate) fn sidecar_dir(name: &str) -> Result<tempfile::TempDir, String> {
