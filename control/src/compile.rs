@@ -2,10 +2,12 @@
 //! producer of that schema. Every config is run through the filter's own `Engine::compile`
 //! before it leaves, so the data plane never sees a config it would refuse.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use l7gate_filter::cidr::Cidr;
-use l7gate_filter::config::{Config, EndpointRef, IpCacheEntry, HOST, SCHEMA_VERSION, WORLD};
+use l7gate_filter::config::{
+    Config, DirectionPolicy, EndpointRef, IpCacheEntry, Rule, HOST, SCHEMA_VERSION, WORLD,
+};
 use l7gate_filter::engine::Engine;
 
 use crate::cilium::model::{Peer, Policy};
@@ -19,6 +21,12 @@ use crate::resolve::resolve;
 /// loopback, unspecified and link-local addresses.
 const LOCAL_RANGES: [&str; 6] =
     ["127.0.0.0/8", "0.0.0.0/8", "169.254.0.0/16", "::1/128", "::/128", "fe80::/10"];
+
+/// The most rules one direction of one endpoint may have once the policies that select it are
+/// merged (its audit view counted too): twice the largest rule set the benchmarks run through
+/// Envoy (10,000, docs/performance.md). Past it an endpoint's configuration is refused, not
+/// pushed: a config Envoy takes seconds to build, or cannot hold, is worse than an error.
+pub const MAX_RULES_PER_DIRECTION: usize = 20_000;
 
 /// Everything needed to compile configs for any endpoint: policies, inventory, identities.
 #[derive(Debug, Clone)]
@@ -86,6 +94,9 @@ impl Cluster {
     fn build(&self, endpoint: &Endpoint, tables: bool) -> Result<Config, String> {
         let (ingress, egress) =
             resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode);
+        for (direction, policy) in [("ingress", &ingress), ("egress", &egress)] {
+            self.check_size(endpoint, direction, policy)?;
+        }
         let identity = *self.identities.of_endpoint.get(&qualified(endpoint)).ok_or_else(|| {
             format!("internal error: endpoint {} has no identity", qualified(endpoint))
         })?;
@@ -105,6 +116,41 @@ impl Cluster {
         Engine::compile(&config)
             .map_err(|e| format!("internal error: the filter refuses the compiled config: {e}"))?;
         Ok(config)
+    }
+
+    /// Refuses a direction over [`MAX_RULES_PER_DIRECTION`], naming the policy that contributes
+    /// the most rules, with its position.
+    fn check_size(
+        &self,
+        endpoint: &Endpoint,
+        direction: &str,
+        policy: &DirectionPolicy,
+    ) -> Result<(), String> {
+        let views = std::iter::once(policy).chain(policy.audit.as_deref());
+        let rules: Vec<&Rule> = views.flat_map(|v| &v.rules).collect();
+        if rules.len() <= MAX_RULES_PER_DIRECTION {
+            return Ok(());
+        }
+        let mut by_policy: BTreeMap<&str, usize> = BTreeMap::new();
+        for rule in &rules {
+            *by_policy.entry(rule.origin.policy.as_str()).or_default() += 1;
+        }
+        let (largest, count) =
+            by_policy.iter().max_by_key(|(_, n)| **n).map_or(("", 0), |(p, n)| (*p, *n));
+        let at = self
+            .policies
+            .iter()
+            .find(|p| p.qualified_name() == largest)
+            .map(|p| format!("{}:{}:{}: ", p.file.display(), p.span.line, p.span.col))
+            .unwrap_or_default();
+        Err(format!(
+            "{at}endpoint {}: {direction} has {} rules once the policies that select it are \
+             merged, more than the limit of {MAX_RULES_PER_DIRECTION}; policy {largest} gives \
+             {count} of them: merge rules that differ only in their peers or ports (one rule \
+             may list many), or select fewer endpoints",
+            qualified(endpoint),
+            rules.len()
+        ))
     }
 
     /// The endpoint's own host ranges ([`LOCAL_RANGES`]) as `host`, and the inventory's `world`

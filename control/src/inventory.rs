@@ -17,6 +17,11 @@ use crate::yaml::{describe, is_empty_seq, scalar_text, span_of, Decoder, Fields,
 /// A node of the inventory (named apart from the YAML node type).
 type Node_ = NodeEntry;
 
+/// The most endpoints an inventory may list: every endpoint's configuration carries the
+/// cluster's address table, so `l7gate serve` holds memory in the square of this (measured in
+/// docs/xds.md); beyond it a reload would exhaust a control plane's memory instead of failing.
+pub const MAX_ENDPOINTS: usize = 10_000;
+
 /// A workload (pod).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -138,8 +143,20 @@ impl Decoder<'_> {
         }
         match f.get("endpoints") {
             Some(n) => {
-                inventory.endpoints =
-                    self.list(n, "endpoints", |d, n, p| d.endpoint(n, p)).unwrap_or_default()
+                let mut count = 0;
+                inventory.endpoints = self
+                    .list(n, "endpoints", |d, n, p| {
+                        count += 1;
+                        match count.cmp(&(MAX_ENDPOINTS + 1)) {
+                            std::cmp::Ordering::Less => d.endpoint(n, p),
+                            std::cmp::Ordering::Equal => {
+                                d.too_many_endpoints(n, p);
+                                None
+                            }
+                            std::cmp::Ordering::Greater => None,
+                        }
+                    })
+                    .unwrap_or_default()
             }
             None => {
                 self.error(doc, "endpoints", "missing required field endpoints: list the workloads")
@@ -326,6 +343,9 @@ impl Decoder<'_> {
                         continue;
                     }
                     let service_account = service_account.unwrap_or_else(|| "default".into());
+                    if inventory.endpoints.len() == MAX_ENDPOINTS {
+                        return self.too_many_endpoints(item, &path);
+                    }
                     inventory.endpoints.push(Endpoint {
                         name,
                         namespace,
@@ -381,6 +401,15 @@ impl Decoder<'_> {
     }
 
     /// Two workloads with one name, or one address given to two owners, is an error.
+    fn too_many_endpoints(&mut self, node: &Node, path: &str) {
+        let message = format!(
+            "more than {MAX_ENDPOINTS} endpoints (the limit of one inventory: every endpoint's \
+             configuration holds the whole address table); serve a smaller part of the cluster \
+             per control plane"
+        );
+        self.error(node, path, message);
+    }
+
     fn check_unique(&mut self, inventory: &Inventory) {
         let mut names = BTreeMap::new();
         let mut owners: BTreeMap<IpAddr, String> = BTreeMap::new();

@@ -21,6 +21,11 @@ pub(crate) const MAX_DEPTH: usize = 64;
 /// 92,000 policies validates in 4 s and 413 MiB), low enough that memory stays bounded.
 pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The most YAML documents one input file may hold: above any real file (a 50 MB file holds
+/// about 92,000 policies), low enough that a file of empty documents (`---` repeated: 4 bytes
+/// each) is refused at once instead of being walked for seconds.
+pub(crate) const MAX_DOCUMENTS: usize = 100_000;
+
 /// Reads an input file, refusing one larger than [`MAX_FILE_BYTES`] before reading it; the error
 /// says what to do.
 pub(crate) fn read_input(path: &Path) -> Result<String, String> {
@@ -46,14 +51,18 @@ enum LoadError {
     Syntax(ScanError),
     /// A mapping or list opened at this position is nested deeper than [`MAX_DEPTH`].
     TooDeep(saphyr::Marker),
+    /// The document starting here is one more than [`MAX_DOCUMENTS`].
+    TooMany(saphyr::Marker),
 }
 
 /// Hands each document of a text to `visit` as soon as it is complete, built from the parser's
 /// events one at a time (never recursively) and dropped after the visit, so memory holds one
-/// document's tree at a time; refuses nesting past [`MAX_DEPTH`] as soon as it is reached.
+/// document's tree at a time; refuses nesting past [`MAX_DEPTH`] and documents past
+/// [`MAX_DOCUMENTS`] as soon as they are reached.
 fn load(text: &str, mut visit: impl FnMut(Node)) -> Result<(), LoadError> {
     let mut loader = YamlLoader::<Node>::default();
     let mut depth = 0usize;
+    let mut documents = 0usize;
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(LoadError::Syntax)?;
         let document_end = event == Event::DocumentEnd;
@@ -65,6 +74,12 @@ fn load(text: &str, mut visit: impl FnMut(Node)) -> Result<(), LoadError> {
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > MAX_DOCUMENTS {
+                    return Err(LoadError::TooMany(span.start));
+                }
+            }
             _ => {}
         }
         loader.on_event(event, span);
@@ -233,6 +248,13 @@ impl<'f> Decoder<'f> {
                 format!(
                     "mappings and lists nest deeper than {MAX_DEPTH} levels here: no policy or \
                      inventory needs that many; flatten the document"
+                ),
+            ),
+            Err(LoadError::TooMany(marker)) => (
+                marker,
+                format!(
+                    "more than {MAX_DOCUMENTS} YAML documents in one file (the limit): split it \
+                     into several files of a directory"
                 ),
             ),
         };

@@ -502,3 +502,100 @@ fn an_oversized_input_file_is_refused_by_name() {
         assert!(stderr.contains("larger than 64 MiB") && stderr.contains("split it"), "{stderr}");
     }
 }
+
+/// The named limits of docs/limits.md fail with a located error naming the limit and the fix,
+/// never a hang or an exhausted memory: YAML documents per file, alias expansion, regex program
+/// size, endpoints per inventory, rules per endpoint direction. Each just under its limit passes.
+#[test]
+fn every_named_limit_is_a_located_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.to_str().unwrap_or_default().to_string()
+    };
+    let refused = |args: &[&str], says: &[&str]| {
+        let out = l7gate(args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        for s in says {
+            assert!(stderr.contains(s), "{args:?}: wanted {s:?} in {stderr}");
+        }
+    };
+    let policy_head = |name: &str| {
+        format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  endpointSelector: {{matchLabels: {{app: inventory-api}}}}\n")
+    };
+
+    // 100,000 documents are read (each an error of its own kind), 100,001 are refused at once.
+    let docs = write("docs.yaml", &"---\n".repeat(100_001));
+    refused(
+        &["validate", "--policies", &docs],
+        &["docs.yaml:100001:1: more than 100000 YAML documents"],
+    );
+
+    // A billion laughs in a label value.
+    let mut bomb =
+        String::from("metadata:\n  labels:\n    a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        bomb.push_str(&format!(
+            "    a{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 10].join(", ")
+        ));
+    }
+    let bomb = write("bomb.yaml", &bomb);
+    refused(
+        &["validate", "--policies", &bomb],
+        &["bomb.yaml:", "alias expansion", "write the values out"],
+    );
+
+    // A regex whose program would be a million states.
+    let regex = write(
+        "regex.yaml",
+        &format!("{}  ingress:\n  - toPorts:\n    - ports: [{{port: \"8080\", protocol: TCP}}]\n      rules: {{http: [{{path: \"/(abc{{1000}}){{1000}}\"}}]}}\n", policy_head("re")),
+    );
+    refused(
+        &["validate", "--policies", &regex],
+        &["regex.yaml:9:29:", "size limit", "counted repetitions multiply"],
+    );
+
+    // Endpoints: the 10,001st is refused where it is listed.
+    let endpoints = |n: usize| {
+        let mut text = String::from("endpoints:\n");
+        for i in 0..n {
+            text.push_str(&format!(
+                "  - {{name: e{i}, ips: [10.{}.{}.{}]}}\n",
+                i / 65536,
+                (i / 256) % 256,
+                i % 256
+            ));
+        }
+        text
+    };
+    let ok = write("ok-inventory.yaml", &endpoints(10_000));
+    let out = l7gate(&["validate", "--policies", "manifests/policies", "--endpoints", &ok]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let many = write("inventory.yaml", &endpoints(10_001));
+    refused(
+        &["validate", "--policies", "manifests/policies", "--endpoints", &many],
+        &["inventory.yaml:10002:5: endpoints[10000]: more than 10000 endpoints"],
+    );
+
+    // Rules: one policy with 20,001 ingress rules for inventory-api (plus the seed's).
+    let mut big = policy_head("big");
+    big.push_str("  ingress:\n");
+    for i in 0..20_001 {
+        big.push_str(&format!(
+            "  - toPorts: [{{ports: [{{port: \"{}\", protocol: TCP}}]}}]\n",
+            1_000 + i % 60_000
+        ));
+    }
+    let big = write("big.yaml", &big);
+    refused(
+        &["validate", "--policies", &big, "--endpoints", "manifests/endpoints.yaml"],
+        &[
+            "big.yaml:1:1: endpoint default/inventory-api: ingress has",
+            "more than the limit of 20000",
+            "policy default/big gives 20001",
+        ],
+    );
+}

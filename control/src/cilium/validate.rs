@@ -422,10 +422,18 @@ pub fn regex(pattern: &str) -> Result<(), String> {
         .map_err(|e| format!("invalid regex {pattern:?}: {e}"))
         .and_then(|_| full_match_regex(pattern).map(drop))
         .map_err(|e| {
-            format!(
-                "{e}: write an RE2 pattern (it must match the whole value; escape literal \
-                 characters such as . ( ) with \\)"
-            )
+            if e.contains("size limit") {
+                // The regex engine's own program-size limit (10 MiB, the filter's too).
+                format!(
+                    "{e}: counted repetitions multiply (x{{100}}{{100}} is 10,000 copies of x); \
+                     use fewer or smaller {{n}}, or .* where the count does not matter"
+                )
+            } else {
+                format!(
+                    "{e}: write an RE2 pattern (it must match the whole value; escape literal \
+                     characters such as . ( ) with \\)"
+                )
+            }
         })?;
     match open_repetitions(pattern) {
         n if n > MAX_OPEN_REPETITIONS => Err(format!(

@@ -141,9 +141,10 @@ fn http_rule() -> impl Strategy<Value = HttpRule> {
             prop_oneof![2 => select(PATHS).prop_map(String::from), 1 => composed_path()],
         ),
         proptest::option::weighted(0.2, select(HOSTS).prop_map(String::from)),
-        proptest::collection::vec(header, 0..2).prop_map(|mut h| {
-            // Header conditions are rarer than method and path in real policies.
-            h.truncate(usize::from(h.len() > 1));
+        proptest::collection::vec(header, 0..4).prop_map(|mut h| {
+            // Header conditions are rarer than method and path in real policies; two in one
+            // element exercise the header index's choice of key (the exact-value one).
+            h.truncate(h.len().saturating_sub(1));
             h
         }),
     )

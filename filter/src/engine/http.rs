@@ -1,12 +1,21 @@
 //! HTTP rule matchers (spec §5): method, path and host are regexes matched against the whole
 //! value (RE2 full-match semantics, see [`Pattern`]); header conditions are presence or
-//! exact-value checks. Request fields are read lazily, each at most once per request.
+//! exact-value checks. Request fields are read lazily, each at most once per request, however
+//! many rules look at them (a header lookup walks every header, and joins a repeated one).
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 
 use super::pattern::{Pattern, Value};
 use crate::config::HttpRule;
+
+/// How many distinct header names a request remembers (more are read uncached: the header
+/// index keeps the elements that look at headers few). A fixed array, so a request allocates
+/// nothing for it.
+const HEADER_CACHE: usize = 8;
+
+/// A header read: the name (borrowed from the engine) and the value.
+type Seen<'h> = Option<(&'h str, Option<Cow<'h, [u8]>>)>;
 
 /// Read access to the request's headers; names are lower-case, pseudo-headers included
 /// (`:method`, `:path`, `:authority`). Values are raw bytes: nothing assumes UTF-8.
@@ -21,6 +30,8 @@ pub struct RequestLine<'h> {
     method: OnceCell<Option<Value<'h>>>,
     path: OnceCell<Option<Value<'h>>>,
     authority: OnceCell<Option<Value<'h>>>,
+    /// Other headers read so far, by lower-case name, in the order first read.
+    seen: RefCell<[Seen<'h>; HEADER_CACHE]>,
 }
 
 impl<'h> RequestLine<'h> {
@@ -30,7 +41,23 @@ impl<'h> RequestLine<'h> {
             method: OnceCell::new(),
             path: OnceCell::new(),
             authority: OnceCell::new(),
+            seen: RefCell::new([const { None }; HEADER_CACHE]),
         }
+    }
+
+    /// `f` of header `name` (lower-case; repeated headers joined with `,`), read from the host
+    /// on its first use in this request only. `f` must not look up headers itself (it would
+    /// get an uncached read).
+    pub fn header<R>(&self, name: &'h str, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let Ok(mut seen) = self.seen.try_borrow_mut() else {
+            return f(self.headers.get(name).as_deref());
+        };
+        let slot = seen.iter().position(|s| s.as_ref().is_none_or(|(n, _)| *n == name));
+        let Some(slot) = slot.and_then(|i| seen.get_mut(i)) else {
+            return f(self.headers.get(name).as_deref());
+        };
+        let (_, value) = slot.get_or_insert_with(|| (name, self.headers.get(name)));
+        f(value.as_deref())
     }
 
     fn field<'a>(
@@ -60,6 +87,7 @@ pub struct HttpMatcher {
     pub method: Option<Pattern>,
     pub path: Option<Pattern>,
     host: Option<Pattern>,
+    /// Lower-case name, and the exact value wanted (`None`: present with any value).
     headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
@@ -87,15 +115,24 @@ impl HttpMatcher {
 
     /// Whether the request matches every present field (spec §5.1: AND inside an element).
     /// Cheapest checks first: the method, then the path, the host, and headers last.
-    pub fn matches(&self, line: &RequestLine<'_>) -> bool {
+    pub fn matches<'h>(&'h self, line: &RequestLine<'h>) -> bool {
         field_matches(&self.method, || line.method())
             && field_matches(&self.path, || line.path())
             && field_matches(&self.host, || line.authority())
-            && self.headers.iter().all(|(name, want)| match (line.headers.get(name), want) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(got), Some(want)) => *got == **want,
+            && self.headers.iter().all(|(name, want)| {
+                line.header(name, |got| match (got, want) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(got), Some(want)) => got == want.as_slice(),
+                })
             })
+    }
+
+    /// The header condition an index files this element under: its first exact-value one,
+    /// else its first one (name, wanted value).
+    pub fn header_key(&self) -> Option<(&str, Option<&[u8]>)> {
+        let exact = self.headers.iter().find(|(_, want)| want.is_some());
+        exact.or(self.headers.first()).map(|(name, want)| (name.as_str(), want.as_deref()))
     }
 }
 

@@ -1,7 +1,9 @@
 //! The HTTP rule elements that may allow one (port segment, peer) pair, indexed by the literal
 //! their path pattern starts with, so a request only runs the matchers whose literal its path
-//! starts with (plus those without a usable literal). The answer is the lowest element ordinal
-//! that matches: the first rule, and the first element of it, in configuration order.
+//! starts with (plus those without a usable literal); within each such bucket, by one header
+//! condition of theirs (name and exact value, or name alone), so a request only runs the
+//! matchers whose header it carries with the value they want. The answer is the lowest element
+//! ordinal that matches: the first rule, and the first element of it, in configuration order.
 
 use crate::fasthash::FastMap;
 
@@ -23,15 +25,78 @@ pub struct Element {
 
 #[derive(Debug, Clone, Default)]
 pub struct L7Set {
-    /// Element ordinals by the literal every path they match starts with (a token of a literal
-    /// alternation counts as such a literal); each list ascending.
-    by_literal: FastMap<Box<[u8]>, Vec<u32>>,
+    /// Elements by the literal every path they match starts with (a token of a literal
+    /// alternation counts as such a literal).
+    by_literal: FastMap<Box<[u8]>, Bucket>,
     /// The distinct literal lengths of `by_literal`, ascending.
     lengths: Vec<usize>,
-    /// Ordinals of the elements that are not indexed, ascending.
-    rest: Vec<u32>,
+    /// The elements without a path literal.
+    rest: Bucket,
     /// The lowest rule index among the set's rules (attribution of an L7 denial).
     pub first_rule: u32,
+}
+
+/// Element ordinals that share a path literal (or have none), by their header key
+/// ([`HttpMatcher::header_key`](super::http::HttpMatcher::header_key)); every list ascending.
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    /// Elements without a header condition (all of them in a bucket below [`INDEX_FROM`]).
+    plain: Vec<u32>,
+    /// The others, by the name of their key condition.
+    by_header: FastMap<Box<str>, HeaderGroup>,
+}
+
+/// The elements whose key condition names one header.
+#[derive(Debug, Clone, Default)]
+struct HeaderGroup {
+    /// The key condition asks for presence only.
+    present: Vec<u32>,
+    /// By the exact value the key condition wants.
+    by_value: FastMap<Box<[u8]>, Vec<u32>>,
+}
+
+impl Bucket {
+    /// Files `ordinals` (ascending) of elements of `elements`.
+    fn build(ordinals: Vec<u32>, elements: &[Element]) -> Bucket {
+        let mut bucket = Bucket::default();
+        if ordinals.len() < INDEX_FROM {
+            bucket.plain = ordinals;
+            return bucket;
+        }
+        for ordinal in ordinals {
+            let key = elements.get(ordinal as usize).and_then(|e| e.matcher.header_key());
+            let Some((name, want)) = key else {
+                bucket.plain.push(ordinal);
+                continue;
+            };
+            let group = bucket.by_header.entry(name.into()).or_default();
+            match want {
+                None => group.present.push(ordinal),
+                Some(value) => group.by_value.entry(value.into()).or_default().push(ordinal),
+            }
+        }
+        bucket
+    }
+
+    /// Lowers `best` to the lowest ordinal of this bucket that matches the request, if lower.
+    fn best_match<'h>(
+        &'h self,
+        line: &RequestLine<'h>,
+        elements: &'h [Element],
+        best: &mut Option<u32>,
+    ) {
+        first_match(self.plain.iter().copied(), line, elements, best);
+        for (name, group) in &self.by_header {
+            // Outer None: the header is absent, no element of the group can match.
+            let Some(exact) = line.header(name, |got| got.map(|v| group.by_value.get(v))) else {
+                continue;
+            };
+            first_match(group.present.iter().copied(), line, elements, best);
+            if let Some(list) = exact {
+                first_match(list.iter().copied(), line, elements, best);
+            }
+        }
+    }
 }
 
 impl L7Set {
@@ -39,9 +104,11 @@ impl L7Set {
     pub fn build(ordinals: Vec<u32>, elements: &[Element], first_rule: u32) -> L7Set {
         let mut set = L7Set { first_rule, ..L7Set::default() };
         if ordinals.len() < INDEX_FROM {
-            set.rest = ordinals;
+            set.rest = Bucket::build(ordinals, elements);
             return set;
         }
+        let mut rest = Vec::new();
+        let mut by_literal: FastMap<Box<[u8]>, Vec<u32>> = FastMap::default();
         for ordinal in ordinals {
             let path = elements.get(ordinal as usize).and_then(|e| e.matcher.path.as_ref());
             let literals: Vec<&[u8]> = match path {
@@ -53,15 +120,18 @@ impl L7Set {
                 None => vec![],
             };
             if literals.is_empty() {
-                set.rest.push(ordinal);
+                rest.push(ordinal);
             }
             for literal in literals {
-                let list = set.by_literal.entry(literal.into()).or_default();
+                let list = by_literal.entry(literal.into()).or_default();
                 if list.last() != Some(&ordinal) {
                     list.push(ordinal);
                 }
             }
         }
+        set.rest = Bucket::build(rest, elements);
+        set.by_literal =
+            by_literal.into_iter().map(|(k, list)| (k, Bucket::build(list, elements))).collect();
         set.lengths = set.by_literal.keys().map(|k| k.len()).collect();
         set.lengths.sort_unstable();
         set.lengths.dedup();
@@ -69,26 +139,31 @@ impl L7Set {
     }
 
     /// Lowers `best` to the lowest ordinal of this set that matches the request, if lower.
-    pub fn best_match(&self, line: &RequestLine<'_>, elements: &[Element], best: &mut Option<u32>) {
-        first_match(self.rest.iter().copied(), line, elements, best);
+    pub fn best_match<'h>(
+        &'h self,
+        line: &RequestLine<'h>,
+        elements: &'h [Element],
+        best: &mut Option<u32>,
+    ) {
+        self.rest.best_match(line, elements, best);
         if self.lengths.is_empty() {
             return;
         }
         let Some(path) = line.path() else { return };
         let path = path.bytes();
         for len in self.lengths.iter().take_while(|l| **l <= path.len()) {
-            if let Some(list) = path.get(..*len).and_then(|p| self.by_literal.get(p)) {
-                first_match(list.iter().copied(), line, elements, best);
+            if let Some(bucket) = path.get(..*len).and_then(|p| self.by_literal.get(p)) {
+                bucket.best_match(line, elements, best);
             }
         }
     }
 }
 
 /// Lowers `best` to the first ordinal of the ascending `ordinals` whose element matches.
-pub fn first_match(
+pub fn first_match<'h>(
     ordinals: impl Iterator<Item = u32>,
-    line: &RequestLine<'_>,
-    elements: &[Element],
+    line: &RequestLine<'h>,
+    elements: &'h [Element],
     best: &mut Option<u32>,
 ) {
     let bound = *best;

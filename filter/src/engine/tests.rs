@@ -384,3 +384,70 @@ fn local_and_in_cluster_destinations_and_callers() {
     conflicting.local.push(entry("127.0.0.0/8", WORLD));
     assert!(Engine::compile(&conflicting).unwrap_err().contains("local"));
 }
+
+/// Header rules are indexed (finding 5 of issue 13): hundreds of rules on one path, told apart
+/// by a header value, still give the first matching rule in configuration order, whether it is
+/// filed under its exact value, under presence only, or not at all; and each header is read from
+/// the host once per request, however many rules ask for it.
+#[test]
+fn header_rules_are_indexed_and_keep_configuration_order() {
+    use std::cell::Cell;
+    let header = |name: &str, value: Option<&str>| HeaderCondition {
+        name: name.into(),
+        value: value.map(Into::into),
+    };
+    let element = |path: &str, headers: Vec<HeaderCondition>| HttpRule {
+        path: Some(path.into()),
+        headers,
+        ..Default::default()
+    };
+    let on_port = |name: String, http: Vec<HttpRule>| {
+        allow(&name, Peers::Identities(vec![FRONTEND]), Some(vec![tcp(8080, 8080)]), Some(http))
+    };
+    let mut rules: Vec<Rule> = (0..200)
+        .map(|i| {
+            let tenant = format!("t{i}");
+            on_port(
+                format!("r{i}"),
+                vec![element("/api/x", vec![header("X-Tenant", Some(&tenant))])],
+            )
+        })
+        .collect();
+    rules.push(on_port("token".into(), vec![element("/api/x", vec![header("x-token", None)])]));
+    rules.push(on_port(
+        "token-t7".into(),
+        vec![element("/api/x", vec![header("x-token", None), header("x-tenant", Some("t7"))])],
+    ));
+    rules.push(on_port("any".into(), vec![element("/api/.*", vec![])]));
+    let e = engine(rules);
+
+    struct Counting(Req, Cell<usize>);
+    impl Headers for Counting {
+        fn get(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+            if !name.starts_with(':') {
+                self.1.set(self.1.get() + 1);
+            }
+            self.0.get(name)
+        }
+    }
+    let request = |path: &'static str, extra: &[(&'static str, &'static str)]| {
+        let mut req = http("GET", path);
+        req.0.extend(extra.iter().copied());
+        Counting(req, Cell::new(0))
+    };
+    for (path, extra, want) in [
+        ("/api/x", &[("x-tenant", "t150")][..], "allowed-l7@r150"),
+        ("/api/x", &[("x-tenant", "t7"), ("x-token", "k")][..], "allowed-l7@r7"),
+        ("/api/x", &[("x-token", "k")][..], "allowed-l7@token"),
+        ("/api/x", &[("x-tenant", "T150")][..], "allowed-l7@any"),
+        ("/api/x", &[][..], "allowed-l7@any"),
+        ("/api/y", &[("x-tenant", "t1")][..], "allowed-l7@any"),
+    ] {
+        let req = request(path, extra);
+        let v = e.decide(&ingress(FRONTEND, 8080), Some(&req));
+        let got =
+            format!("{}@{}", v.reason.code(), v.origin.map(|o| o.rule.as_str()).unwrap_or("-"));
+        assert_eq!((v.allowed, got.as_str()), (true, want), "{path} {extra:?}");
+        assert!(req.1.get() <= 2, "{path} {extra:?}: {} header reads for 2 names", req.1.get());
+    }
+}
