@@ -19,6 +19,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The HTTP/2 connection preface and an empty SETTINGS frame: what a client opens with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
 const FRONTEND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// The status of a GET through a sidecar (0: no HTTP answer).
@@ -83,9 +86,7 @@ async fn handshake(xds: SocketAddr, config: rustls::ClientConfig) -> Result<(), 
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from(SERVER_NAME).unwrap();
     let mut tls = connector.connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;
-    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .map_err(|e| e.to_string())?;
+    tls.write_all(H2_PREFACE).await.map_err(|e| e.to_string())?;
     let mut frame = [0u8; 9];
     tls.read_exact(&mut frame).await.map_err(|e| format!("read: {e}"))?;
     Ok(())
@@ -136,7 +137,7 @@ async fn no_handshake_without_a_certificate_of_the_servers_ca() {
     assert!(foreign.await.is_err(), "a certificate of another CA was accepted");
     // Plaintext HTTP/2 to the TLS port gets no HTTP/2 answer.
     let mut tcp = tokio::net::TcpStream::connect(xds.addr).await.unwrap();
-    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    tcp.write_all(H2_PREFACE).await.unwrap();
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer).await;
     assert!(!answer.starts_with(b"\0\0"), "plaintext HTTP/2 was answered: {answer:?}");

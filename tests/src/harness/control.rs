@@ -83,8 +83,13 @@ impl Xds {
         } else {
             format!("default/{endpoint}")
         };
-        certs(pki, &["--endpoint", &endpoint])?;
-        Ok(Some(pki.join(endpoint.replace('/', "."))))
+        let dir = pki.join(endpoint.replace('/', "."));
+        // Minted once per endpoint: a second sidecar of it shares the files (minting again
+        // would rotate the first one's certificate under it).
+        if !dir.join("tls.crt").is_file() {
+            certs(pki, &["--endpoint", &endpoint])?;
+        }
+        Ok(Some(dir))
     }
 }
 
