@@ -15,25 +15,22 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Each step prints its wall-clock time, so a slow CI run shows where the time went.
+step() {
+    local name=$1 started=$SECONDS
+    shift
+    echo "test: $name"
+    "$@"
+    echo "test: $name: done in $((SECONDS - started)) s"
+}
+
 # shellcheck source=bootstrap.sh
-source scripts/bootstrap.sh
-
-echo "test: style and lints"
-scripts/lint.sh
-
-echo "test: native unit, CLI and end-to-end tests"
-cargo test --workspace --all-targets
-
-echo "test: filter unit tests on wasm32 (Node)"
-scripts/wasm-test.sh
-
-echo "test: fuzz smoke run (every target, 10 s each)"
-scripts/fuzz.sh smoke 10
-
-echo "test: the compose deployment (images, docker-compose, Prometheus)"
-scripts/compose.sh --local-bases test
-
-echo "test: the Kubernetes manifests (offline schema validation)"
-scripts/k8s-validate.sh
-
-echo "test: all passed"
+step "bootstrap" source scripts/bootstrap.sh
+step "style and lints" scripts/lint.sh
+step "native unit, CLI and end-to-end tests" cargo test --workspace --all-targets
+step "filter unit tests on wasm32 (Node)" scripts/wasm-test.sh
+step "fuzz smoke run (every target, 10 s each)" scripts/fuzz.sh smoke 10
+step "the compose deployment (images, docker-compose, Prometheus)" \
+    scripts/compose.sh --local-bases test
+step "the Kubernetes manifests (offline schema validation)" scripts/k8s-validate.sh
+echo "test: all passed in $SECONDS s"

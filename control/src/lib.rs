@@ -4,20 +4,27 @@
 //! with the filter's own engine; `flow` reads the flow log; `diff` compares two policy sets and
 //! replays recorded flows through both; `xds` serves the configs to Envoys over ADS, following
 //! file changes (`watch`) or the Kubernetes API (`kubernetes`); `cli` is the `l7gate` command.
+//! `ecds`, `xds`, `watch`, `kubernetes` and `cli` are the feature `cli` (default): without it the
+//! crate is the policy pipeline alone, with none of the server's dependencies.
 
 pub mod cilium;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod compile;
 pub mod diag;
 pub mod diff;
+#[cfg(feature = "cli")]
 pub mod ecds;
 pub mod flow;
 pub mod identity;
 pub mod inventory;
+#[cfg(feature = "cli")]
 pub mod kubernetes;
 pub mod resolve;
 pub mod trace;
+#[cfg(feature = "cli")]
 pub mod watch;
+#[cfg(feature = "cli")]
 pub mod xds;
 mod yaml;
 
@@ -51,6 +58,8 @@ impl std::error::Error for Error {}
 pub struct Loaded {
     pub cluster: Cluster,
     pub warnings: Vec<Diagnostic>,
+    /// Documents skipped as not being policies (`cilium::parse::Loaded::notes`).
+    pub notes: Vec<Diagnostic>,
 }
 
 /// Loads and validates policies (a file or a directory) and the inventory. Errors of both are
@@ -66,7 +75,11 @@ pub fn assemble(
     inventory: Result<inventory::Inventory, Diagnostics>,
 ) -> Result<Loaded, Error> {
     match (policies, inventory) {
-        (Ok(p), Ok(i)) => Ok(Loaded { cluster: Cluster::new(p.policies, i), warnings: p.warnings }),
+        (Ok(p), Ok(i)) => Ok(Loaded {
+            cluster: Cluster::new(p.policies, i),
+            warnings: p.warnings,
+            notes: p.notes,
+        }),
         (p, i) => {
             let mut all = Diagnostics::default();
             if let Err(e) = p {

@@ -17,9 +17,9 @@ use crate::inventory::Endpoint;
 /// What to trace (the `l7gate trace` flags).
 #[derive(Debug, Clone, Default)]
 pub struct Query {
-    /// Endpoint name (`name` or `namespace/name`) or IP address.
+    /// Endpoint name (`name` or `namespace/name`), node name or IP address.
     pub from: String,
-    /// Endpoint name, IP address, or DNS name.
+    /// Endpoint name, node name, IP address, or DNS name.
     pub to: String,
     pub port: u16,
     pub protocol: Option<Protocol>,
@@ -78,12 +78,23 @@ fn party<'a>(cluster: &'a Cluster, spec: &str, role: &str) -> Result<Party<'a>, 
         let endpoint = cluster.inventory.endpoints.iter().find(|e| e.ips.contains(&ip));
         return Ok(Party { endpoint, ip: Some(ip), name: None });
     }
-    match cluster.endpoint(spec) {
-        Ok(e) => Ok(Party { endpoint: Some(e), ip: e.ips.first().copied(), name: None }),
-        Err(_) if role == "to" && spec.contains('.') => {
+    let node = cluster.inventory.nodes.iter().find(|n| n.name == spec);
+    match (cluster.endpoint(spec), node) {
+        (Ok(e), _) => Ok(Party { endpoint: Some(e), ip: e.ips.first().copied(), name: None }),
+        // A node of the inventory: its address, which policies see as `host` or `remote-node`.
+        (Err(_), Some(node)) => match node.ips.first() {
+            Some(&ip) => Ok(Party { endpoint: None, ip: Some(ip), name: None }),
+            None => Err(format!("--{role}: node {spec:?} has no address in the inventory")),
+        },
+        (Err(_), None) if role == "to" && spec.contains('.') => {
             Ok(Party { endpoint: None, ip: None, name: Some(spec.to_string()) })
         }
-        Err(e) => Err(format!("--{role}: {e}")),
+        (Err(e), None) if cluster.inventory.nodes.is_empty() => Err(format!("--{role}: {e}")),
+        (Err(e), None) => {
+            let nodes: Vec<&str> =
+                cluster.inventory.nodes.iter().map(|n| n.name.as_str()).collect();
+            Err(format!("--{role}: {e}, nor a node ({})", nodes.join(", ")))
+        }
     }
 }
 

@@ -77,13 +77,16 @@ pub fn publish(
             &settings.wasm,
             &settings.roles,
         )
-        .map(|s| (s, loaded.warnings))
+        .map(|s| (s, loaded.warnings, loaded.notes))
     });
     let mut status = reloads.lock().unwrap_or_else(|e| e.into_inner());
     match built {
-        Ok((snapshots, warnings)) => {
+        Ok((snapshots, warnings, notes)) => {
             for w in &warnings {
                 warn!(warning = %w, "policy warning");
+            }
+            for n in &notes {
+                info!(note = %n, "skipped");
             }
             let endpoints = snapshots.keys().filter(|k| k.contains('/')).count();
             let changed = cache.publish(snapshots);

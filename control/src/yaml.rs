@@ -177,6 +177,22 @@ fn syntax_fix(info: &str) -> &'static str {
     }
 }
 
+/// The string at the path `keys` of nested mappings under `node`, when it is there; looking never
+/// records an error (for naming an object that is not read further).
+pub(crate) fn peek_str<'n>(node: &'n Node, keys: &[&str]) -> Option<&'n str> {
+    let Some((first, rest)) = keys.split_first() else {
+        return match data(node) {
+            YamlDataOwned::Value(ScalarOwned::String(s)) => Some(s),
+            _ => None,
+        };
+    };
+    let YamlDataOwned::Mapping(map) = data(node) else { return None };
+    let value = map.iter().find(
+        |(k, _)| matches!(data(k), YamlDataOwned::Value(ScalarOwned::String(s)) if s == first),
+    )?;
+    peek_str(value.1, rest)
+}
+
 pub(crate) fn seq_len(node: &Node) -> Option<usize> {
     match data(node) {
         YamlDataOwned::Sequence(items) => Some(items.len()),
@@ -216,11 +232,13 @@ pub(crate) struct Decoder<'f> {
     pub(crate) file: &'f Path,
     pub(crate) errors: Vec<Diagnostic>,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// What was read and deliberately left aside (e.g. a Deployment beside the policies).
+    pub(crate) notes: Vec<Diagnostic>,
 }
 
 impl<'f> Decoder<'f> {
     pub(crate) fn new(file: &'f Path) -> Self {
-        Decoder { file, errors: Vec::new(), warnings: Vec::new() }
+        Decoder { file, errors: Vec::new(), warnings: Vec::new(), notes: Vec::new() }
     }
 
     /// Decodes the documents of a (multi-document) YAML text one at a time with `visit`, and
@@ -273,6 +291,10 @@ impl<'f> Decoder<'f> {
 
     pub(crate) fn warn(&mut self, node: &Node, path: &str, message: impl Into<String>) {
         self.warnings.push(Diagnostic::new(self.file, span_of(node), path, message));
+    }
+
+    pub(crate) fn note(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.notes.push(Diagnostic::new(self.file, span_of(node), path, message));
     }
 
     /// Records the error of a validation result.

@@ -599,3 +599,66 @@ fn every_named_limit_is_a_located_error() {
         ],
     );
 }
+
+/// Policies kept beside the manifests they protect: other objects are skipped with one note
+/// each on stderr, and `trace` takes a node of the inventory as a peer, as its address would be.
+#[test]
+fn policies_beside_other_manifests_and_nodes_as_peers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(repo().join("manifests/policies")).expect("policies") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n---\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: web}\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("empty.yaml"), "").expect("write");
+    let policies = dir.path().to_str().unwrap_or_default();
+    let out = l7gate(&["validate", "--policies", policies]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("3 policies"), "{stdout}");
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.starts_with("note: ")).collect();
+    assert_eq!(notes.len(), 2, "{stderr}");
+    assert!(
+        notes[0].ends_with(
+            "app.yaml:1:1: skipped Deployment shop/web (apps/v1): not a Cilium network policy"
+        ),
+        "{stderr}"
+    );
+
+    let by = |from: &str| {
+        trace(&[
+            "--from",
+            from,
+            "--to",
+            "inventory-api",
+            "--port",
+            "8080",
+            "--path",
+            "/api/inventory/1",
+        ])
+    };
+    let (node, ip) = (by("node-1"), by("127.0.1.1"));
+    assert_eq!(node["ingress"], ip["ingress"], "a node is traced as its address");
+    assert_eq!(node["ingress"]["peer"], "reserved:remote-node", "{node}");
+    let out = l7gate(&[
+        "trace",
+        "--policies",
+        "manifests/policies",
+        "--endpoints",
+        "manifests/endpoints.yaml",
+        "--from",
+        "node-9",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains(", nor a node (node-1)"), "{stderr}");
+}

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use saphyr::{ScalarOwned, YamlDataOwned};
 
-use crate::yaml::{data, describe, is_empty_seq, seq_len, span_of, Decoder, Fields, Node, Shape};
+use crate::yaml::{
+    data, describe, is_empty_seq, peek_str, seq_len, span_of, Decoder, Fields, Node, Shape,
+};
 
 use super::model::{
     CidrRule, DefaultDeny, Entity, FqdnSelector, HeaderMatch, HttpRule, L4Protocol, Operator, Peer,
@@ -25,6 +27,8 @@ use crate::diag::{Diagnostic, Diagnostics, Span};
 pub struct Loaded {
     pub policies: Vec<Policy>,
     pub warnings: Vec<Diagnostic>,
+    /// Documents that are not policies (a Deployment, a Service, ...), skipped: one line each.
+    pub notes: Vec<Diagnostic>,
 }
 
 /// Parse one file's text (multi-document YAML). All errors of the file at once.
@@ -46,7 +50,8 @@ pub fn parse_sources(sources: &[(PathBuf, String)]) -> Result<Loaded, Diagnostic
 
 /// Load every `*.yaml` / `*.yml` file directly in `path` (sorted by name), or the single file
 /// `path`. Errors of all files at once; if any file has an error, no policy is returned.
-/// A (kind, namespace, name) defined twice is an error.
+/// A (kind, namespace, name) defined twice is an error, and so is finding no policy at all; other
+/// objects and empty documents are skipped (the former noted).
 pub fn load_path(path: &Path) -> Result<Loaded, Diagnostics> {
     let mut load = Load::default();
     match policy_files(path) {
@@ -60,7 +65,21 @@ pub fn load_path(path: &Path) -> Result<Loaded, Diagnostics> {
         }
         Err(d) => load.errors.push(d),
     }
-    load.finish()
+    let loaded = load.finish()?;
+    if loaded.policies.is_empty() {
+        // No policy selects anything, so everything would be allowed: most likely the wrong path.
+        let skipped = match loaded.notes.len() {
+            0 => String::new(),
+            1 => " (1 other object skipped)".to_string(),
+            n => format!(" ({n} other objects skipped)"),
+        };
+        let message = format!(
+            "no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy here{skipped}: point to \
+             the policies (with no policy at all, nothing would be enforced)"
+        );
+        return Err(Diagnostics(vec![file_error(path, message)]));
+    }
+    Ok(loaded)
 }
 
 fn policy_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
@@ -96,21 +115,23 @@ fn file_error(file: &Path, message: impl Into<String>) -> Diagnostic {
 struct Load {
     policies: Vec<Policy>,
     warnings: Vec<Diagnostic>,
+    notes: Vec<Diagnostic>,
     errors: Vec<Diagnostic>,
 }
 
 impl Load {
     fn add_file(&mut self, file: &Path, text: &str) {
-        let mut decoder = Decoder { file, errors: Vec::new(), warnings: Vec::new() };
-        self.policies.extend(decoder.file(text));
+        let mut decoder = Decoder::new(file);
+        decoder.each_document(text, |d, doc| d.document(doc, "", &mut self.policies));
         self.errors.extend(decoder.errors);
         self.warnings.extend(decoder.warnings);
+        self.notes.extend(decoder.notes);
     }
 
     fn finish(mut self) -> Result<Loaded, Diagnostics> {
         self.errors.extend(duplicates(&self.policies));
         if self.errors.is_empty() {
-            Ok(Loaded { policies: self.policies, warnings: self.warnings })
+            Ok(Loaded { policies: self.policies, warnings: self.warnings, notes: self.notes })
         } else {
             Err(Diagnostics(self.errors).sorted())
         }
@@ -315,93 +336,155 @@ impl Section {
     }
 }
 
-impl Decoder<'_> {
-    /// The policies of one file.
-    fn file(&mut self, text: &str) -> Vec<Policy> {
-        let mut policies = Vec::new();
-        let found = self.each_document(text, |d, doc| policies.extend(d.document(doc)));
-        if found == Some(0) {
-            self.error_at(
-                Span { line: 1, col: 1 },
-                "",
-                "no policy in this file: add a CiliumNetworkPolicy document, or remove the file",
-            );
-        }
-        policies
-    }
+/// What a document is, by its `apiVersion` and `kind`.
+enum Object {
+    Policy(PolicyKind),
+    /// `kind: List` (what `kubectl get -o yaml` prints) or `CiliumNetworkPolicyList`: `items`.
+    List,
+    /// Any other Kubernetes object (a Deployment beside the policies it is protected by): read
+    /// no further, and said so in one note.
+    Other,
+}
 
-    /// One policy object; `None` when it has an error.
-    fn document(&mut self, doc: &Node) -> Option<Policy> {
+/// Kubernetes' own network policy APIs: enforced by Cilium, not by l7gate, so a file holding one
+/// is refused rather than half-applied.
+const NETWORK_POLICY_GROUPS: &[&str] = &["networking.k8s.io", "policy.networking.k8s.io"];
+const POLICY_KINDS: [&str; 2] = ["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"];
+
+/// `kind` is one of the policy kinds with a typo or in the wrong case (edit distance ≤ 2).
+fn is_misspelling(kind: &str, policy_kind: &str) -> bool {
+    let (a, b) = (kind.to_ascii_lowercase().into_bytes(), policy_kind.to_ascii_lowercase());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.bytes().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    kind != policy_kind && row[b.len()] <= 2
+}
+
+impl Decoder<'_> {
+    /// One document (or `items[N]` of a list, at `path`): its policy, if any, goes to `out`.
+    fn document(&mut self, doc: &Node, path: &str, out: &mut Vec<Policy>) {
+        let Some(top) = self.mapping(doc, path, TOP.what) else { return };
+        let kind = match self.object(&top) {
+            Some(Object::Policy(kind)) => kind,
+            Some(Object::List) => return self.list_items(&top, out),
+            Some(Object::Other) | None => return,
+        };
         let errors_before = self.errors.len();
-        let top = self.mapping(doc, "", TOP.what)?;
-        let kind = self.kind(&top)?;
         self.check_fields(&top, &TOP);
         let (name, namespace, annotations) = self.metadata(&top, kind);
         let mut rules = Vec::new();
         if let Some(node) = top.get("spec") {
-            rules.extend(self.rule(node, "spec"));
+            rules.extend(self.rule(node, &top.path("spec")));
         }
         if let Some(node) = top.get("specs") {
-            rules.extend(self.list(node, "specs", Self::rule).unwrap_or_default());
+            rules.extend(self.list(node, &top.path("specs"), Self::rule).unwrap_or_default());
         }
         if top.get("spec").is_none() && top.get("specs").is_none_or(is_empty_seq) {
-            self.error(doc, "", validate::EMPTY_POLICY);
+            self.error(doc, path, validate::EMPTY_POLICY);
         }
-        (self.errors.len() == errors_before).then(|| Policy {
-            kind,
-            name,
-            namespace,
-            annotations,
-            file: self.file.to_path_buf(),
-            span: span_of(doc),
-            rules,
-        })
+        if self.errors.len() == errors_before {
+            out.push(Policy {
+                kind,
+                name,
+                namespace,
+                annotations,
+                file: self.file.to_path_buf(),
+                span: span_of(doc),
+                rules,
+            });
+        }
     }
 
-    /// `apiVersion` and `kind`; `None` (and the rest of the document unread) for other objects.
-    fn kind(&mut self, top: &Fields) -> Option<PolicyKind> {
+    /// The items of a `List`, each read as a document of its own.
+    fn list_items(&mut self, list: &Fields, out: &mut Vec<Policy>) {
+        if let Some(items) = list.get("items") {
+            self.list(items, &list.path("items"), |d, item, path| {
+                d.document(item, path, out);
+                Some(())
+            });
+        }
+    }
+
+    /// `apiVersion` and `kind`; `None` after an error. Other objects are noted and skipped, except
+    /// Kubernetes network policies and misspelt Cilium policy kinds, which are errors.
+    fn object(&mut self, top: &Fields) -> Option<Object> {
         let api = self.required_string(top, "apiVersion", "add apiVersion: cilium.io/v2");
         let kind = self.required_string(top, "kind", "add kind: CiliumNetworkPolicy");
-        let api_ok = match (api, top.get("apiVersion")) {
-            (Some(api), Some(node)) if api != "cilium.io/v2" => {
+        let (api, kind) = (api?, kind?);
+        let (api_node, kind_node) = (top.get("apiVersion")?, top.get("kind")?);
+        let group = api.rsplit_once('/').map_or("", |(group, _)| group);
+        if let Some(policy) = match kind.as_str() {
+            "CiliumNetworkPolicy" => Some(PolicyKind::Namespaced),
+            "CiliumClusterwideNetworkPolicy" => Some(PolicyKind::Clusterwide),
+            _ => None,
+        } {
+            if api != "cilium.io/v2" {
                 let message = format!(
                     "unsupported apiVersion {api:?}: l7gate reads cilium.io/v2 \
                      CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy objects"
                 );
-                self.error(node, "apiVersion", message);
-                false
+                self.error(api_node, &top.path("apiVersion"), message);
+                return None;
             }
-            (api, _) => api.is_some(),
+            return Some(Object::Policy(policy));
+        }
+        if kind == "List" || POLICY_KINDS.iter().any(|k| kind.strip_suffix("List") == Some(k)) {
+            return Some(Object::List);
+        }
+        let refusal = if NETWORK_POLICY_GROUPS.contains(&group) && kind.ends_with("NetworkPolicy") {
+            Some(format!(
+                "unsupported kind {kind:?} ({api}): l7gate enforces Cilium's policies only, so \
+                 this policy would have no effect; write it as a CiliumNetworkPolicy, or keep it \
+                 out of the policy files"
+            ))
+        } else if POLICY_KINDS.iter().any(|k| is_misspelling(&kind, k)) {
+            Some(format!(
+                "unsupported kind {kind:?}: l7gate reads CiliumNetworkPolicy and \
+                 CiliumClusterwideNetworkPolicy; correct the spelling"
+            ))
+        } else {
+            None
         };
-        let kind = match (kind.as_deref(), top.get("kind")) {
-            (Some("CiliumNetworkPolicy"), _) => Some(PolicyKind::Namespaced),
-            (Some("CiliumClusterwideNetworkPolicy"), _) => Some(PolicyKind::Clusterwide),
-            (Some(other), Some(node)) => {
-                let message = format!(
-                    "unsupported kind {other:?}: l7gate reads CiliumNetworkPolicy and \
-                     CiliumClusterwideNetworkPolicy; keep other objects out of the policy files"
-                );
-                self.error(node, "kind", message);
-                None
-            }
-            _ => None,
+        if let Some(message) = refusal {
+            self.error(kind_node, &top.path("kind"), message);
+            return None;
+        }
+        let name = match (
+            peek_str(top.node, &["metadata", "namespace"]),
+            peek_str(top.node, &["metadata", "name"]),
+        ) {
+            (Some(ns), Some(name)) => format!(" {ns}/{name}"),
+            (None, Some(name)) => format!(" {name}"),
+            _ => String::new(),
         };
-        kind.filter(|_| api_ok)
+        self.note(
+            top.node,
+            &top.path,
+            format!("skipped {kind}{name} ({api}): not a Cilium network policy"),
+        );
+        Some(Object::Other)
     }
-
     /// Name, namespace (spec §1.1: a CNP without one gets `default`, with a warning) and annotations.
     fn metadata(
         &mut self,
         top: &Fields,
         kind: PolicyKind,
     ) -> (String, Option<String>, BTreeMap<String, String>) {
-        let Some(meta) =
-            top.get("metadata").and_then(|node| self.fields(node, "metadata", &METADATA))
+        let Some(meta) = top
+            .get("metadata")
+            .and_then(|node| self.fields(node, &top.path("metadata"), &METADATA))
         else {
             if top.get("metadata").is_none() {
                 self.error(
                     top.node,
-                    "metadata.name",
+                    &top.path("metadata.name"),
                     "must have name: add metadata: {name: <policy name>}",
                 );
             }
@@ -409,13 +492,13 @@ impl Decoder<'_> {
         };
         let name = self.required_string(&meta, "name", "add name: <policy name>");
         if name.as_deref() == Some("") {
-            self.error(meta.node, "metadata.name", "must have name: the name is empty");
+            self.error(meta.node, &top.path("metadata.name"), "must have name: the name is empty");
         }
         let namespace = match (kind, meta.entry("namespace")) {
             (PolicyKind::Clusterwide, Some((key, _))) => {
                 self.error(
                     key,
-                    "metadata.namespace",
+                    &top.path("metadata.namespace"),
                     "a CiliumClusterwideNetworkPolicy is cluster-scoped and has no namespace: \
                      remove metadata.namespace, or use kind: CiliumNetworkPolicy",
                 );
@@ -423,11 +506,11 @@ impl Decoder<'_> {
             }
             (PolicyKind::Clusterwide, None) => None,
             (PolicyKind::Namespaced, Some((_, node))) => {
-                let ns = self.string(node, "metadata.namespace");
+                let ns = self.string(node, &top.path("metadata.namespace"));
                 if ns.as_deref() == Some("") {
                     self.error(
                         node,
-                        "metadata.namespace",
+                        &top.path("metadata.namespace"),
                         "the namespace is empty: write a namespace or remove the field",
                     );
                 }
@@ -436,7 +519,7 @@ impl Decoder<'_> {
             (PolicyKind::Namespaced, None) => {
                 self.warn(
                     meta.node,
-                    "metadata.namespace",
+                    &top.path("metadata.namespace"),
                     "CiliumNetworkPolicy without namespace: using namespace \"default\" as kubectl \
                      would; write metadata.namespace to choose it",
                 );
@@ -445,7 +528,7 @@ impl Decoder<'_> {
         };
         let annotations = meta
             .get("annotations")
-            .and_then(|node| self.string_map(node, "metadata.annotations"))
+            .and_then(|node| self.string_map(node, &top.path("metadata.annotations")))
             .unwrap_or_default();
         (name.unwrap_or_default(), namespace, annotations.into_iter().collect())
     }

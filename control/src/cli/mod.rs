@@ -12,6 +12,8 @@ mod validate;
 
 use std::path::PathBuf;
 
+use crate::diag::Diagnostic;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -75,11 +77,19 @@ pub fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Loads inputs, printing warnings to stderr; errors come back rendered.
+/// Loads inputs, printing warnings and notes to stderr; errors come back rendered.
 fn load(inputs: &Inputs) -> Result<crate::compile::Cluster, String> {
     let loaded = crate::load(&inputs.policies, &inputs.endpoints).map_err(|e| e.to_string())?;
-    for w in &loaded.warnings {
+    report(&loaded.warnings, &loaded.notes);
+    Ok(loaded.cluster)
+}
+
+/// What a successful load wants the user to know, one line each on stderr.
+fn report(warnings: &[Diagnostic], notes: &[Diagnostic]) {
+    for w in warnings {
         eprintln!("warning: {w}");
     }
-    Ok(loaded.cluster)
+    for n in notes {
+        eprintln!("note: {n}");
+    }
 }

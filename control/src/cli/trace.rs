@@ -21,10 +21,10 @@ pub struct Args {
     inputs: super::Inputs,
     #[command(flatten)]
     audit: super::AuditMode,
-    /// Source: endpoint name (`name` or `namespace/name`) or IP address.
+    /// Source: endpoint name (`name` or `namespace/name`), node name or IP address.
     #[arg(long)]
     from: String,
-    /// Destination: endpoint name, IP address or DNS name.
+    /// Destination: endpoint name, node name, IP address or DNS name.
     #[arg(long)]
     to: String,
     #[arg(long)]

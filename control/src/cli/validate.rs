@@ -14,9 +14,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), String> {
     let loaded = crate::cilium::parse::load_path(&args.policies).map_err(|e| e.to_string())?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
+    super::report(&loaded.warnings, &loaded.notes);
     let rules: usize = loaded.policies.iter().map(|p| p.rules.len()).sum();
     let mut summary = format!(
         "{}: {} policies, {rules} rules: valid",

@@ -441,10 +441,6 @@ fn odd_input_is_an_error_never_a_panic() {
     let deep_flow = format!("{}{}", "[".repeat(300), "]".repeat(300));
     let deep_block: String = (0..200).map(|i| format!("{}a:\n", "  ".repeat(i))).collect();
     let inputs = [
-        "",
-        "# only a comment\n",
-        "---\n",
-        "---\n---\n",
         "- a\n- b\n",
         "just a string\n",
         "\tapiVersion: cilium.io/v2\n",
@@ -467,4 +463,64 @@ fn odd_input_is_an_error_never_a_panic() {
         assert!(!errors.is_empty(), "{input:?}");
         assert!(errors.iter().all(|e| e.starts_with("t.yaml:")), "{errors:#?}");
     }
+}
+
+/// Policies beside the manifests they protect: other objects are skipped with one note each,
+/// lists are read item by item, empty documents are nothing; policy kinds that would be silently
+/// ignored (Kubernetes network policies, misspellings) stay errors.
+#[test]
+fn other_objects_lists_and_empty_documents() {
+    const CNP: &str = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n";
+    const SPEC: &str = "spec: {endpointSelector: {}, ingress: [{}]}\n";
+    let text = format!(
+        "---\n# nothing\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: shop}}\n\
+         spec: {{replicas: 2}}\n---\n{CNP}metadata: {{name: a, namespace: shop}}\n{SPEC}---\n\
+         apiVersion: v1\nkind: List\nitems:\n- {{apiVersion: v1, kind: Service, metadata: {{name: web}}}}\n\
+         - {{apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {{name: b, namespace: shop}}, {}}}\n\
+         ---\napiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicyList\nitems: []\n---\n",
+        SPEC.trim_end()
+    );
+    let loaded = parse_str(Path::new("t.yaml"), &text).unwrap();
+    let names: Vec<_> = loaded.policies.iter().map(Policy::qualified_name).collect();
+    assert_eq!(names, ["shop/a", "shop/b"]);
+    let notes: Vec<_> = loaded.notes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        notes,
+        [
+            "t.yaml:4:1: skipped Deployment shop/web (apps/v1): not a Cilium network policy",
+            "t.yaml:17:3: items[0]: skipped Service web (v1): not a Cilium network policy",
+        ]
+    );
+    for empty in ["", "# only a comment\n", "---\n", "---\n---\n", "~\n"] {
+        let loaded = parse_str(Path::new("t.yaml"), empty).unwrap();
+        assert!(loaded.policies.is_empty() && loaded.notes.is_empty(), "{empty:?}");
+    }
+
+    let cases = [
+        (format!("apiVersion: v1\nkind: List\nitems:\n- {{{}metadata: {{name: p}}, spec: 5}}\n", "apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, "), "t.yaml:4:"),
+        (format!("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {{name: p}}\n{SPEC}"), "t.yaml:2:7: kind: unsupported kind \"AdminNetworkPolicy\" (policy.networking.k8s.io/v1alpha1): l7gate enforces Cilium's policies only"),
+        (format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolcy\nmetadata: {{name: p}}\n{SPEC}"), "t.yaml:2:7: kind: unsupported kind \"CiliumNetworkPolcy\": l7gate reads CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy; correct the spelling"),
+        (format!("apiVersion: cilium.io/v2\nkind: ciliumclusterwidenetworkpolicy\nmetadata: {{name: p}}\n{SPEC}"), "t.yaml:2:7: kind: unsupported kind \"ciliumclusterwidenetworkpolicy\""),
+    ];
+    for (text, want) in cases {
+        let errors = errors(&text);
+        assert!(errors.iter().any(|e| e.starts_with(want)), "want {want}\ngot {errors:#?}");
+    }
+    let list_error = errors(
+        "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: p, namespace: s}, spec: {endpointSelector: {}, ingress: [{bogus: 1}]}}\n",
+    );
+    assert!(list_error[0].contains(": items[0].spec.ingress[0].bogus: "), "{list_error:#?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("app.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join("empty.yaml"), "").unwrap();
+    let err = load_path(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy here (1 other object skipped)"),
+        "a directory without any policy is an error, not allow-all: {err}"
+    );
 }
