@@ -24,18 +24,22 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-/// `l7gate trace --json` on the seed manifests; returns the parsed object.
-fn trace(extra: &[&str]) -> serde_json::Value {
+/// `l7gate trace` on the seed manifests.
+fn run_trace(extra: &[&str]) -> Output {
     let mut args = vec![
         "trace",
         "--policies",
         "manifests/policies",
         "--endpoints",
         "manifests/endpoints.yaml",
-        "--json",
     ];
     args.extend_from_slice(extra);
-    let out = l7gate(&args);
+    l7gate(&args)
+}
+
+/// `l7gate trace --json` on the seed manifests; returns the parsed object.
+fn trace(extra: &[&str]) -> serde_json::Value {
+    let out = run_trace(&[&["--json"], extra].concat());
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "trace {extra:?} failed: {stderr}");
     serde_json::from_str(&stdout)
@@ -199,19 +203,7 @@ fn trace_human_output_and_bad_input() {
     assert!(stdout.contains("verdict: DENY"), "{stdout}");
     assert!(stdout.contains("default/inventory-api-l7"), "{stdout}");
 
-    let out = l7gate(&[
-        "trace",
-        "--policies",
-        "manifests/policies",
-        "--endpoints",
-        "manifests/endpoints.yaml",
-        "--from",
-        "nobody",
-        "--to",
-        "inventory-api",
-        "--port",
-        "8080",
-    ]);
+    let out = run_trace(&["--from", "nobody", "--to", "inventory-api", "--port", "8080"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("no endpoint named \"nobody\""), "{stderr}");
@@ -645,19 +637,7 @@ fn policies_beside_other_manifests_and_nodes_as_peers() {
     let (node, ip) = (by("node-1"), by("127.0.1.1"));
     assert_eq!(node["ingress"], ip["ingress"], "a node is traced as its address");
     assert_eq!(node["ingress"]["peer"], "reserved:remote-node", "{node}");
-    let out = l7gate(&[
-        "trace",
-        "--policies",
-        "manifests/policies",
-        "--endpoints",
-        "manifests/endpoints.yaml",
-        "--from",
-        "node-9",
-        "--to",
-        "inventory-api",
-        "--port",
-        "8080",
-    ]);
+    let out = run_trace(&["--from", "node-9", "--to", "inventory-api", "--port", "8080"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains(", nor a node (node-1)"), "{stderr}");
