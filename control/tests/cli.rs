@@ -46,6 +46,20 @@ fn trace(extra: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("trace printed invalid JSON ({e}): {stdout}"))
 }
 
+/// The trace of `GET /api/inventory/1` from `from` to inventory-api:8080.
+fn read_inventory(from: &str) -> serde_json::Value {
+    trace(&[
+        "--from",
+        from,
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+        "--path",
+        "/api/inventory/1",
+    ])
+}
+
 fn verdict(extra: &[&str]) -> String {
     trace(extra)["verdict"].as_str().unwrap_or_default().to_string()
 }
@@ -110,16 +124,7 @@ fn seed_scenario_verdicts() {
 /// The deciding policy and rule are named on both sides (spec §8: verdicts say which policy).
 #[test]
 fn trace_names_the_deciding_rules() {
-    let t = trace(&[
-        "--from",
-        "frontend",
-        "--to",
-        "inventory-api",
-        "--port",
-        "8080",
-        "--path",
-        "/api/inventory/1",
-    ]);
+    let t = read_inventory("frontend");
     assert_eq!(t["egress"]["verdict"], "allow");
     assert_eq!(t["egress"]["kind"], "CiliumClusterwideNetworkPolicy");
     assert_eq!(t["egress"]["policy"], "egress-allowlist");
@@ -622,19 +627,7 @@ fn policies_beside_other_manifests_and_nodes_as_peers() {
         "{stderr}"
     );
 
-    let by = |from: &str| {
-        trace(&[
-            "--from",
-            from,
-            "--to",
-            "inventory-api",
-            "--port",
-            "8080",
-            "--path",
-            "/api/inventory/1",
-        ])
-    };
-    let (node, ip) = (by("node-1"), by("127.0.1.1"));
+    let (node, ip) = (read_inventory("node-1"), read_inventory("127.0.1.1"));
     assert_eq!(node["ingress"], ip["ingress"], "a node is traced as its address");
     assert_eq!(node["ingress"]["peer"], "reserved:remote-node", "{node}");
     let out = run_trace(&["--from", "node-9", "--to", "inventory-api", "--port", "8080"]);

@@ -19,6 +19,8 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
+    pub const ALL: [PolicyKind; 2] = [PolicyKind::Namespaced, PolicyKind::Clusterwide];
+
     pub fn kind_name(self) -> &'static str {
         match self {
             PolicyKind::Namespaced => "CiliumNetworkPolicy",

@@ -349,7 +349,6 @@ enum Object {
 /// Kubernetes' own network policy APIs: enforced by Cilium, not by l7gate, so a file holding one
 /// is refused rather than half-applied.
 const NETWORK_POLICY_GROUPS: &[&str] = &["networking.k8s.io", "policy.networking.k8s.io"];
-const POLICY_KINDS: [&str; 2] = ["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"];
 
 /// `kind` is one of the policy kinds with a typo or in the wrong case (edit distance ≤ 2).
 fn is_misspelling(kind: &str, policy_kind: &str) -> bool {
@@ -420,11 +419,8 @@ impl Decoder<'_> {
         let (api, kind) = (api?, kind?);
         let (api_node, kind_node) = (top.get("apiVersion")?, top.get("kind")?);
         let group = api.rsplit_once('/').map_or("", |(group, _)| group);
-        if let Some(policy) = match kind.as_str() {
-            "CiliumNetworkPolicy" => Some(PolicyKind::Namespaced),
-            "CiliumClusterwideNetworkPolicy" => Some(PolicyKind::Clusterwide),
-            _ => None,
-        } {
+        let policy_kinds = PolicyKind::ALL.map(PolicyKind::kind_name);
+        if let Some(policy) = PolicyKind::ALL.into_iter().find(|k| k.kind_name() == kind) {
             if api != "cilium.io/v2" {
                 let message = format!(
                     "unsupported apiVersion {api:?}: l7gate reads cilium.io/v2 \
@@ -435,7 +431,7 @@ impl Decoder<'_> {
             }
             return Some(Object::Policy(policy));
         }
-        if kind == "List" || POLICY_KINDS.iter().any(|k| kind.strip_suffix("List") == Some(k)) {
+        if kind == "List" || policy_kinds.iter().any(|k| kind.strip_suffix("List") == Some(k)) {
             return Some(Object::List);
         }
         let refusal = if NETWORK_POLICY_GROUPS.contains(&group) && kind.ends_with("NetworkPolicy") {
@@ -444,7 +440,7 @@ impl Decoder<'_> {
                  this policy would have no effect; write it as a CiliumNetworkPolicy, or keep it \
                  out of the policy files"
             ))
-        } else if POLICY_KINDS.iter().any(|k| is_misspelling(&kind, k)) {
+        } else if policy_kinds.iter().any(|k| is_misspelling(&kind, k)) {
             Some(format!(
                 "unsupported kind {kind:?}: l7gate reads CiliumNetworkPolicy and \
                  CiliumClusterwideNetworkPolicy; correct the spelling"
@@ -471,6 +467,7 @@ impl Decoder<'_> {
         );
         Some(Object::Other)
     }
+
     /// Name, namespace (spec §1.1: a CNP without one gets `default`, with a warning) and annotations.
     fn metadata(
         &mut self,
