@@ -1,7 +1,8 @@
 //! `l7gate diff`: what changes between two policy sets over one inventory. Per endpoint and
 //! direction, the compiled rules added, removed and changed (rules are matched by the policy
 //! and field path they come from); with recorded flows, every flow replayed through both sets
-//! with the filter's own `Engine`, keeping those whose verdict differs.
+//! with the filter's own `Engine` (paths as Envoy normalises them), keeping those whose verdict
+//! differs.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,6 +12,7 @@ use l7gate_filter::fqdn;
 use serde::Serialize;
 
 use crate::compile::Cluster;
+use crate::envoy_path::{self, Version};
 use crate::flow::Flow;
 use crate::identity::qualified;
 use crate::trace::QueryHeaders;
@@ -242,7 +244,12 @@ impl<'c> Engines<'c> {
             server_name: server_name.as_deref(),
         };
         // Only what the log records can be replayed: rules on other headers see them absent.
-        let fields = [(":method", &flow.method), (":path", &flow.path), (":authority", &flow.host)];
+        // The path as Envoy hands it to the filter (a recorded one already is; a hand-written
+        // one may not be; one Envoy would refuse is replayed as written).
+        let path = flow.path.as_ref().map(|p| {
+            envoy_path::handle(p, Version::Http2).path().map_or_else(|| p.clone(), str::to_string)
+        });
+        let fields = [(":method", &flow.method), (":path", &path), (":authority", &flow.host)];
         let headers: Vec<(String, String)> = fields
             .iter()
             .filter_map(|(name, value)| value.as_ref().map(|v| (name.to_string(), v.clone())))
@@ -339,10 +346,13 @@ mod tests {
             flow("127.0.0.2", "GET", "/api/orders/1"),
             flow("127.0.0.3", "GET", "/api/orders/1"),
             flow("127.0.0.2", "DELETE", "/api/orders/1"),
+            // Judged as Envoy hands it on: /api/orders/1.
+            flow("127.0.0.2", "GET", "/api/inventory/../orders/1"),
         ]
         .join("\n");
         let flagged = replay(&old, &new, &log).expect("replays");
-        assert_eq!(flagged.len(), 1, "{flagged:?}");
+        assert_eq!(flagged.len(), 2, "{flagged:?}");
+        assert_eq!((flagged[1].line, flagged[1].new.verdict), (6, "denied"));
         let f = &flagged[0];
         assert_eq!(
             (f.line, f.from.as_str(), f.request.as_str()),

@@ -15,6 +15,7 @@ pub mod diag;
 pub mod diff;
 #[cfg(feature = "cli")]
 pub mod ecds;
+pub mod envoy_path;
 pub mod flow;
 pub mod identity;
 pub mod inventory;

@@ -1,7 +1,9 @@
 //! Offline verdicts: what would happen to a request from A to B, on A's egress and on B's
 //! ingress, decided by the same `Engine` the filter runs, with the deciding policy and rule.
 //! Verdicts are `allow`, `deny` or `audit` (let through, but an audit-mode policy would deny it:
-//! spec §8, reason and rule are the audit view's).
+//! spec §8, reason and rule are the audit view's), or `reject` when Envoy answers an HTTP
+//! request itself before any filter runs. HTTP paths are judged as the filter sees them, after
+//! Envoy's own path handling (`envoy_path`): normalised, or redirected for `%2F`/`%5C`.
 
 use std::net::IpAddr;
 
@@ -11,6 +13,7 @@ use l7gate_filter::fqdn;
 use serde::Serialize;
 
 use crate::compile::Cluster;
+use crate::envoy_path::{self, Handling};
 use crate::identity::qualified;
 use crate::inventory::Endpoint;
 
@@ -29,13 +32,19 @@ pub struct Query {
     /// `(name, value)` pairs.
     pub headers: Vec<(String, String)>,
     pub sni: Option<String>,
+    /// The HTTP version the request arrives in (its codec refuses different targets).
+    pub version: envoy_path::Version,
 }
 
 /// The answer: the overall verdict and each side that was evaluated.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Trace {
-    /// `deny` if a side denies, else `audit` if a side audits, else `allow`.
+    /// `reject` if Envoy answers the request itself, else `deny` if a side denies, else
+    /// `audit` if a side audits, else `allow`.
     pub verdict: &'static str,
+    /// What Envoy does with an HTTP request's path before the filter sees it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envoy: Option<EnvoyPath>,
     /// Egress of the source, when the source is an endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub egress: Option<Side>,
@@ -44,6 +53,43 @@ pub struct Trace {
     pub ingress: Option<Side>,
     /// The request as evaluated (defaults filled in).
     pub request: String,
+}
+
+/// Envoy's handling of the path (`envoy_path::Handling`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EnvoyPath {
+    /// `forward` (the filter judges `path`), `redirect` (Envoy answers 307 to `path`; the
+    /// sides judge the request a client sends when it follows it) or `reject` (Envoy answers
+    /// `status` itself; no side is judged).
+    pub action: &'static str,
+    /// The path as given.
+    pub sent: String,
+    /// The path the filter sees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Envoy's own answer (307, 400 or 404), if it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub explanation: String,
+}
+
+impl EnvoyPath {
+    fn of(sent: &str, version: envoy_path::Version) -> EnvoyPath {
+        let handling = envoy_path::handle(sent, version);
+        let path = handling.path().map(str::to_string);
+        let (action, status, explanation) = match handling {
+            Handling::Forward(p) if p == sent => ("forward", None, "left as sent".to_string()),
+            Handling::Forward(_) => ("forward", None, "normalised by Envoy".to_string()),
+            Handling::Redirect(_) => (
+                "redirect",
+                Some(307),
+                "the path has %2F or %5C; the sides judge the request that follows the redirect"
+                    .to_string(),
+            ),
+            Handling::Reject { status, why } => ("reject", Some(status), why.to_string()),
+        };
+        EnvoyPath { action, sent: sent.to_string(), path, status, explanation }
+    }
 }
 
 /// One direction's decision.
@@ -126,14 +172,26 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
     let protocol = q.protocol.unwrap_or(Protocol::Tcp);
     let authority = q.host.clone().unwrap_or_else(|| q.to.clone());
     let mut headers = q.headers.clone();
-    if protocol == Protocol::Tcp {
+    let is_http = protocol == Protocol::Tcp && q.sni.is_none();
+    let envoy = is_http.then(|| EnvoyPath::of(q.path.as_deref().unwrap_or("/"), q.version));
+    if let Some(envoy) = &envoy {
+        let Some(path) = envoy.path.clone() else {
+            let request = format!("{} -> {}:{} {}", q.from, q.to, q.port, envoy.sent);
+            return Ok(Trace {
+                verdict: "reject",
+                envoy: Some(envoy.clone()),
+                egress: None,
+                ingress: None,
+                request,
+            });
+        };
         headers.push((":method".into(), q.method.clone().unwrap_or_else(|| "GET".into())));
-        headers.push((":path".into(), q.path.clone().unwrap_or_else(|| "/".into())));
+        headers.push((":path".into(), path));
         headers.push((":authority".into(), authority.clone()));
     }
     // With an SNI the connection is TLS: the egress TLS filter decides it at L3/L4, with no HTTP
     // request to look at (rules with HTTP rules do not allow it), and so does the trace.
-    let http = (protocol == Protocol::Tcp && q.sni.is_none()).then_some(QueryHeaders(&headers));
+    let http = is_http.then_some(QueryHeaders(&headers));
     let http: Option<&dyn Headers> = http.as_ref().map(|h| h as &dyn Headers);
     // The name toFQDNs rules see: SNI, else the Host, else the destination's DNS name.
     let server_name = q
@@ -203,5 +261,5 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             format!("{} -> {}:{}/{proto}{sni}", q.from, q.to, q.port)
         }
     };
-    Ok(Trace { verdict, egress, ingress, request })
+    Ok(Trace { verdict, envoy, egress, ingress, request })
 }

@@ -635,3 +635,54 @@ fn policies_beside_other_manifests_and_nodes_as_peers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains(", nor a node (node-1)"), "{stderr}");
 }
+
+/// Issue 11 §4: trace judges the path the filter sees once Envoy has handled it, and says so.
+#[test]
+fn trace_judges_the_path_envoy_hands_on() {
+    let get = |path: &str, extra: &[&str]| {
+        let base =
+            ["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--path", path];
+        trace(&[&base[..], extra].concat())
+    };
+    let t = get("/api/inventory/../admin", &[]);
+    assert_eq!(
+        (t["verdict"].as_str(), t["envoy"]["path"].as_str()),
+        (Some("deny"), Some("/api/admin"))
+    );
+    assert_eq!(t["envoy"]["action"], "forward");
+    let t = get("//api/inventory/x", &[]);
+    assert_eq!(
+        (t["verdict"].as_str(), t["envoy"]["path"].as_str()),
+        (Some("allow"), Some("/api/inventory/x"))
+    );
+    let t = get("/api/inventory%2Fx", &[]);
+    assert_eq!(
+        (t["envoy"]["action"].as_str(), t["envoy"]["status"].as_u64()),
+        (Some("redirect"), Some(307))
+    );
+    let t = get("/api/inventory/caf\u{e9}", &[]);
+    assert_eq!((t["verdict"].as_str(), t["envoy"]["status"].as_u64()), (Some("reject"), Some(400)));
+    assert!(t.get("ingress").is_none(), "no policy judges what Envoy refuses: {t}");
+    let t = get("/api/inventory/caf\u{e9}", &["--http2"]);
+    assert_eq!(
+        (t["verdict"].as_str(), t["envoy"]["path"].as_str()),
+        (Some("allow"), Some("/api/inventory/caf%C3%A9"))
+    );
+
+    let out = run_trace(&[
+        "--from",
+        "frontend",
+        "--to",
+        "inventory-api",
+        "--port",
+        "8080",
+        "--path",
+        "/api/x/../inventory/1",
+    ]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("path    /api/x/../inventory/1 -> /api/inventory/1 (normalised by Envoy)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("GET /api/inventory/1 "), "{stdout}");
+}

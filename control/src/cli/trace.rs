@@ -3,6 +3,7 @@
 
 use l7gate_filter::config::Protocol;
 
+use crate::envoy_path::Version;
 use crate::trace::{trace, Query, Side};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -46,6 +47,9 @@ pub struct Args {
     /// TLS server name (SNI) for toFQDNs rules.
     #[arg(long)]
     sni: Option<String>,
+    /// The request arrives over HTTP/2 (default HTTP/1.1, whose codec refuses more paths).
+    #[arg(long)]
+    http2: bool,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -77,6 +81,7 @@ pub fn run(args: Args) -> Result<(), String> {
         host: args.host,
         headers,
         sni: args.sni,
+        version: if args.http2 { Version::Http2 } else { Version::Http1 },
     };
     let t = trace(&cluster, &query)?;
     if args.json {
@@ -84,6 +89,11 @@ pub fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
     println!("{}", t.request);
+    if let Some(e) = t.envoy.as_ref().filter(|e| e.path.as_deref() != Some(e.sent.as_str())) {
+        let answer = e.status.map(|s| format!("Envoy answers {s}: ")).unwrap_or_default();
+        let path = e.path.as_deref().map(|p| format!(" -> {p}")).unwrap_or_default();
+        println!("  path    {}{path} ({answer}{})", e.sent, e.explanation);
+    }
     for (direction, side) in [("egress", &t.egress), ("ingress", &t.ingress)] {
         if let Some(side) = side {
             println!("  {direction:<7} {}", describe(side));
