@@ -93,7 +93,8 @@ impl Cluster {
     /// One endpoint's configuration, with the cluster-wide tables or (for checks) without.
     fn build(&self, endpoint: &Endpoint, tables: bool) -> Result<Config, String> {
         let (ingress, egress) =
-            resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode);
+            resolve(&self.policies, &self.identities, &self.inventory, endpoint, self.audit_mode)
+                .map_err(|e| format!("endpoint {}: {e}", qualified(endpoint)))?;
         for (direction, policy) in [("ingress", &ingress), ("egress", &egress)] {
             self.check_size(endpoint, direction, policy)?;
         }

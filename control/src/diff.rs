@@ -182,7 +182,11 @@ pub fn describe(rule: &Rule) -> String {
             format!(" http [{}]", list.iter().map(one).collect::<Vec<_>>().join("; "))
         }
     };
-    format!("{action} peers {peers} ports {ports}{http}")
+    let sni = match &rule.server_names {
+        Some(names) => format!(" serverNames [{}]", names.join(", ")),
+        None => String::new(),
+    };
+    format!("{action} peers {peers} ports {ports}{http}{sni}")
 }
 
 fn protocol_name(p: Protocol) -> &'static str {
@@ -236,12 +240,14 @@ impl<'c> Engines<'c> {
             .as_deref()
             .map(fqdn::normalise)
             .or_else(|| flow.host.as_deref().and_then(fqdn::name_of_authority));
+        let sni = flow.sni.as_deref().map(fqdn::normalise);
         let request = Request {
             direction,
             peer,
             port: flow.port,
             protocol,
             server_name: server_name.as_deref(),
+            sni: sni.as_deref(),
         };
         // Only what the log records can be replayed: rules on other headers see them absent.
         // The path as Envoy hands it to the filter (a recorded one already is; a hand-written

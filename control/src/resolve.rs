@@ -43,14 +43,15 @@ pub fn is_audit(policy: &Policy, global: bool) -> bool {
 }
 
 /// The resolved ingress and egress policy of `subject`; `audit_mode` puts every policy in audit
-/// mode.
+/// mode. Fails where Cilium fails to compute the endpoint's policy (rules with HTTP rules and
+/// `serverNames` merged for the same peers and port, spec §4.3 item 6).
 pub fn resolve(
     policies: &[Policy],
     ids: &Identities,
     inventory: &Inventory,
     subject: &Endpoint,
     audit_mode: bool,
-) -> (DirectionPolicy, DirectionPolicy) {
+) -> Result<(DirectionPolicy, DirectionPolicy), String> {
     let subject_id = ids.of_endpoint.get(&crate::identity::qualified(subject));
     let subject_labels =
         subject_id.and_then(|id| ids.all.get(id)).map(|(_, l)| l.clone()).unwrap_or_default();
@@ -68,12 +69,13 @@ pub fn resolve(
     let enforced: Vec<Selecting> =
         selecting.iter().copied().filter(|s| !is_audit(s.policy, audit_mode)).collect();
     let audited = enforced.len() < selecting.len();
-    let direction = |dir| {
-        let decides = ctx.direction(dir, &enforced);
-        let audit = audited.then(|| ctx.direction(dir, &selecting)).filter(|view| *view != decides);
-        DirectionPolicy { audit: audit.map(Box::new), ..decides }
+    let direction = |dir| -> Result<DirectionPolicy, String> {
+        let decides = ctx.direction(dir, &enforced)?;
+        let audit = audited.then(|| ctx.direction(dir, &selecting)).transpose()?;
+        let audit = audit.filter(|view| *view != decides);
+        Ok(DirectionPolicy { audit: audit.map(Box::new), ..decides })
     };
-    (direction(Dir::Ingress), direction(Dir::Egress))
+    Ok((direction(Dir::Ingress)?, direction(Dir::Egress)?))
 }
 
 struct Context<'a> {
@@ -84,7 +86,11 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn direction<'a>(&self, dir: Dir, selecting: &[Selecting<'a>]) -> DirectionPolicy {
+    fn direction<'a>(
+        &self,
+        dir: Dir,
+        selecting: &[Selecting<'a>],
+    ) -> Result<DirectionPolicy, String> {
         let sections = |s: &Selecting<'a>| -> (&'a [PeerRule], &'a [PeerRule]) {
             match dir {
                 Dir::Ingress => (&s.rule.ingress, &s.rule.ingress_deny),
@@ -104,7 +110,7 @@ impl Context<'_> {
             })
             .collect();
         if contributing.is_empty() {
-            return DirectionPolicy { enforced: false, rules: vec![], audit: None };
+            return Ok(DirectionPolicy { enforced: false, rules: vec![], audit: None });
         }
         let default_deny = contributing.iter().any(|s| flag(s).unwrap_or(true));
         let mut rules = Vec::new();
@@ -117,6 +123,7 @@ impl Context<'_> {
                 self.emit(dir, Action::Deny, s, peer_rule, &mut rules);
             }
         }
+        let mut rules = merge_server_names(rules)?;
         if !default_deny {
             // spec §4.1 case 3 and §4.3 item 7: allow everything not denied; L7 rules only observe.
             rules.push(synthetic(
@@ -133,7 +140,7 @@ impl Context<'_> {
                 Peers::Identities(vec![fc::HOST]),
             ));
         }
-        DirectionPolicy { enforced: true, rules, audit: None }
+        Ok(DirectionPolicy { enforced: true, rules, audit: None })
     }
 
     /// Turns one `ingress`/`egress`/`...Deny` element into filter rules (spec §3.1 nil vs empty).
@@ -166,6 +173,7 @@ impl Context<'_> {
                 peers,
                 ports: None,
                 http: None,
+                server_names: None,
             });
             return;
         }
@@ -185,6 +193,8 @@ impl Context<'_> {
                 peers: peers.clone(),
                 ports: Some(ports),
                 http,
+                server_names: (!port_rule.server_names.is_empty())
+                    .then(|| port_rule.server_names.clone()),
             });
         }
     }
@@ -293,7 +303,58 @@ fn synthetic(policy: &str, why: &str, peers: Peers) -> fc::Rule {
         peers,
         ports: None,
         http: None,
+        server_names: None,
     }
+}
+
+/// spec §4.3 item 6: for the same peers and port, the `serverNames` of every allow rule are
+/// unioned and the union applies to each of them, so a rule without `serverNames` does not lift
+/// another's SNI requirement (Cilium merges per selector and port; l7gate per rule's peer set
+/// and port range). Rules of such peers are split per port range first, so the union stays per
+/// port. A rule with HTTP rules in such a group fails, as in Cilium.
+fn merge_server_names(rules: Vec<fc::Rule>) -> Result<Vec<fc::Rule>, String> {
+    let sni_peers: Vec<&Peers> =
+        rules.iter().filter(|r| r.server_names.is_some()).map(|r| &r.peers).collect();
+    if sni_peers.is_empty() {
+        return Ok(rules);
+    }
+    let involved = |r: &fc::Rule| r.action == Action::Allow && sni_peers.contains(&&r.peers);
+    let mut split = Vec::with_capacity(rules.len());
+    for rule in &rules {
+        match &rule.ports {
+            Some(ranges) if involved(rule) && ranges.len() > 1 => split
+                .extend(ranges.iter().map(|r| fc::Rule { ports: Some(vec![*r]), ..rule.clone() })),
+            _ => split.push(rule.clone()),
+        }
+    }
+    let key = |r: &fc::Rule| match &r.ports {
+        Some(ranges) if involved(r) => ranges.first().map(|range| (r.peers.clone(), *range)),
+        _ => None,
+    };
+    let mut unions: Vec<((Peers, PortRange), BTreeSet<String>)> = Vec::new();
+    for rule in &split {
+        let (Some(k), Some(names)) = (key(rule), &rule.server_names) else { continue };
+        match unions.iter_mut().find(|(u, _)| *u == k) {
+            Some((_, set)) => set.extend(names.iter().cloned()),
+            None => unions.push((k, names.iter().cloned().collect())),
+        }
+    }
+    for rule in &mut split {
+        let Some(k) = key(rule) else { continue };
+        let Some((_, names)) = unions.iter().find(|(u, _)| *u == k) else { continue };
+        if rule.http.is_some() {
+            return Err(format!(
+                "{} {}: cannot merge its HTTP rules with the serverNames ({}) of another rule for \
+                 the same peers and port: Cilium refuses SNI filtering together with L7 rules \
+                 without TLS termination; give the TLS traffic its own port or peers",
+                rule.origin.policy,
+                rule.origin.rule,
+                names.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        rule.server_names = Some(names.iter().cloned().collect());
+    }
+    Ok(split)
 }
 
 fn egress_named_ports(inventory: &Inventory) -> BTreeMap<String, Option<u16>> {

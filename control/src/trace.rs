@@ -201,6 +201,8 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
         .or_else(|| q.host.as_deref().and_then(fqdn::name_of_authority))
         .or_else(|| to.name.as_deref().map(fqdn::normalise));
 
+    // serverNames see the SNI itself, when the connection is TLS.
+    let sni = q.sni.as_deref().map(fqdn::normalise);
     let decide = |subject: &Endpoint,
                   direction: Direction,
                   peer_ip: Option<IpAddr>|
@@ -214,6 +216,7 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             port: q.port,
             protocol,
             server_name: server_name.as_deref(),
+            sni: sni.as_deref(),
         };
         let v = engine.decide_to(&request, peer_ip, http);
         Ok(Side {

@@ -639,11 +639,10 @@ fn policies_beside_other_manifests_and_nodes_as_peers() {
 /// Issue 11 §4: trace judges the path the filter sees once Envoy has handled it, and says so.
 #[test]
 fn trace_judges_the_path_envoy_hands_on() {
-    let get = |path: &str, extra: &[&str]| {
-        let base =
-            ["--from", "frontend", "--to", "inventory-api", "--port", "8080", "--path", path];
-        trace(&[&base[..], extra].concat())
-    };
+    const TO_INVENTORY: [&str; 6] =
+        ["--from", "frontend", "--to", "inventory-api", "--port", "8080"];
+    let get =
+        |path: &str, extra: &[&str]| trace(&[&TO_INVENTORY[..], &["--path", path], extra].concat());
     let t = get("/api/inventory/../admin", &[]);
     assert_eq!(
         (t["verdict"].as_str(), t["envoy"]["path"].as_str()),
@@ -669,16 +668,7 @@ fn trace_judges_the_path_envoy_hands_on() {
         (Some("allow"), Some("/api/inventory/caf%C3%A9"))
     );
 
-    let out = run_trace(&[
-        "--from",
-        "frontend",
-        "--to",
-        "inventory-api",
-        "--port",
-        "8080",
-        "--path",
-        "/api/x/../inventory/1",
-    ]);
+    let out = run_trace(&[&TO_INVENTORY[..], &["--path", "/api/x/../inventory/1"]].concat());
     let (stdout, _) = text(&out);
     assert!(
         stdout.contains("path    /api/x/../inventory/1 -> /api/inventory/1 (normalised by Envoy)"),

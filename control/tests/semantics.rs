@@ -181,6 +181,7 @@ fn pipeline_cluster_config_engine_verdict() {
         port: 8080,
         protocol: Protocol::Tcp,
         server_name: None,
+        sni: None,
     };
     let get = RequestHeaders(HashMap::from([
         (":method", "GET"),
@@ -1313,4 +1314,40 @@ fn local_destinations_are_refused_before_any_rule_unless_declared_world() {
     .unwrap_err()
     .to_string();
     assert!(refused.contains("endpoints.yaml:1:") && refused.contains("world[0]"), "{refused}");
+}
+
+/// spec §4.3 item 6: serverNames of rules for the same peers and port are unioned and bind each
+/// of them (a rule without serverNames does not lift them; a multi-port rule keeps its other
+/// port free); a rule with HTTP rules in such a group makes the endpoint's policy fail, as Cilium
+/// fails to compute it.
+#[test]
+fn server_names_merge_per_peers_and_port() {
+    let sni = |names: &str| Query { sni: Some(names.into()), ..query(FRONTEND, WORLD_IP, 443) };
+    let c = cluster(&[cnp(
+        "default",
+        "sni",
+        "{endpointSelector: {matchLabels: {app: frontend-app}}, egress: [\
+         {toEntities: [world], toPorts: [{ports: [{port: '443', protocol: TCP}], serverNames: [a.example.com]}]},\
+         {toEntities: [world], toPorts: [{ports: [{port: '443', protocol: TCP}, {port: '8443', protocol: TCP}]}]},\
+         {toEntities: [world], toPorts: [{ports: [{port: '443', protocol: TCP}], serverNames: ['*.b.example.com']}]}]}",
+    )]);
+    assert_eq!(vr(&egress_of(&c, sni("a.example.com"))), ("allow", "allowed-l3-l4"));
+    assert_eq!(vr(&egress_of(&c, sni("x.b.example.com"))), ("allow", "allowed-l3-l4"));
+    assert_eq!(vr(&egress_of(&c, sni("c.example.com"))), ("deny", "denied-server-name"));
+    assert_eq!(vr(&egress_of(&c, query(FRONTEND, WORLD_IP, 443))), ("deny", "denied-server-name"));
+    assert_eq!(vr(&egress(&c, FRONTEND, WORLD_IP, 8443)), ("allow", "allowed-l3-l4"));
+
+    let conflict = cluster(&[cnp(
+        "default",
+        "sni",
+        "{endpointSelector: {matchLabels: {app: frontend-app}}, egress: [\
+         {toEntities: [world], toPorts: [{ports: [{port: '443', protocol: TCP}], serverNames: [a.example.com]}]},\
+         {toEntities: [world], toPorts: [{ports: [{port: '443', protocol: TCP}], rules: {http: [{method: GET}]}}]}]}",
+    )]);
+    let err = trace(&conflict, &sni("a.example.com")).expect_err("Cilium refuses this merge");
+    assert!(
+        err.contains("cannot merge its HTTP rules with the serverNames (a.example.com)"),
+        "{err}"
+    );
+    assert!(err.contains("default/sni spec.egress[1].toPorts[0]"), "{err}");
 }

@@ -79,6 +79,7 @@ fn config() -> Config {
                 peers: Peers::Identities(vec![FRONTEND]),
                 ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 }]),
                 http: Some((0..400).map(rule).collect()),
+                server_names: None,
             }],
             audit: None,
         },
@@ -123,6 +124,7 @@ fn deciding_and_recording_a_request_allocates_nothing() {
                 port: local.port(),
                 protocol: Protocol::Tcp,
                 server_name: None,
+                sni: None,
             };
             let verdict = engine.decide(&req, Some(&headers));
             verdict_allowed = Some(verdict.allowed);

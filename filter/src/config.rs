@@ -129,6 +129,11 @@ pub struct Rule {
     /// match one element.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Vec<HttpRule>>,
+    /// `serverNames` (spec §3.8, allow rules without HTTP rules only): present = the rule
+    /// counts only for a TLS connection whose SNI matches one of these (a name, `*.domain` for
+    /// one label more, `**.domain` for one or more; case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -196,6 +196,7 @@ mod tests {
             ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 }]),
             http: http
                 .then(|| vec![HttpRule { method: Some("GET".into()), ..HttpRule::default() }]),
+            server_names: None,
         }
     }
 
@@ -210,6 +211,7 @@ mod tests {
             peers: Peers::Identities(vec![1]),
             ports: None,
             http: None,
+            server_names: None,
         };
         let block = Rule {
             peers: Peers::Identities(vec![300]),
@@ -284,6 +286,7 @@ mod tests {
             port,
             protocol: Protocol::Tcp,
             server_name: None,
+            sni: None,
         };
         struct Method(&'static str);
         impl crate::engine::Headers for Method {
@@ -366,6 +369,7 @@ mod tests {
                     port: 8080,
                     protocol: Protocol::Tcp,
                     server_name: None,
+                    sni: None,
                 },
                 None,
             );

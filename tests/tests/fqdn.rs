@@ -440,3 +440,85 @@ async fn egress_over_ads_follows_a_policy_edit_live() {
     assert_eq!(seen.first(), Some(&Some("api.example.com".to_string())), "{seen:?}");
     assert_eq!(seen.last(), Some(&Some("api.example.org".to_string())), "{seen:?}");
 }
+
+// spec §3.8, §4.3 item 6, §4.4 step 4: serverNames on the egress TLS filter. Names listed and
+// `*.` one label below pass; two labels below, the apex, other names and no SNI are closed
+// before the upstream, with reason denied-server-name. A second rule for the same peers and port
+// without serverNames does not lift the list; a rule for other peers (toFQDNs) keeps its own.
+#[tokio::test]
+async fn server_names_allow_only_the_listed_sni() {
+    let tools = Tools::require();
+    let fixture = repo_root().join("tests/fixtures/server-names");
+    let cluster = l7gate::load(&fixture, &repo_root().join("manifests/endpoints.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cluster;
+    let upstream_ip = Ipv4Addr::new(127, 0, 0, 46);
+    let names = [
+        "api.example.com",
+        "x.wild.example.com",
+        "a.b.wild.example.com",
+        "wild.example.com",
+        "example.com",
+        "x.other.net",
+    ];
+    let pki = TestPki::new(&names).unwrap();
+    let upstream =
+        TlsUpstream::start("sni", SocketAddr::new(upstream_ip.into(), 443), &pki).unwrap();
+    let dns = dns_for(&names, upstream_ip);
+    let address = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 45));
+    let (spec, envoy) = start_egress(
+        &tools,
+        "frontend-sni",
+        address,
+        (443, 80),
+        &dns,
+        config_json(&cluster, "frontend"),
+    );
+
+    for (name, allowed) in [
+        ("api.example.com", true),
+        ("API.Example.com", true),
+        ("x.wild.example.com", true),
+        ("x.other.net", true),
+        ("a.b.wild.example.com", false),
+        ("wild.example.com", false),
+        ("example.com", false),
+    ] {
+        let before = upstream.accepted();
+        let outcome =
+            exchange(&pki, FRONTEND, spec.tls_listener(), Some(name), name, "hello").await.unwrap();
+        let traced = traced(&cluster, "frontend", name, 443, Some(name), None, "GET");
+        if allowed {
+            assert_eq!(outcome, TlsOutcome::Reply("sni saw hello\n".into()), "{name}");
+            assert_eq!(traced, "allow", "{name}");
+        } else {
+            assert!(matches!(outcome, TlsOutcome::Closed(_)), "{name}: {outcome:?}");
+            assert_eq!(traced, "deny", "{name}");
+            assert_eq!(upstream.accepted(), before, "{name}: the upstream was contacted");
+        }
+    }
+    let no_sni = exchange(&pki, FRONTEND, spec.tls_listener(), None, "api.example.com", "hello")
+        .await
+        .unwrap();
+    assert!(matches!(no_sni, TlsOutcome::Closed(_)), "no SNI: {no_sni:?}");
+
+    // The flow records say why: the deciding rule, or the SNI list that refused.
+    let records = envoy.wait_for_flow_records(7);
+    let of = |sni: &str| {
+        records
+            .iter()
+            .find(|r| r["sni"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(sni)))
+            .map(|r| {
+                (
+                    r["verdict"].as_str().unwrap_or_default(),
+                    r["reason"].as_str().unwrap_or_default(),
+                    r["rule"].as_str().unwrap_or_default(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no flow record for {sni}: {records:#?}"))
+    };
+    assert_eq!(of("x.wild.example.com"), ("allowed", "allowed-l3-l4", "spec.egress[0].toPorts[0]"));
+    assert_eq!(of("x.other.net"), ("allowed", "allowed-l3-l4", "spec.egress[2].toPorts[0]"));
+    assert_eq!(of("example.com"), ("denied", "denied-server-name", "spec.egress[0].toPorts[0]"));
+    assert_eq!(of("a.b.wild.example.com").1, "denied-server-name");
+}

@@ -200,6 +200,8 @@ pub struct PortRule {
     pub http: Option<Vec<HttpRule>>,
     /// `rules.dns` (egress only): accepted, enforced as an L4 allow (spec §6.4).
     pub dns: Option<Vec<FqdnSelector>>,
+    /// `serverNames`, lower-cased (spec §3.8): the connection must be TLS with one of these SNIs.
+    pub server_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

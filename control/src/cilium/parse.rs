@@ -232,8 +232,8 @@ static EGRESS_DENY: Shape = Shape {
     ..shape("an egressDeny rule", &["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toPorts"])
 };
 static PORT_RULE: Shape = Shape {
-    unenforced: &["serverNames", "terminatingTLS", "originatingTLS", "listener"],
-    ..shape("a toPorts entry", &["ports", "rules"])
+    unenforced: &["terminatingTLS", "originatingTLS", "listener"],
+    ..shape("a toPorts entry", &["ports", "rules", "serverNames"])
 };
 static DENY_PORT_RULE: Shape = Shape {
     unenforced: &["rules", "serverNames", "terminatingTLS", "originatingTLS", "listener"],
@@ -712,6 +712,7 @@ impl Decoder<'_> {
             Some(n) => self.l7_rules(n, &f.path("rules"), section),
             None => L7::default(),
         };
+        let server_names = self.server_names(&f, section, l7.kind.is_some());
         if let Some(kind) = l7.kind {
             for (span, port_path, pp) in &ports {
                 if let Err(message) = validate::l7_port(pp, kind) {
@@ -728,7 +729,28 @@ impl Decoder<'_> {
             ports: ports.into_iter().map(|(_, _, pp)| pp).collect(),
             http: l7.http,
             dns: l7.dns,
+            server_names,
         })
+    }
+
+    /// `toPorts[].serverNames` (spec §3.8): never together with L7 rules (no TLS termination).
+    fn server_names(&mut self, f: &Fields<'_>, section: Section, has_l7: bool) -> Vec<String> {
+        let Some((key, node)) = f.entry("serverNames") else { return Vec::new() };
+        let path = f.path("serverNames");
+        let names = self
+            .list(node, &path, |d, n, p| {
+                let name = d.string(n, p)?;
+                d.check(n, p, validate::server_name(&name))
+            })
+            .unwrap_or_default();
+        if is_empty_seq(node) {
+            self.error(key, &path, validate::SERVER_NAMES_EMPTY);
+        } else if has_l7 {
+            self.error(key, &path, validate::SERVER_NAMES_WITH_L7);
+        } else if section == Section::Ingress {
+            self.warn(key, &path, validate::SERVER_NAMES_ON_INGRESS);
+        }
+        names
     }
 
     fn port_protocol(&mut self, node: &Node, path: &str) -> Option<PortProtocol> {

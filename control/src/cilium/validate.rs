@@ -29,6 +29,14 @@ pub const NO_SECTIONS: &str = "rule must have at least one of ingress, ingressDe
      egressDeny with at least one element: add the traffic this rule allows or denies";
 pub const NO_ENDPOINT_SELECTOR: &str =
     "missing endpointSelector: write endpointSelector: {} to select every pod, or matchLabels for some";
+pub const SERVER_NAMES_WITH_L7: &str = "ServerNames are not allowed with L7 rules without TLS \
+     termination: l7gate does not terminate TLS, so HTTP rules cannot see inside it; put the \
+     serverNames and the rules in separate toPorts entries";
+pub const SERVER_NAMES_EMPTY: &str =
+    "serverNames needs at least one name: list the allowed TLS server names, or remove it";
+pub const SERVER_NAMES_ON_INGRESS: &str = "serverNames on ingress: the sidecar's ingress \
+     listener is plain HTTP, so a connection there carries no TLS server name and this rule \
+     allows nothing (as in Cilium, serverNames require TLS); remove serverNames to allow the port";
 pub const DNS_ON_INGRESS: &str =
     "L7 protocol DNS is not supported on ingress yet: DNS rules belong \
      to egress rules towards the DNS server";
@@ -80,11 +88,6 @@ pub fn unenforced(field: &str) -> String {
         "mismatch" => {
             "header rewriting is not implemented; remove mismatch so a missing or different \
              header fails the rule"
-        }
-        "serverNames" => {
-            return "serverNames (TLS SNI) is not enforced by the HTTP sidecar filter yet: remove \
-                    it and restrict destinations with toFQDNs instead"
-                .to_string()
         }
         "cidrGroupRef" | "cidrGroupSelector" => {
             "CiliumCIDRGroups cannot be resolved; write the prefixes in cidr instead"
@@ -286,6 +289,32 @@ pub fn match_pattern(pattern: &str) -> Result<String, String> {
     let trimmed = pattern.trim();
     fqdn_syntax(trimmed, "*").map_err(|why| format!("invalid matchPattern {pattern:?}: {why}"))?;
     Ok(trimmed.to_string())
+}
+
+/// A `serverNames` entry (spec §3.8; Cilium 1.19's CRD pattern): a DNS name, optionally after
+/// `*.` (one more label) or `**.` (one or more); lower-cased.
+pub fn server_name(name: &str) -> Result<String, String> {
+    let why = |why: &str| Err(format!("invalid server name {name:?}: {why}"));
+    if name.is_empty() {
+        return Err("empty server name is not allowed: remove the entry".into());
+    }
+    if name.ends_with('.') {
+        return why("write it without the trailing dot (cilium-envoy rejects it)");
+    }
+    let body = name.strip_prefix("**.").or_else(|| name.strip_prefix("*.")).unwrap_or(name);
+    let label = |l: &str| {
+        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.len() > MAX_FQDN_LEN {
+        return why(&format!("Must be <= {MAX_FQDN_LEN} characters long"));
+    }
+    if !body.split('.').all(label) {
+        return why(
+            "write a DNS name, optionally starting with *. (one more label) or **. (one or more \
+             labels); a * anywhere else is not a serverNames pattern",
+        );
+    }
+    Ok(name.to_ascii_lowercase())
 }
 
 fn fqdn_syntax(s: &str, extra: &str) -> Result<(), String> {

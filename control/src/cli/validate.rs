@@ -14,7 +14,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), String> {
     let loaded = crate::cilium::parse::load_path(&args.policies).map_err(|e| e.to_string())?;
-    super::report(&loaded.warnings, &loaded.notes);
+    // With an inventory, loading it again below reports them (once).
+    if args.endpoints.is_none() {
+        super::report(&loaded.warnings, &loaded.notes);
+    }
     let rules: usize = loaded.policies.iter().map(|p| p.rules.len()).sum();
     let mut summary = format!(
         "{}: {} policies, {rules} rules: valid",

@@ -19,6 +19,7 @@ fn rule(action: Action, policy: &str, peer: Identity, http: Option<&str>) -> Rul
         peers: Peers::Identities(vec![peer]),
         ports: Some(vec![PortRange { protocol: Protocol::Tcp, first: 8080, last: 8080 }]),
         http: http.map(|m| vec![HttpRule { method: Some(m.into()), ..HttpRule::default() }]),
+        server_names: None,
     }
 }
 fn view(enforced: bool, rules: Vec<Rule>) -> DirectionPolicy {
@@ -48,6 +49,7 @@ fn decide(e: &Engine, peer: Identity, req: Option<&Req>) -> (&'static str, Strin
         port: 8080,
         protocol: Protocol::Tcp,
         server_name: None,
+        sni: None,
     };
     let v = e.decide(&request, req.map(|r| r as &dyn Headers));
     assert_eq!(

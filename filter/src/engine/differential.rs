@@ -70,6 +70,8 @@ const HOSTS: &[&str] = &["", "inventory(:8080)?", ".*\\.example\\.com", "invento
 const HEADER_NAMES: &[&str] = &["x-token", "X-Tenant"];
 const HEADER_VALUES: &[&str] = &["blue", "red"];
 /// Server names, also `matchName`s; with [`NAME_PATTERNS`] they reach every shape of the name index.
+/// `serverNames` patterns (spec §3.8): a name, one label more, one or more labels more.
+const SERVER_NAMES: &[&str] = &["api.example.com", "*.example.com", "**.example.com", "Other.Org"];
 const NAMES: &[&str] = &[
     "api.example.com.",
     "example.com.",
@@ -184,18 +186,31 @@ fn peers(fqdn: bool) -> BoxedStrategy<Peers> {
 fn rule(fqdn: bool) -> impl Strategy<Value = Rule> {
     let ports = proptest::option::weighted(0.85, proptest::collection::vec(port_range(), 1..3));
     let http = proptest::option::weighted(0.7, proptest::collection::vec(http_rule(), 0..6));
-    (proptest::bool::weighted(0.15), peers(fqdn), ports, http).prop_map(
-        |(deny, peers, ports, http)| {
+    let server_names = proptest::option::weighted(
+        0.3,
+        proptest::collection::vec(select(SERVER_NAMES).prop_map(str::to_string), 1..3),
+    );
+    (proptest::bool::weighted(0.15), peers(fqdn), ports, http, server_names).prop_map(
+        |(deny, peers, ports, http, server_names)| {
             let origin = Origin {
                 kind: "CiliumNetworkPolicy".into(),
                 policy: "default/p".into(),
                 rule: String::new(),
             };
             match (deny, &peers) {
-                (true, Peers::Identities(_) | Peers::Any) => {
-                    Rule { action: Action::Deny, origin, peers, ports, http: None }
+                (true, Peers::Identities(_) | Peers::Any) => Rule {
+                    action: Action::Deny,
+                    origin,
+                    peers,
+                    ports,
+                    http: None,
+                    server_names: None,
+                },
+                // serverNames only on rules without HTTP rules (the validator's rule).
+                _ => {
+                    let server_names = server_names.filter(|_| http.is_none());
+                    Rule { action: Action::Allow, origin, peers, ports, http, server_names }
                 }
-                _ => Rule { action: Action::Allow, origin, peers, ports, http },
             }
         },
     )
@@ -255,6 +270,8 @@ struct Case {
     port: u16,
     protocol: Protocol,
     server_name: Option<&'static str>,
+    /// The TLS SNI (`None`: not TLS).
+    sni: Option<&'static str>,
     /// `None`: a connection that is not HTTP.
     headers: Option<Req>,
 }
@@ -291,14 +308,16 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![select(PORTS), select(&[1u16, 500, 8580, 9500][..])],
         prop_oneof![8 => Just(Protocol::Tcp), 1 => Just(Protocol::Udp), 1 => Just(Protocol::Sctp)],
         proptest::option::of(select(NAMES)),
+        proptest::option::weighted(0.6, select(NAMES)),
         proptest::option::weighted(0.9, headers),
     )
-        .prop_map(|(direction, peer, port, protocol, server_name, headers)| Case {
+        .prop_map(|(direction, peer, port, protocol, server_name, sni, headers)| Case {
             direction,
             peer,
             port,
             protocol,
             server_name,
+            sni,
             headers,
         })
 }
@@ -311,7 +330,7 @@ proptest! {
     fn engine_agrees_with_reference(config in config(), cases in proptest::collection::vec(case(), 24)) {
         let engine = Engine::compile(&config).unwrap();
         for c in &cases {
-            let req = Request { direction: c.direction, peer: c.peer, port: c.port, protocol: c.protocol, server_name: c.server_name };
+            let req = Request { direction: c.direction, peer: c.peer, port: c.port, protocol: c.protocol, server_name: c.server_name, sni: c.sni };
             let headers = c.headers.as_ref().map(|h| h as &dyn Headers);
             let got = engine.decide(&req, headers);
             let got = (got.label(), got.reason, got.origin.map(|o| o.rule.clone()));
@@ -336,6 +355,7 @@ fn generators_cover_every_reason() {
                 port: c.port,
                 protocol: c.protocol,
                 server_name: c.server_name,
+                sni: c.sni,
             };
             let (label, reason, _) =
                 reference::decide(&config, &req, c.headers.as_ref().map(|h| h as &dyn Headers));
@@ -349,6 +369,7 @@ fn generators_cover_every_reason() {
         "denied denied-by-deny-rule",
         "denied default-deny",
         "denied denied-l7-no-rule-matched",
+        "denied denied-server-name",
     ];
     let audits =
         ["audit denied-by-deny-rule", "audit default-deny", "audit denied-l7-no-rule-matched"];

@@ -3,7 +3,8 @@
 //! its rules name, the merged outcome of those rules: the first deny rule, the first L3/L4 allow
 //! rule, and the indexed HTTP elements of the allow rules with HTTP rules. A request finds its
 //! segment by binary search and its identity's entry by one hash lookup; name-selected (toFQDNs)
-//! rules are found through the segment's [`NameIndex`].
+//! rules are found through the segment's [`NameIndex`]. Allow rules with `serverNames` are kept
+//! apart (they count only for a TLS connection with a matching SNI).
 
 use crate::fasthash::FastMap;
 
@@ -18,6 +19,8 @@ use crate::fqdn::NameMatcher;
 pub struct Side {
     pub deny: Option<u32>,
     pub allow_l4: Option<u32>,
+    /// L3/L4 allow rules with `serverNames` (ascending): they count only for a matching SNI.
+    pub sni: Vec<u32>,
     pub l7: Option<L7Set>,
 }
 
@@ -101,6 +104,7 @@ fn side(list: &[u32], rules: &[Rule], elements: &Elements<'_>) -> Side {
         let Some(rule) = rules.get(i as usize) else { continue };
         match (rule.action, elements.of_rule.get(i as usize).cloned().flatten()) {
             (Action::Deny, _) => side.deny = side.deny.or(Some(i)),
+            (Action::Allow, None) if rule.server_names.is_some() => side.sni.push(i),
             (Action::Allow, None) => side.allow_l4 = side.allow_l4.or(Some(i)),
             (Action::Allow, Some(range)) => {
                 first_l7 = first_l7.or(Some(i));

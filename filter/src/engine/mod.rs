@@ -20,8 +20,8 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use crate::config::{
-    is_outside, Action, Config, DirectionPolicy, EndpointRef, Identity, Origin, Peers, Protocol,
-    Rule, HOST,
+    is_outside, Action, Config, DirectionPolicy, EndpointRef, FqdnSelector, Identity, Origin,
+    Peers, Protocol, Rule, HOST,
 };
 use crate::fqdn::NameMatcher;
 
@@ -45,6 +45,9 @@ pub struct Request<'a> {
     /// The DNS name the client asked for (TLS SNI or HTTP Host), normalised with
     /// [`crate::fqdn::normalise`]; only `toFQDNs` rules look at it.
     pub server_name: Option<&'a str>,
+    /// The TLS SNI, normalised, when the connection is TLS and sends one: rules with
+    /// `serverNames` count only when it matches (`None` for plain HTTP).
+    pub sni: Option<&'a str>,
 }
 
 /// A rule ready for evaluation.
@@ -53,6 +56,8 @@ struct CompiledRule {
     origin: Origin,
     /// Its HTTP elements in [`CompiledDirection::elements`]; `None`: no L7 restriction.
     http: Option<Range<u32>>,
+    /// Its `serverNames`; `None`: any connection, TLS or not.
+    server_names: Option<Vec<NameMatcher>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +74,15 @@ struct CompiledDirection {
 impl CompiledDirection {
     fn origin(&self, rule: u32) -> Option<&Origin> {
         self.rules.get(rule as usize).map(|r| &r.origin)
+    }
+
+    /// Whether rule `rule` counts for a connection with this SNI (spec §4.4 step 4).
+    fn sni_allows(&self, rule: u32, sni: Option<&str>) -> bool {
+        match self.rules.get(rule as usize).map(|r| &r.server_names) {
+            Some(None) => true,
+            Some(Some(names)) => sni.is_some_and(|sni| names.iter().any(|m| m.matches(sni))),
+            None => false,
+        }
     }
 }
 
@@ -233,18 +247,28 @@ impl CompiledDirection {
         // Name-selected (toFQDNs) rules that select the request's server name, from the index.
         let named = req.server_name.map(|n| segment.by_name.matching(n)).unwrap_or_default();
         let named = || named.iter().filter_map(|i| self.rules.get(*i as usize).map(|r| (*i, r)));
+        // spec §4.4 step 4: a rule with serverNames counts only for a matching SNI.
+        let sni_rules = || sides.clone().flat_map(|s| s.sni.iter().copied());
+        let named_l4 = || named().filter(|(_, r)| r.http.is_none()).map(|(i, _)| i);
+        let named_l7 = || named().filter(|(_, r)| r.http.is_some()).map(|(i, _)| i);
         let allow_l4 = lowest(
-            sides.clone().filter_map(|s| s.allow_l4).min(),
-            named().find(|(_, r)| r.http.is_none()).map(|(i, _)| i),
+            lowest(
+                sides.clone().filter_map(|s| s.allow_l4).min(),
+                sni_rules().filter(|i| self.sni_allows(*i, req.sni)).min(),
+            ),
+            named_l4().find(|i| self.sni_allows(*i, req.sni)),
         );
         if let Some(allow) = allow_l4 {
             return Verdict::allow(Reason::AllowedL3L4, self.origin(allow));
         }
+        let refused_sni = lowest(sni_rules().min(), named_l4().next());
         let l7_sets = sides.filter_map(|s: &&Side| s.l7.as_ref());
-        let first_l7 =
-            lowest(l7_sets.clone().map(|s| s.first_rule).min(), named().map(|(i, _)| i).next());
+        let first_l7 = lowest(l7_sets.clone().map(|s| s.first_rule).min(), named_l7().next());
         let Some(first_l7) = first_l7 else {
-            return Verdict::deny(Reason::NoAllowRule, None);
+            return match refused_sni {
+                Some(rule) => Verdict::deny(Reason::ServerNameNotAllowed, self.origin(rule)),
+                None => Verdict::deny(Reason::NoAllowRule, None),
+            };
         };
         let Some(headers) = headers else {
             return Verdict::deny(Reason::L7NotMatched, self.origin(first_l7));
@@ -304,10 +328,28 @@ fn compile_view(
             index::check_range(range).map_err(context)?;
         }
         if rule.action == Action::Deny
-            && (rule.http.is_some() || matches!(rule.peers, Peers::Fqdns(_)))
+            && (rule.http.is_some()
+                || rule.server_names.is_some()
+                || matches!(rule.peers, Peers::Fqdns(_)))
         {
-            return Err(context("deny rules cannot have HTTP rules or FQDN peers".into()));
+            return Err(context(
+                "deny rules cannot have HTTP rules, server names or FQDN peers".into(),
+            ));
         }
+        if rule.http.is_some() && rule.server_names.is_some() {
+            return Err(context("a rule cannot have both HTTP rules and server names".into()));
+        }
+        let server_names = rule
+            .server_names
+            .as_ref()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| NameMatcher::compile(&FqdnSelector::MatchPattern(n.clone())))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(context)?;
         let names = match &rule.peers {
             Peers::Fqdns(selectors) => {
                 selectors.iter().map(NameMatcher::compile).collect::<Result<_, _>>()
@@ -329,7 +371,7 @@ fn compile_view(
                 Some(range(start)?..range(elements.len())?)
             }
         };
-        compiled.push(CompiledRule { origin: rule.origin.clone(), http });
+        compiled.push(CompiledRule { origin: rule.origin.clone(), http, server_names });
         names_of_rule.push(names);
     }
     let of_rule: Vec<Option<Range<u32>>> = compiled.iter().map(|r| r.http.clone()).collect();

@@ -7,7 +7,7 @@
 
 use super::pathform::ambiguous;
 use super::{Direction, Headers, Reason, Request};
-use crate::config::{Action, Config, DirectionPolicy, HttpRule, Peers, Rule};
+use crate::config::{Action, Config, DirectionPolicy, FqdnSelector, HttpRule, Peers, Rule};
 use crate::engine::full_match_regex;
 use crate::fqdn::NameMatcher;
 
@@ -47,13 +47,18 @@ fn view(
         return (false, Reason::DenyRule, origin(deny));
     }
     // 3. No allow rule for this peer and port: default deny.
-    let Some(first) = selecting(Action::Allow).next() else {
+    if selecting(Action::Allow).next().is_none() {
         return (false, Reason::NoAllowRule, None);
-    };
-    // 5. A rule without HTTP rules allows everything; otherwise one HTTP element must match.
-    if let Some(l4) = selecting(Action::Allow).find(|r| r.http.is_none()) {
+    }
+    // 4. A rule without HTTP rules allows everything, but one with serverNames only for a TLS
+    // connection with a matching SNI; otherwise one HTTP element must match.
+    let l4 = || selecting(Action::Allow).filter(|r| r.http.is_none());
+    if let Some(l4) = l4().find(|r| sni_matches(r, req)) {
         return (true, Reason::AllowedL3L4, origin(l4));
     }
+    let Some(first) = selecting(Action::Allow).find(|r| r.http.is_some()) else {
+        return (false, Reason::ServerNameNotAllowed, l4().next().and_then(origin));
+    };
     let Some(headers) = headers else {
         return (false, Reason::L7NotMatched, origin(first));
     };
@@ -86,6 +91,18 @@ fn selects(rule: &Rule, req: &Request<'_>) -> bool {
         }),
     };
     port && peer
+}
+
+fn sni_matches(rule: &Rule, req: &Request<'_>) -> bool {
+    match &rule.server_names {
+        None => true,
+        Some(names) => req.sni.is_some_and(|sni| {
+            names.iter().any(|n| {
+                NameMatcher::compile(&FqdnSelector::MatchPattern(n.clone()))
+                    .is_ok_and(|m| m.matches(sni))
+            })
+        }),
+    }
 }
 
 fn http_matches(rule: &HttpRule, headers: &dyn Headers) -> bool {

@@ -18,10 +18,17 @@ fn allow(
     ports: Option<Vec<PortRange>>,
     http: Option<Vec<HttpRule>>,
 ) -> Rule {
-    Rule { action: Action::Allow, origin: origin(rule), peers, ports, http }
+    Rule { action: Action::Allow, origin: origin(rule), peers, ports, http, server_names: None }
 }
 fn deny(rule: &str, peers: Peers, ports: Option<Vec<PortRange>>) -> Rule {
-    Rule { action: Action::Deny, origin: origin(rule), peers, ports, http: None }
+    Rule {
+        action: Action::Deny,
+        origin: origin(rule),
+        peers,
+        ports,
+        http: None,
+        server_names: None,
+    }
 }
 fn get_inventory() -> Vec<HttpRule> {
     vec![HttpRule {
@@ -56,6 +63,7 @@ fn ingress(peer: Identity, port: u16) -> Request<'static> {
         port,
         protocol: Protocol::Tcp,
         server_name: None,
+        sni: None,
     }
 }
 fn verdict(e: &Engine, peer: Identity, port: u16, req: &Req) -> (bool, String) {
@@ -270,6 +278,7 @@ fn fqdn_rules_match_names() {
         port,
         protocol: Protocol::Tcp,
         server_name: Some(name),
+        sni: None,
     };
     assert!(e.decide(&req("api.example.com.", 443), None).allowed);
     assert!(!e.decide(&req("example.com.", 443), None).allowed);
@@ -278,6 +287,47 @@ fn fqdn_rules_match_names() {
         !e.decide(&Request { server_name: None, ..req("x", 443) }, None).allowed,
         "no name → no FQDN allow"
     );
+}
+
+/// spec §3.8, §4.4 step 4: a rule with serverNames counts only for a TLS connection whose SNI
+/// matches a name (case-insensitive), `*.` one label more or `**.` one or more, never the apex;
+/// another rule for the peer without serverNames still allows (different selectors, §4.3).
+#[test]
+fn server_names_gate_a_rule_on_the_sni() {
+    let mut sni_rule = allow(
+        "spec.ingress[0].toPorts[0]",
+        Peers::Identities(vec![FRONTEND]),
+        Some(vec![tcp(443, 443)]),
+        None,
+    );
+    sni_rule.server_names =
+        Some(vec!["Api.Example.com".into(), "*.one.org".into(), "**.many.org".into()]);
+    let e = engine(vec![sni_rule.clone()]);
+    let decide = |sni: Option<&str>| {
+        let v = e.decide(&Request { sni, ..ingress(FRONTEND, 443) }, None);
+        (v.allowed, v.reason.code())
+    };
+    for sni in ["api.example.com.", "a.one.org.", "a.many.org.", "a.b.many.org."] {
+        assert_eq!(decide(Some(sni)), (true, "allowed-l3-l4"), "{sni}");
+    }
+    for sni in [
+        None,
+        Some("other.example.com."),
+        Some("a.b.one.org."),
+        Some("one.org."),
+        Some("many.org."),
+    ] {
+        assert_eq!(decide(sni), (false, "denied-server-name"), "{sni:?}");
+    }
+    let other = allow(
+        "spec.ingress[1]",
+        Peers::Identities(vec![FRONTEND]),
+        Some(vec![tcp(443, 443)]),
+        None,
+    );
+    let e = engine(vec![sni_rule, other]);
+    let v = e.decide(&ingress(FRONTEND, 443), None);
+    assert_eq!((v.allowed, v.origin.map(|o| o.rule.as_str())), (true, Some("spec.ingress[1]")));
 }
 
 /// Fail closed: without a configuration every request is denied, with the reason.

@@ -32,6 +32,9 @@ pub enum Reason {
     DenyRule,
     /// Default deny: no allow rule selects this peer and port.
     NoAllowRule,
+    /// The only allow rules for the peer and port have `serverNames`, and the connection is not
+    /// TLS or its SNI matches none of them (spec §4.4 step 4).
+    ServerNameNotAllowed,
     /// Allow rules select the peer and port, but none of their HTTP rules matched.
     L7NotMatched,
     /// Allow rules with HTTP rules select the peer and port, but the path could still resolve
@@ -57,6 +60,7 @@ impl Reason {
             Reason::AllowedL7 { .. } => "allowed-l7",
             Reason::DenyRule => "denied-by-deny-rule",
             Reason::NoAllowRule => "default-deny",
+            Reason::ServerNameNotAllowed => "denied-server-name",
             Reason::L7NotMatched => "denied-l7-no-rule-matched",
             Reason::AmbiguousPath => "denied-ambiguous-path",
             Reason::ForeignCaller => "denied-foreign-caller",
@@ -78,6 +82,9 @@ impl fmt::Display for Reason {
             Reason::NoAllowRule => {
                 f.write_str("default deny: no allow rule selects this peer and port")
             }
+            Reason::ServerNameNotAllowed => f.write_str(
+                "denied: the rules for this peer and port need TLS with a server name (SNI) in their serverNames",
+            ),
             Reason::L7NotMatched => f.write_str("denied at L7: no HTTP rule matched the request"),
             Reason::AmbiguousPath => f.write_str(
                 "denied at L7: the path has a segment the application could read as a dot segment",

@@ -118,6 +118,7 @@ impl Http {
             port,
             protocol: Protocol::Tcp,
             server_name: destination.as_ref().and_then(Destination::name),
+            sni: None,
         };
         let dst_ip = match (&destination, direction) {
             (_, Direction::Ingress) => Some(local.ip()),

@@ -85,12 +85,15 @@ impl Tls {
             observer.no_address(Direction::Egress);
             return false;
         };
+        // serverNames match the SNI whatever it names (an address too), normalised.
+        let sni_name = sni.as_deref().map(crate::fqdn::normalise);
         let request = Request {
             direction: Direction::Egress,
             peer: destination.peer(|ip| engine.identity_of(ip)),
             port,
             protocol: Protocol::Tcp,
             server_name: destination.name(),
+            sni: sni_name.as_deref(),
         };
         let dst_ip = match &destination {
             Destination::Ip(ip) => Some(*ip),

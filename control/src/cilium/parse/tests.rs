@@ -240,7 +240,14 @@ fn rejections() {
         (ingress_port("listener: {envoyConfig: {kind: CiliumEnvoyConfig, name: x}, name: l}"), format!("{p0}.listener"), "listener is not enforced"),
         (ingress_port("terminatingTLS: {secret: {name: s}}"), format!("{p0}.terminatingTLS"), "TLS interception"),
         (ingress_port("originatingTLS: {secret: {name: s}}"), format!("{p0}.originatingTLS"), "TLS interception"),
-        (ingress_port("serverNames: [api.example.com]"), format!("{p0}.serverNames"), "serverNames (TLS SNI) is not enforced by the HTTP sidecar filter yet"),
+        // spec §3.8: serverNames.
+        (ingress_port("serverNames: [a.com], rules: {http: [{method: GET}]}"), format!("{p0}.serverNames"), "ServerNames are not allowed with L7 rules without TLS termination"),
+        (ingress_port("serverNames: []"), format!("{p0}.serverNames"), "serverNames needs at least one name"),
+        (ingress_port("serverNames: ['']"), format!("{p0}.serverNames[0]"), "empty server name is not allowed"),
+        (ingress_port("serverNames: [a.com.]"), format!("{p0}.serverNames[0]"), "without the trailing dot"),
+        (ingress_port("serverNames: ['api.*.com']"), format!("{p0}.serverNames[0]"), "a * anywhere else is not a serverNames pattern"),
+        (ingress_port("serverNames: ['***.a.com']"), format!("{p0}.serverNames[0]"), "a * anywhere else"),
+        (ingress_port("serverNames: ['*']"), format!("{p0}.serverNames[0]"), "a * anywhere else"),
         (ingress_port("rules: {kafka: [{topic: t}]}"), format!("{p0}.rules.kafka"), "kafka is not enforced"),
         (ingress_port("rules: {l7proto: envoy.x}"), format!("{p0}.rules.l7proto"), "l7proto is not enforced"),
         (ingress_port("rules: {l7: [{a: b}]}"), format!("{p0}.rules.l7"), "l7 is not enforced"),
@@ -360,6 +367,24 @@ fn document_errors() {
             "want {want}\ngot {errors:#?}\nfor\n{text}"
         );
     }
+}
+
+#[test]
+fn server_names_are_read_lower_cased_with_a_warning_on_ingress() {
+    // spec §3.8: names and the 1.18 wildcard prefixes; ingress sees no TLS in the sidecar.
+    let text = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: d}\n\
+                spec:\n  endpointSelector: {}\n  egress:\n  - toPorts:\n    - ports: [{port: '443', protocol: TCP}]\n      \
+                serverNames: [Api.Example.com, '*.one.org', '**.many.org']\n  ingress:\n  - toPorts:\n    \
+                - ports: [{port: '443'}]\n      serverNames: [a.com]\n";
+    let loaded = parse_str(Path::new("t.yaml"), text).unwrap();
+    let rule = &loaded.policies[0].rules[0];
+    assert_eq!(
+        rule.egress[0].to_ports[0].server_names,
+        ["api.example.com", "*.one.org", "**.many.org"]
+    );
+    let warnings: Vec<_> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(warnings, ["spec.ingress[0].toPorts[0].serverNames"]);
+    assert!(loaded.warnings[0].message.contains("ingress listener is plain HTTP"));
 }
 
 #[test]
