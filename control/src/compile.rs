@@ -13,7 +13,7 @@ use l7gate_filter::engine::Engine;
 use crate::cilium::model::{Peer, Policy};
 use crate::identity::{qualified, Identities};
 use crate::inventory::{Endpoint, Inventory};
-use crate::resolve::resolve;
+use crate::resolve::{resolve, services_selected};
 
 /// The ranges that are an endpoint's own host when they are a destination (spec §6.1: a name
 /// never selects them, an IP literal in them is `host`): loopback, "this network" (0.0.0.0/8
@@ -41,7 +41,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(policies: Vec<Policy>, inventory: Inventory) -> Cluster {
-        let identities = Identities::allocate(&inventory, &policy_cidrs(&policies));
+        let identities = Identities::allocate(&inventory, &policy_cidrs(&policies, &inventory));
         Cluster { policies, inventory, identities, audit_mode: false }
     }
 
@@ -203,17 +203,28 @@ impl Cluster {
     }
 }
 
-/// Every prefix (allowed or excepted) named by a CIDR rule of any policy.
-fn policy_cidrs(policies: &[Policy]) -> BTreeSet<Cidr> {
+/// Every prefix (allowed or excepted) named by a CIDR rule of any policy, and the backend
+/// addresses of the selector-less Services a `toServices` rule selects (spec §3.5: CIDR rules).
+fn policy_cidrs(policies: &[Policy], inventory: &Inventory) -> BTreeSet<Cidr> {
     let mut out = BTreeSet::new();
     for rule in policies.iter().flat_map(|p| &p.rules) {
         let sections = [&rule.ingress, &rule.ingress_deny, &rule.egress, &rule.egress_deny];
         for peer_rule in sections.into_iter().flatten() {
-            if let Some(Peer::Cidrs(cidrs)) = &peer_rule.peer {
-                for c in cidrs {
-                    out.insert(c.cidr);
-                    out.extend(c.except.iter().copied());
+            match &peer_rule.peer {
+                Some(Peer::Cidrs(cidrs)) => {
+                    for c in cidrs {
+                        out.insert(c.cidr);
+                        out.extend(c.except.iter().copied());
+                    }
                 }
+                Some(Peer::Services(selectors)) => {
+                    for s in services_selected(&inventory.services, selectors) {
+                        if s.selector.is_none() {
+                            out.extend(s.addresses.iter().map(|a| Cidr::host(*a)));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The endpoint inventory: which workloads exist, their labels, addresses and named ports, plus
-//! namespace labels and node addresses, and which local-looking ranges are the outside world
-//! here. Read from `endpoints.yaml` (l7gate's own format) or a Kubernetes `v1 List` of Pods as
-//! printed by `kubectl get pods -A -o yaml`.
+//! namespace labels, node addresses, services (for `toServices`), and which local-looking
+//! ranges are the outside world here. Read from `endpoints.yaml` (l7gate's own format) or a
+//! Kubernetes `v1 List` of Pods, Namespaces, Nodes, Services and EndpointSlices as printed by
+//! `kubectl get pods,namespaces,nodes,services,endpointslices -A -o yaml`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -21,6 +22,9 @@ type Node_ = NodeEntry;
 /// cluster's address table, so `l7gate serve` holds memory in the square of this (measured in
 /// docs/xds.md); beyond it a reload would exhaust a control plane's memory instead of failing.
 pub const MAX_ENDPOINTS: usize = 10_000;
+
+/// The label naming an EndpointSlice's Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// A workload (pod).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +47,26 @@ pub struct NodeEntry {
     pub ips: Vec<IpAddr>,
 }
 
+/// A Kubernetes Service, as `toServices` sees it (spec §3.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub namespace: String,
+    /// The Service's own labels (what `k8sServiceSelector` matches).
+    pub labels: BTreeMap<String, String>,
+    /// Its pod selector; `None` for a Service without one, whose backends are `addresses`.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// Backend addresses of a Service without selector (its EndpointSlices).
+    pub addresses: Vec<IpAddr>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inventory {
     /// Namespace name → its labels (namespaces not listed have none).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub nodes: Vec<NodeEntry>,
     pub endpoints: Vec<Endpoint>,
+    pub services: Vec<Service>,
     /// Loopback, unspecified or link-local ranges that are the outside world on this
     /// installation (`world:`), not the endpoints' own hosts: the single-machine demo and tests
     /// run their "internet" on 127.0.0.0/8. Everywhere else those ranges are never a name's
@@ -106,7 +124,9 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Inventory, Diagnostics> {
 }
 
 static INVENTORY: Shape =
-    Shape::plain("an inventory", &["namespaces", "nodes", "endpoints", "world"]);
+    Shape::plain("an inventory", &["namespaces", "nodes", "endpoints", "services", "world"]);
+static SERVICE: Shape =
+    Shape::plain("a service", &["name", "namespace", "labels", "selector", "addresses"]);
 static NAMESPACE: Shape = Shape::plain("a namespace", &["name", "labels"]);
 static NODE: Shape = Shape::plain("a node", &["name", "ips"]);
 static ENDPOINT: Shape = Shape::plain(
@@ -141,6 +161,10 @@ impl Decoder<'_> {
                 })
                 .unwrap_or_default();
         }
+        if let Some(n) = f.get("services") {
+            inventory.services =
+                self.list(n, "services", |d, n, p| d.service(n, p)).unwrap_or_default();
+        }
         match f.get("endpoints") {
             Some(n) => {
                 let mut count = 0;
@@ -171,6 +195,36 @@ impl Decoder<'_> {
         Some((name, labels))
     }
 
+    /// A service of l7gate's format: with a pod `selector`, or else its backend `addresses`.
+    fn service(&mut self, node: &Node, path: &str) -> Option<Service> {
+        let f = self.fields(node, path, &SERVICE)?;
+        let name = self.required_string(&f, "name", "name the service");
+        let namespace = self.namespace_field(&f);
+        let labels = f.get("labels").map(|n| self.labels(n, &f.path("labels"))).unwrap_or_default();
+        let selector = f.get("selector").map(|n| self.labels(n, &f.path("selector")));
+        let addresses = match (f.get("addresses"), &selector) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    node,
+                    &f.path("addresses"),
+                    "a service has a selector or addresses, not both: its pods are its backends",
+                );
+                Vec::new()
+            }
+            (Some(_), None) => self.addresses_of(&f, "addresses"),
+            (None, _) => Vec::new(),
+        };
+        Some(Service { name: name?, namespace: namespace?, labels, selector, addresses })
+    }
+
+    /// An object's `namespace`, `default` when absent (as kubectl applies it).
+    fn namespace_field(&mut self, f: &Fields) -> Option<String> {
+        match f.get("namespace") {
+            Some(n) => self.string(n, &f.path("namespace")),
+            None => Some("default".to_string()),
+        }
+    }
+
     fn node(&mut self, node: &Node, path: &str) -> Option<Node_> {
         let f = self.fields(node, path, &NODE)?;
         let name = self.required_string(&f, "name", "name the node");
@@ -181,10 +235,7 @@ impl Decoder<'_> {
     fn endpoint(&mut self, node: &Node, path: &str) -> Option<Endpoint> {
         let f = self.fields(node, path, &ENDPOINT)?;
         let name = self.required_string(&f, "name", "name the endpoint (its pod name)");
-        let namespace = match f.get("namespace") {
-            Some(n) => self.string(n, &f.path("namespace")),
-            None => Some("default".to_string()),
-        };
+        let namespace = self.namespace_field(&f);
         let labels = f.get("labels").map(|n| self.labels(n, &f.path("labels"))).unwrap_or_default();
         let ips = self.ips(&f);
         if f.get("ips").is_some_and(is_empty_seq) {
@@ -229,15 +280,21 @@ impl Decoder<'_> {
     }
 
     fn ips(&mut self, f: &Fields) -> Vec<IpAddr> {
-        let Some(n) = f.get("ips") else {
+        if f.get("ips").is_none() {
             self.error(
                 f.node,
                 &f.path("ips"),
                 "missing required field ips: list the addresses, e.g. ips: [10.0.0.7]",
             );
             return Vec::new();
-        };
-        self.list(n, &f.path("ips"), |d, n, p| {
+        }
+        self.addresses_of(f, "ips")
+    }
+
+    /// The IP addresses listed in `field` of `f`.
+    fn addresses_of(&mut self, f: &Fields, field: &str) -> Vec<IpAddr> {
+        let Some(n) = f.get(field) else { return Vec::new() };
+        self.list(n, &f.path(field), |d, n, p| {
             let text = d.string(n, p)?;
             // An IPv4-mapped address is the IPv4 address (as the filter reads peers).
             let ip = text.parse::<IpAddr>().map(|ip| ip.to_canonical()).map_err(|_| {
@@ -276,6 +333,8 @@ impl Decoder<'_> {
         let Some(items) = f.get("items") else { return };
         let items =
             self.list(items, "items", |_, n, p| Some((n, p.to_string()))).unwrap_or_default();
+        let mut services: Vec<Service> = Vec::new();
+        let mut slices: Vec<((String, String), Vec<IpAddr>)> = Vec::new();
         for (item, path) in items {
             let Some(obj) = self.mapping(item, &path, "a Kubernetes object") else { continue };
             let kind =
@@ -356,10 +415,52 @@ impl Decoder<'_> {
                         node,
                     });
                 }
+                ("Service", Some(name)) => {
+                    let namespace =
+                        text(self, &meta, "namespace").unwrap_or_else(|| "default".into());
+                    let selector = spec
+                        .as_ref()
+                        .and_then(|s| {
+                            s.get("selector").map(|n| self.labels(n, &s.path("selector")))
+                        })
+                        .filter(|s| !s.is_empty());
+                    services.push(Service {
+                        name,
+                        namespace,
+                        labels,
+                        selector,
+                        addresses: Vec::new(),
+                    });
+                }
+                ("EndpointSlice", Some(_)) => {
+                    let namespace =
+                        text(self, &meta, "namespace").unwrap_or_else(|| "default".into());
+                    let Some(service) = labels.get(SERVICE_NAME_LABEL).cloned() else { continue };
+                    let endpoints = obj.get("endpoints").and_then(|n| {
+                        self.list(n, &obj.path("endpoints"), |d, n, p| {
+                            d.mapping(n, p, "an endpoint")
+                        })
+                    });
+                    let mut addresses = Vec::new();
+                    for e in endpoints.iter().flatten() {
+                        addresses.extend(self.addresses_of(e, "addresses"));
+                    }
+                    slices.push(((namespace, service), addresses));
+                }
                 (_, None) => self.error(item, &meta.path("name"), "missing metadata.name"),
-                _ => {} // other kinds (Services, ...) carry nothing l7gate needs
+                _ => {} // other kinds carry nothing l7gate needs
             }
         }
+        // A Service without selector has the addresses of its EndpointSlices as backends.
+        for ((namespace, name), addresses) in slices {
+            if let Some(s) = services
+                .iter_mut()
+                .find(|s| s.selector.is_none() && s.namespace == namespace && s.name == name)
+            {
+                s.addresses.extend(addresses);
+            }
+        }
+        inventory.services = services;
     }
 
     /// IPs from a list of objects with an address field (`status.podIPs[].ip`,
@@ -503,6 +604,35 @@ mod tests {
             errors.iter().any(|e| e.contains("address 10.0.0.1 belongs to both")),
             "{errors:#?}"
         );
+    }
+
+    #[test]
+    fn services_in_both_formats() {
+        // spec §3.5: a Service selects pods, or (without selector) has backend addresses.
+        let own = parse(
+            "endpoints: []\nservices:\n  - {name: db, namespace: shop, labels: {tier: data}, selector: {app: db}}\n  - {name: ext, addresses: [192.0.2.7]}\n",
+        )
+        .unwrap();
+        let db = &own.services[0];
+        assert_eq!((db.namespace.as_str(), db.labels["tier"].as_str()), ("shop", "data"));
+        assert_eq!(db.selector.as_ref().map(|s| s["app"].as_str()), Some("db"));
+        assert_eq!(own.services[1].namespace, "default");
+        assert_eq!(own.services[1].addresses, ["192.0.2.7".parse::<IpAddr>().unwrap()]);
+        let both = parse(
+            "endpoints: []\nservices:\n  - {name: x, selector: {a: b}, addresses: [10.0.0.1]}\n",
+        );
+        assert!(both.unwrap_err()[0].contains("a selector or addresses, not both"));
+
+        let kube = parse(
+            "apiVersion: v1\nkind: List\nitems:\n- apiVersion: discovery.k8s.io/v1\n  kind: EndpointSlice\n  metadata:\n    name: ext-abc\n    namespace: shop\n    labels: {kubernetes.io/service-name: ext}\n  endpoints:\n  - addresses: [192.0.2.8, 192.0.2.9]\n- apiVersion: v1\n  kind: Service\n  metadata: {name: ext, namespace: shop}\n  spec: {ports: [{port: 443}]}\n- apiVersion: v1\n  kind: Service\n  metadata: {name: db, namespace: shop}\n  spec: {selector: {app: db}}\n- apiVersion: discovery.k8s.io/v1\n  kind: EndpointSlice\n  metadata:\n    name: db-xyz\n    namespace: shop\n    labels: {kubernetes.io/service-name: db}\n  endpoints:\n  - addresses: [10.1.0.9]\n",
+        )
+        .unwrap();
+        let names: Vec<(&str, usize, bool)> = kube
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.addresses.len(), s.selector.is_some()))
+            .collect();
+        assert_eq!(names, [("ext", 2, false), ("db", 0, true)], "a selector's slices are its pods");
     }
 
     #[test]

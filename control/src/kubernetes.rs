@@ -58,6 +58,8 @@ struct Stores {
     pods: Store<DynamicObject>,
     namespaces: Store<DynamicObject>,
     nodes: Store<DynamicObject>,
+    services: Store<DynamicObject>,
+    endpoint_slices: Store<DynamicObject>,
 }
 
 /// Follows the API server until an unrecoverable error, publishing to `cache`.
@@ -77,6 +79,8 @@ pub async fn run(settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Res
         kind("", "v1", "Pod", "pods", true),
         kind("", "v1", "Namespace", "namespaces", false),
         kind("", "v1", "Node", "nodes", false),
+        kind("", "v1", "Service", "services", true),
+        kind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
     ];
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut stores = Vec::new();
@@ -100,13 +104,19 @@ pub async fn run(settings: Settings, cache: Arc<Cache>, reloads: Reloads) -> Res
             }
         });
     }
-    let [cnp, ccnp, pods, namespaces, nodes]: [Store<DynamicObject>; 5] =
+    let [cnp, ccnp, pods, namespaces, nodes, services, endpoint_slices]: [Store<DynamicObject>; 7] =
         stores.try_into().map_err(|_| "internal: one store per kind".to_string())?;
-    let stores = Stores { cnp, ccnp, pods, namespaces, nodes };
-    for (store, k) in [&stores.cnp, &stores.ccnp, &stores.pods, &stores.namespaces, &stores.nodes]
-        .into_iter()
-        .zip(&kinds)
-    {
+    let stores = Stores { cnp, ccnp, pods, namespaces, nodes, services, endpoint_slices };
+    let all = [
+        &stores.cnp,
+        &stores.ccnp,
+        &stores.pods,
+        &stores.namespaces,
+        &stores.nodes,
+        &stores.services,
+        &stores.endpoint_slices,
+    ];
+    for (store, k) in all.into_iter().zip(&kinds) {
         store
             .wait_until_ready()
             .await
@@ -211,8 +221,9 @@ fn policy_text(object: &DynamicObject, kind: &Kind) -> String {
     serde_json::to_string_pretty(&Value::Object(doc)).unwrap_or_default()
 }
 
-/// The inventory as a `v1 List` (the format `kubectl get pods,namespaces,nodes -A -o yaml`
-/// prints, which the inventory reader takes), of what the reader uses. Pods that are finished
+/// The inventory as a `v1 List` (the format `kubectl get
+/// pods,namespaces,nodes,services,endpointslices -A -o yaml` prints, which the inventory reader
+/// takes), of what the reader uses. Pods that are finished
 /// (Succeeded, Failed) or share the node's network (hostNetwork: their address is the node's,
 /// identity `host`) are left out, as Cilium gives them no endpoint.
 fn inventory_list(stores: &Stores) -> Value {
@@ -240,6 +251,20 @@ fn inventory_list(stores: &Stores) -> Value {
         items.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta(&pod),
             "spec": {"containers": containers, "serviceAccountName": spec["serviceAccountName"], "nodeName": spec["nodeName"]},
             "status": {"podIP": status["podIP"], "podIPs": status["podIPs"]}}));
+    }
+    for service in sorted(stores.services.state()) {
+        items.push(json!({"apiVersion": "v1", "kind": "Service", "metadata": meta(&service),
+            "spec": {"selector": service.data["spec"]["selector"]}}));
+    }
+    for slice in sorted(stores.endpoint_slices.state()) {
+        let endpoints: Vec<Value> = slice.data["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| json!({"addresses": e["addresses"]}))
+            .collect();
+        items.push(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": meta(&slice), "endpoints": endpoints}));
     }
     json!({"apiVersion": "v1", "kind": "List", "items": items})
 }

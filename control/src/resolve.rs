@@ -14,12 +14,16 @@ use l7gate_filter::config::{
     self as fc, Action, DirectionPolicy, HeaderCondition, Origin, Peers, PortRange, Protocol,
 };
 
+use l7gate_filter::cidr::Cidr;
+
 use crate::cilium::model::{
     self as m, Entity, L4Protocol, Operator, Peer, PeerRule, Policy, PolicyKind, Port, PortRule,
-    Requirement, Rule, Selector,
+    Requirement, Rule, Selector, ServiceSelector,
 };
-use crate::identity::{split_key, Identities, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX};
-use crate::inventory::{Endpoint, Inventory};
+use crate::identity::{
+    split_key, Identities, Label, LabelSet, NAMESPACE_LABEL, NAMESPACE_LABELS_PREFIX,
+};
+use crate::inventory::{Endpoint, Inventory, Service};
 
 /// A rule together with the policy it belongs to.
 #[derive(Clone, Copy)]
@@ -65,7 +69,7 @@ pub fn resolve(
             )
         })
         .collect();
-    let ctx = Context { ids, subject, egress_ports: egress_named_ports(inventory) };
+    let ctx = Context { ids, inventory, subject, egress_ports: egress_named_ports(inventory) };
     let enforced: Vec<Selecting> =
         selecting.iter().copied().filter(|s| !is_audit(s.policy, audit_mode)).collect();
     let audited = enforced.len() < selecting.len();
@@ -80,6 +84,7 @@ pub fn resolve(
 
 struct Context<'a> {
     ids: &'a Identities,
+    inventory: &'a Inventory,
     subject: &'a Endpoint,
     /// Named port → number across all endpoints; `None` where the name is ambiguous.
     egress_ports: BTreeMap<String, Option<u16>>,
@@ -227,6 +232,23 @@ impl Context<'_> {
                         .map(|(_, id)| *id)
                 })
                 .collect(),
+            // spec §3.5: a Service with a pod selector selects its pods (in its namespace); one
+            // without selects its backend addresses as CIDRs (which never select pods).
+            Peer::Services(selectors) => {
+                let mut ids = BTreeSet::new();
+                for service in services_selected(&self.inventory.services, selectors) {
+                    match &service.selector {
+                        Some(pods) => ids.extend(self.ids.select(&pod_selector(service, pods))),
+                        None => ids.extend(
+                            service
+                                .addresses
+                                .iter()
+                                .filter_map(|a| self.ids.of_cidr.get(&Cidr::host(*a)).copied()),
+                        ),
+                    }
+                }
+                ids
+            }
         };
         (!ids.is_empty()).then(|| Peers::Identities(ids.into_iter().collect()))
     }
@@ -416,6 +438,43 @@ fn peer_selector(policy: &Policy, selector: &Selector) -> Selector {
     let mut scoped = selector.clone();
     scoped.requirements.push(namespace_requirement(policy, operator));
     scoped
+}
+
+/// The Services of the inventory a `toServices` list selects (spec §3.5): by name, or by the
+/// Service's labels; a selector without namespace matches every namespace, as in Cilium.
+pub fn services_selected<'s>(
+    services: &'s [Service],
+    selectors: &'s [ServiceSelector],
+) -> impl Iterator<Item = &'s Service> {
+    services.iter().filter(move |s| {
+        let labels: LabelSet = s
+            .labels
+            .iter()
+            .map(|(k, v)| Label { source: "k8s".into(), key: k.clone(), value: v.clone() })
+            .collect();
+        selectors.iter().any(|sel| match sel {
+            ServiceSelector::Name { name, namespace } => {
+                *name == s.name && namespace.as_ref().is_none_or(|n| *n == s.namespace)
+            }
+            ServiceSelector::Labels { selector, namespace } => {
+                namespace.as_ref().is_none_or(|n| *n == s.namespace)
+                    && crate::identity::selector_matches(selector, &labels)
+            }
+        })
+    })
+}
+
+/// A Service's pod selector as an endpoint selector in the Service's namespace.
+fn pod_selector(service: &Service, pods: &BTreeMap<String, String>) -> Selector {
+    let requirement = |key: String, value: &str| Requirement {
+        key,
+        operator: Operator::In,
+        values: vec![value.to_string()],
+    };
+    let mut requirements: Vec<Requirement> =
+        pods.iter().map(|(k, v)| requirement(format!("k8s:{k}"), v)).collect();
+    requirements.push(requirement(format!("k8s:{NAMESPACE_LABEL}"), &service.namespace));
+    Selector { requirements }
 }
 
 fn fqdn_selector(s: &m::FqdnSelector) -> fc::FqdnSelector {

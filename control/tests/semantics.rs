@@ -1351,3 +1351,49 @@ fn server_names_merge_per_peers_and_port() {
     );
     assert!(err.contains("default/sni spec.egress[1].toPorts[0]"), "{err}");
 }
+
+/// spec §3.5: toServices. A Service with a pod selector allows its pods (in the Service's
+/// namespace, whatever the policy's); one without allows its backend addresses as CIDRs; a
+/// reference without namespace matches the Service in any namespace; k8sServiceSelector matches
+/// the Service's own labels; ports are the backends' ports.
+#[test]
+fn to_services_select_pods_or_backend_addresses() {
+    let inventory = format!(
+        "{INVENTORY}services:\n  - {{name: api, labels: {{tier: web}}, selector: {{app: api}}}}\n  \
+         - {{name: pay, namespace: payments, selector: {{app: pay}}}}\n  \
+         - {{name: ext, labels: {{tier: web}}, addresses: ['{WORLD_IP}']}}\n"
+    );
+    let policy = |to_services: &str| {
+        cluster_with(
+            &inventory,
+            &[cnp(
+                "default",
+                "svc",
+                &format!("{{endpointSelector: {{matchLabels: {{app: frontend-app}}}}, egress: [{{toServices: [{to_services}], toPorts: [{{ports: [{{port: '8080', protocol: TCP}}]}}]}}]}}"),
+            )],
+        )
+    };
+    let by_name = policy("{k8sService: {serviceName: api, namespace: default}}");
+    assert_eq!(vr(&egress(&by_name, FRONTEND, API, 8080)), ("allow", "allowed-l3-l4"));
+    assert_eq!(
+        vr(&egress(&by_name, FRONTEND, API, 9090)),
+        ("deny", "default-deny"),
+        "backend ports only"
+    );
+    assert_eq!(vr(&egress(&by_name, FRONTEND, WEB, 8080)), ("deny", "default-deny"));
+
+    let any_namespace = policy("{k8sService: {serviceName: pay}}");
+    assert_eq!(vr(&egress(&any_namespace, FRONTEND, PAY, 8080)), ("allow", "allowed-l3-l4"));
+
+    let selectorless = policy("{k8sService: {serviceName: ext}}");
+    assert_eq!(vr(&egress(&selectorless, FRONTEND, WORLD_IP, 8080)), ("allow", "allowed-l3-l4"));
+    assert_eq!(vr(&egress(&selectorless, FRONTEND, "192.0.2.11", 8080)), ("deny", "default-deny"));
+
+    let by_labels = policy("{k8sServiceSelector: {selector: {matchLabels: {tier: web}}}}");
+    assert_eq!(vr(&egress(&by_labels, FRONTEND, API, 8080)), ("allow", "allowed-l3-l4"));
+    assert_eq!(vr(&egress(&by_labels, FRONTEND, WORLD_IP, 8080)), ("allow", "allowed-l3-l4"));
+    assert_eq!(vr(&egress(&by_labels, FRONTEND, PAY, 8080)), ("deny", "default-deny"));
+
+    let missing = policy("{k8sService: {serviceName: nope}}");
+    assert_eq!(vr(&egress(&missing, FRONTEND, API, 8080)), ("deny", "default-deny"));
+}

@@ -1,4 +1,5 @@
-//! FQDN egress end to end (spec §6.2, §6.4): real egress Envoys (`envoy/egress.yaml`) running the
+//! Egress end to end (spec §6.2, §6.4, and `serverNames`, `toServices`): real egress Envoys
+//! (`envoy/egress.yaml`) running the
 //! l7gate filters, real TLS handshakes (rustls, certificates minted here) with a real upstream,
 //! names resolved by a DNS server on loopback. Every verdict is also asked of `l7gate trace`,
 //! which must agree with what Envoy did.
@@ -521,4 +522,45 @@ async fn server_names_allow_only_the_listed_sni() {
     assert_eq!(of("x.other.net"), ("allowed", "allowed-l3-l4", "spec.egress[2].toPorts[0]"));
     assert_eq!(of("example.com"), ("denied", "denied-server-name", "spec.egress[0].toPorts[0]"));
     assert_eq!(of("a.b.wild.example.com").1, "denied-server-name");
+}
+
+// spec §3.5: toServices through the egress HTTP listener. A Service with a selector allows its
+// pods and not others; one without allows its backend addresses; only on the rule's ports.
+#[tokio::test]
+async fn to_services_allow_a_services_pods_or_its_backends() {
+    let tools = Tools::require();
+    let cluster = load(&repo_root().join("tests/fixtures/services"));
+    let dns = dns_for(&[], EXTERNAL);
+    let catalog = Upstream::start_at("catalog", "127.0.0.35:8081".parse().unwrap()).unwrap();
+    let catalog_8082 =
+        Upstream::start_at("catalog-8082", "127.0.0.35:8082".parse().unwrap()).unwrap();
+    let old = Upstream::start_at("catalog-old", "127.0.0.36:8081".parse().unwrap()).unwrap();
+    let backend = Upstream::start_at("payments", "127.0.0.37:8082".parse().unwrap()).unwrap();
+    let stranger = Upstream::start_at("stranger", "127.0.0.38:8082".parse().unwrap()).unwrap();
+    let shop = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 34));
+    let (spec, _envoy) =
+        start_egress(&tools, "shop", shop, (8445, 80), &dns, config_json(&cluster, "shop"));
+    let denied = (403, "Access denied\r\n".to_string());
+    for (authority, expected) in [
+        ("127.0.0.35:8081", (200, "catalog saw GET /".to_string())),
+        ("127.0.0.36:8081", denied.clone()),
+        ("127.0.0.35:8082", denied.clone()),
+        ("127.0.0.37:8082", (200, "payments saw GET /".to_string())),
+        ("127.0.0.38:8082", denied.clone()),
+    ] {
+        assert_eq!(
+            http(shop, spec.http_listener(), authority, "GET").await,
+            expected,
+            "{authority}"
+        );
+        let (to, port) = authority.rsplit_once(':').unwrap();
+        let verdict = if expected.0 == 200 { "allow" } else { "deny" };
+        assert_eq!(
+            traced(&cluster, "shop", to, port.parse().unwrap(), None, Some(authority), "GET"),
+            verdict,
+            "trace {authority}"
+        );
+    }
+    let counts = [&catalog, &catalog_8082, &old, &backend, &stranger].map(|u| u.count());
+    assert_eq!(counts, [1, 0, 0, 1, 0]);
 }

@@ -20,6 +20,8 @@ const NAMESPACES: &str = "/api/v1/namespaces";
 const NODES: &str = "/api/v1/nodes";
 const CNPS: &str = "/apis/cilium.io/v2/ciliumnetworkpolicies";
 const CCNPS: &str = "/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies";
+const SERVICES: &str = "/api/v1/services";
+const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
 const SIDECAR: &str = "default/inventory-api-5d8f7c9b4-x2kqp";
 
 /// Metadata as the API server returns it, noise included.
@@ -103,6 +105,18 @@ fn seed(api: &KubeApi) {
         pod("migrate-done", json!({"app": "frontend-app"}), "127.0.0.70", json!({}), "Succeeded"),
     );
     api.apply(CNPS, inventory_policy("GET"));
+    // spec §3.5: frontend's egress to a Service without selector, through its EndpointSlice.
+    api.apply(SERVICES, json!({"kind": "Service", "apiVersion": "v1", "metadata": metadata("payments-ext", Some("default"), json!({})),
+        "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.20", "ports": [{"port": 443, "protocol": "TCP"}]}}));
+    api.apply(ENDPOINT_SLICES, json!({"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+        "metadata": metadata("payments-ext-x1", Some("default"), json!({"kubernetes.io/service-name": "payments-ext"})),
+        "addressType": "IPv4", "endpoints": [{"addresses": ["192.0.2.20"], "conditions": {"ready": true}}],
+        "ports": [{"port": 443, "protocol": "TCP"}]}));
+    api.apply(CNPS, json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+        "metadata": metadata("frontend-to-payments", Some("default"), json!({})),
+        "spec": {"endpointSelector": {"matchLabels": {"app": "frontend-app"}},
+            "egress": [{"toServices": [{"k8sService": {"serviceName": "payments-ext", "namespace": "default"}}],
+                "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]}}));
 }
 
 /// The `Valid` condition the server holds for a policy: (status, message).
@@ -130,7 +144,7 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     let ready =
         || http_request(cp.status_addr(), "GET", "/readyz").map(|(code, _)| code).unwrap_or(0);
     eventually("ready after the first lists", async || (ready() == 200).then_some(())).await;
-    for collection in [PODS, NAMESPACES, NODES, CNPS, CCNPS] {
+    for collection in [PODS, NAMESPACES, NODES, CNPS, CCNPS, SERVICES, ENDPOINT_SLICES] {
         assert!(lists(&api, collection) > 0, "no list of {collection}: {:?}", api.requests());
         let watch = format!("GET {collection}?");
         eventually(&format!("a watch of {collection}"), async || {
@@ -170,12 +184,14 @@ async fn policies_and_pods_from_the_api_server_are_enforced_and_their_status_wri
     assert_eq!(status("127.0.0.71", "DELETE").await, 403, "but not DELETE");
     assert_eq!(status("127.0.0.72", "GET").await, 403, "reporting may not");
     assert_eq!(status("127.0.0.79", "GET").await, 403, "an unknown address is world");
-    eventually("Valid: True written", async || {
-        (valid_condition(&api, "default/inventory-api-l7")
-            == Some(("True".into(), "Policy validation succeeded".into())))
-        .then_some(())
-    })
-    .await;
+    for policy in ["default/inventory-api-l7", "default/frontend-to-payments"] {
+        eventually("Valid: True written", async || {
+            (valid_condition(&api, policy)
+                == Some(("True".into(), "Policy validation succeeded".into())))
+            .then_some(())
+        })
+        .await;
+    }
 
     // An invalid policy: reported by namespace/name and field path, Valid: False, the last
     // good state stays in force.

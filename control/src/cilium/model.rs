@@ -113,6 +113,18 @@ pub enum Peer {
     Entities(Vec<Entity>),
     /// `toFQDNs` (egress allow rules only).
     Fqdns(Vec<FqdnSelector>),
+    /// `toServices` (egress; spec §3.5).
+    Services(Vec<ServiceSelector>),
+}
+
+/// A `toServices` element (spec §3.5). Without a namespace it matches Services of every
+/// namespace, as Cilium does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceSelector {
+    /// `k8sService`: by name.
+    Name { name: String, namespace: Option<String> },
+    /// `k8sServiceSelector`: by the Service's own labels.
+    Labels { selector: Selector, namespace: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use crate::yaml::{
 use super::model::{
     CidrRule, DefaultDeny, Entity, FqdnSelector, HeaderMatch, HttpRule, L4Protocol, Operator, Peer,
     PeerRule, Policy, PolicyKind, PortProtocol, PortRule, Requirement, Rule, RuleLabel, Selector,
+    ServiceSelector,
 };
 use super::validate::{self, L7Kind};
 use crate::diag::{Diagnostic, Diagnostics, Span};
@@ -213,7 +214,7 @@ static INGRESS_DENY: Shape = Shape {
     )
 };
 static EGRESS: Shape = Shape {
-    unenforced: &["toServices", "toGroups", "toNodes", "toRequires", "icmps"],
+    unenforced: &["toGroups", "toNodes", "toRequires", "icmps"],
     ..shape(
         "an egress rule",
         &[
@@ -222,15 +223,22 @@ static EGRESS: Shape = Shape {
             "toCIDRSet",
             "toEntities",
             "toFQDNs",
+            "toServices",
             "toPorts",
             "authentication",
         ],
     )
 };
 static EGRESS_DENY: Shape = Shape {
-    unenforced: &["toServices", "toGroups", "toNodes", "toRequires", "icmps", "toFQDNs"],
-    ..shape("an egressDeny rule", &["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toPorts"])
+    unenforced: &["toGroups", "toNodes", "toRequires", "icmps", "toFQDNs"],
+    ..shape(
+        "an egressDeny rule",
+        &["toEndpoints", "toCIDR", "toCIDRSet", "toEntities", "toServices", "toPorts"],
+    )
 };
+static SERVICE: Shape = shape("a toServices entry", &["k8sService", "k8sServiceSelector"]);
+static K8S_SERVICE: Shape = shape("k8sService", &["serviceName", "namespace"]);
+static K8S_SERVICE_SELECTOR: Shape = shape("k8sServiceSelector", &["selector", "namespace"]);
 static PORT_RULE: Shape = Shape {
     unenforced: &["terminatingTLS", "originatingTLS", "listener"],
     ..shape("a toPorts entry", &["ports", "rules", "serverNames"])
@@ -278,6 +286,7 @@ enum L3 {
     CidrSet,
     Entities,
     Fqdns,
+    Services,
 }
 
 const FROM_L3: &[(&str, L3)] = &[
@@ -292,12 +301,14 @@ const TO_L3: &[(&str, L3)] = &[
     ("toCIDRSet", L3::CidrSet),
     ("toEntities", L3::Entities),
     ("toFQDNs", L3::Fqdns),
+    ("toServices", L3::Services),
 ];
 const TO_DENY_L3: &[(&str, L3)] = &[
     ("toEndpoints", L3::Endpoints),
     ("toCIDR", L3::Cidr),
     ("toCIDRSet", L3::CidrSet),
     ("toEntities", L3::Entities),
+    ("toServices", L3::Services),
 ];
 
 impl Section {
@@ -621,6 +632,41 @@ impl Decoder<'_> {
             L3::CidrSet => self.list(node, path, Self::cidr_rule).map(Peer::Cidrs),
             L3::Entities => self.list(node, path, Self::entity).map(Peer::Entities),
             L3::Fqdns => self.list(node, path, Self::fqdn).map(Peer::Fqdns),
+            L3::Services => self.list(node, path, Self::service_selector).map(Peer::Services),
+        }
+    }
+
+    /// A `toServices` entry (spec §3.5): exactly one of `k8sService`, `k8sServiceSelector`.
+    fn service_selector(&mut self, node: &Node, path: &str) -> Option<ServiceSelector> {
+        let f = self.fields(node, path, &SERVICE)?;
+        let namespace = |d: &mut Self, f: &Fields<'_>| {
+            f.get("namespace")
+                .and_then(|n| d.string(n, &f.path("namespace")))
+                .filter(|s| !s.is_empty())
+        };
+        match (f.get("k8sService"), f.get("k8sServiceSelector")) {
+            (Some(n), None) => {
+                let s = self.fields(n, &f.path("k8sService"), &K8S_SERVICE)?;
+                let name = self.required_string(&s, "serviceName", "name the Service")?;
+                Some(ServiceSelector::Name { name, namespace: namespace(self, &s) })
+            }
+            (None, Some(n)) => {
+                let s = self.fields(n, &f.path("k8sServiceSelector"), &K8S_SERVICE_SELECTOR)?;
+                let Some(sel) = s.get("selector") else {
+                    self.error(
+                        n,
+                        &s.path("selector"),
+                        "missing required field selector: select the Services by their labels",
+                    );
+                    return None;
+                };
+                let selector = self.selector(sel, &s.path("selector"))?;
+                Some(ServiceSelector::Labels { selector, namespace: namespace(self, &s) })
+            }
+            _ => {
+                self.error(node, path, "a toServices entry needs exactly one of k8sService or k8sServiceSelector: split it into two entries");
+                None
+            }
         }
     }
 
@@ -990,6 +1036,7 @@ fn peer_is_empty(peer: &Peer) -> bool {
         Peer::Cidrs(v) => v.is_empty(),
         Peer::Entities(v) => v.is_empty(),
         Peer::Fqdns(v) => v.is_empty(),
+        Peer::Services(v) => v.is_empty(),
     }
 }
 

@@ -71,9 +71,6 @@ pub fn unenforced(field: &str) -> String {
             "it was removed in Cilium 1.19; add the required labels to each endpoint selector \
              instead (an empty list is accepted)"
         }
-        "toServices" => {
-            "select the service's pods with toEndpoints, or its external addresses with toCIDR, instead"
-        }
         "icmps" => "the filter only sees TCP traffic through Envoy; remove the icmps block",
         "listener" => {
             "custom Envoy listeners are out of scope; remove it and restrict requests with rules.http"

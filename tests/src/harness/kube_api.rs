@@ -26,10 +26,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::harness::background::Background;
 
 /// The collections served: their URL path and the kind of their items.
-pub const COLLECTIONS: [(&str, &str); 5] = [
+pub const COLLECTIONS: [(&str, &str); 7] = [
     ("/api/v1/pods", "Pod"),
     ("/api/v1/namespaces", "Namespace"),
     ("/api/v1/nodes", "Node"),
+    ("/api/v1/services", "Service"),
+    ("/apis/discovery.k8s.io/v1/endpointslices", "EndpointSlice"),
     ("/apis/cilium.io/v2/ciliumnetworkpolicies", "CiliumNetworkPolicy"),
     ("/apis/cilium.io/v2/ciliumclusterwidenetworkpolicies", "CiliumClusterwideNetworkPolicy"),
 ];
@@ -247,7 +249,7 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Body> 
     let c = state.collections.entry(collection.to_string()).or_default();
     if query.get("watch").map(String::as_str) != Some("true") {
         // As the real server does, items of a built-in type's list carry no apiVersion and kind.
-        let builtin = collection.starts_with("/api/v1/");
+        let builtin = !collection.starts_with("/apis/cilium.io/");
         let items: Vec<Value> = c
             .objects
             .values()
@@ -268,7 +270,11 @@ async fn handle(req: Request<Incoming>, state: &Mutex<State>) -> Response<Body> 
     }
     let from: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
     let (tx, rx) = mpsc::unbounded_channel();
-    let api_version = if collection.starts_with("/apis/") { "cilium.io/v2" } else { "v1" };
+    // `/api/v1/pods` → `v1`, `/apis/cilium.io/v2/...` → `cilium.io/v2`.
+    let api_version = match collection.strip_prefix("/apis/") {
+        Some(rest) => rest.rsplit_once('/').map_or(rest, |(group_version, _)| group_version),
+        None => "v1",
+    };
     let bookmark = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version,
         "metadata": {"resourceVersion": version.to_string()}}});
     for (_, event) in c.events.iter().filter(|(v, _)| *v > from) {

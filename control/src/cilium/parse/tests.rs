@@ -232,7 +232,11 @@ fn rejections() {
         (ingress("{fromRequires: [{matchLabels: {env: prod}}]}"), format!("{i0}.fromRequires"), "removed in Cilium 1.19"),
         (egress("{toRequires: [{}]}"), format!("{e0}.toRequires"), "removed in Cilium 1.19"),
         // spec §3.5, §3.7.
-        (egress("{toServices: [{k8sService: {serviceName: db, namespace: shop}}]}"), format!("{e0}.toServices"), "toServices is not enforced"),
+        (egress("{toServices: [{k8sService: {serviceName: db}, k8sServiceSelector: {selector: {}}}]}"), format!("{e0}.toServices[0]"), "exactly one of k8sService or k8sServiceSelector"),
+        (egress("{toServices: [{}]}"), format!("{e0}.toServices[0]"), "exactly one of k8sService or k8sServiceSelector"),
+        (egress("{toServices: [{k8sService: {namespace: shop}}]}"), format!("{e0}.toServices[0].k8sService.serviceName"), "name the Service"),
+        (egress("{toServices: [{k8sServiceSelector: {namespace: shop}}]}"), format!("{e0}.toServices[0].k8sServiceSelector.selector"), "missing required field selector"),
+        (egress("{toServices: [{k8sService: {serviceName: db}}], toEndpoints: [{}]}"), format!("{e0}.toServices"), "combining toEndpoints and toServices"),
         (ingress("{icmps: [{fields: [{family: IPv4, type: 8}]}]}"), format!("{i0}.icmps"), "icmps is not enforced"),
         (ingress("{icmps: [{fields: [{type: 8}]}], toPorts: [{ports: [{port: '80'}]}]}"), format!("{i0}.icmps"), "may only be present without ToPorts"),
         (ingress("{fromEntities: [cluster], authentication: {mode: required}}"), format!("{i0}.authentication.mode"), "mutual authentication"),
