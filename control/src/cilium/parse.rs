@@ -130,7 +130,9 @@ impl Load {
     }
 
     fn finish(mut self) -> Result<Loaded, Diagnostics> {
-        self.errors.extend(duplicates(&self.policies));
+        let (errors, notes) = duplicates(&mut self.policies);
+        self.errors.extend(errors);
+        self.notes.extend(notes);
         if self.errors.is_empty() {
             Ok(Loaded { policies: self.policies, warnings: self.warnings, notes: self.notes })
         } else {
@@ -139,14 +141,33 @@ impl Load {
     }
 }
 
-/// One error per policy whose (kind, namespace, name) was already defined.
-fn duplicates(policies: &[Policy]) -> Vec<Diagnostic> {
+/// One error per policy whose (kind, namespace, name) was already defined with other content;
+/// an identical copy (as `kubectl apply` of a file that lists one object twice would apply
+/// twice) is dropped with a note.
+fn duplicates(policies: &mut Vec<Policy>) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
     let mut seen = HashMap::new();
-    let mut errors = Vec::new();
-    for p in policies {
+    let (mut errors, mut notes, mut copies) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, p) in policies.iter().enumerate() {
         match seen.entry((p.kind, p.namespace.as_deref(), p.name.as_str())) {
             Entry::Occupied(first) => {
                 let first: &&Policy = first.get();
+                if same_content(first, p) {
+                    copies.push(i);
+                    notes.push(Diagnostic::new(
+                        &p.file,
+                        p.span,
+                        "metadata.name",
+                        format!(
+                            "{} {} again, identical to {}:{}:{}: read once",
+                            p.kind.kind_name(),
+                            p.qualified_name(),
+                            first.file.display(),
+                            first.span.line,
+                            first.span.col
+                        ),
+                    ));
+                    continue;
+                }
                 errors.push(Diagnostic::new(
                     &p.file,
                     p.span,
@@ -167,7 +188,32 @@ fn duplicates(policies: &[Policy]) -> Vec<Diagnostic> {
             }
         }
     }
-    errors
+    for i in copies.into_iter().rev() {
+        policies.remove(i);
+    }
+    (errors, notes)
+}
+
+/// Whether two policies say the same, wherever they were written.
+fn same_content(a: &Policy, b: &Policy) -> bool {
+    let positionless = |p: &Policy| -> Vec<Rule> {
+        let mut rules = p.rules.clone();
+        for rule in &mut rules {
+            rule.span = Span::default();
+            let sections = [
+                &mut rule.ingress,
+                &mut rule.ingress_deny,
+                &mut rule.egress,
+                &mut rule.egress_deny,
+            ];
+            for peer_rule in sections.into_iter().flatten() {
+                peer_rule.span = Span::default();
+                peer_rule.to_ports.iter_mut().for_each(|port| port.span = Span::default());
+            }
+        }
+        rules
+    };
+    a.annotations == b.annotations && positionless(a) == positionless(b)
 }
 
 const fn shape(what: &'static str, fields: &'static [&'static str]) -> Shape {

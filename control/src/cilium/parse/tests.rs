@@ -361,8 +361,8 @@ fn document_errors() {
         (format!("{cnp}{META}{SPEC}data: {{}}\n"), "t.yaml:5:1: data: unknown field \"data\" in a policy document"),
         // Duplicate keys are located.
         (format!("{cnp}{META}{SPEC}{SPEC}"), "t.yaml:5:1: invalid YAML: duplicated key in mapping: remove or rename one of the two entries"),
-        // One (kind, namespace, name) per load.
-        (format!("{cnp}{META}{SPEC}---\n{cnp}{META}{SPEC}"), "t.yaml:6:1: metadata.name: duplicate CiliumNetworkPolicy shop/p: already defined at t.yaml:1:1"),
+        // One (kind, namespace, name) per load, unless the copy is identical.
+        (format!("{cnp}{META}{SPEC}---\n{cnp}{META}spec: {{endpointSelector: {{}}, egress: [{{}}]}}\n"), "t.yaml:6:1: metadata.name: duplicate CiliumNetworkPolicy shop/p: already defined at t.yaml:1:1"),
     ];
     for (text, want) in cases {
         let errors = errors(&text);
@@ -425,6 +425,18 @@ fn directory_loads_yaml_files_in_name_order() {
     let names: Vec<_> = loaded.policies.iter().map(Policy::qualified_name).collect();
     assert_eq!(names, ["shop/inventory", "baseline", "default/web"]);
     assert_eq!(loaded.warnings.len(), 2);
+}
+
+#[test]
+fn an_identical_copy_is_read_once_with_a_note() {
+    // Cilium's connectivity-check-proxy.yaml lists CNP echo-c twice, identically; kubectl applies
+    // it twice to the same effect.
+    let doc = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: shop}\n\
+               spec: {endpointSelector: {}, ingress: [{toPorts: [{ports: [{port: '80'}]}]}]}\n";
+    let loaded = parse_str(Path::new("t.yaml"), &format!("{doc}---\n# again\n{doc}")).unwrap();
+    assert_eq!(loaded.policies.len(), 1);
+    let notes: Vec<String> = loaded.notes.iter().map(ToString::to_string).collect();
+    assert_eq!(notes, ["t.yaml:7:1: metadata.name: CiliumNetworkPolicy shop/p again, identical to t.yaml:1:1: read once"]);
 }
 
 #[test]
