@@ -173,9 +173,15 @@ pub fn describe(rule: &Rule) -> String {
                     h.path.clone().unwrap_or_else(|| "*".into()),
                 ];
                 parts.extend(h.host.iter().map(|host| format!("host={host}")));
-                parts.extend(h.headers.iter().map(|c| match &c.value {
-                    Some(v) => format!("{}={v}", c.name),
-                    None => c.name.clone(),
+                parts.extend(h.headers.iter().map(|c| {
+                    let condition = match &c.value {
+                        Some(v) => format!("{}={v}", c.name),
+                        None => c.name.clone(),
+                    };
+                    match c.mismatch {
+                        Some(m) => format!("{condition}({} on mismatch)", m.name()),
+                        None => condition,
+                    }
                 }));
                 parts.join(" ")
             };

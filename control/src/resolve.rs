@@ -487,21 +487,23 @@ fn fqdn_selector(s: &m::FqdnSelector) -> fc::FqdnSelector {
 /// spec §5.4: a `headers` string is split at its first space: one token = presence, two =
 /// name (trailing `:` removed) and exact value. `headerMatches` are name/value conditions.
 fn http_rule(rule: &m::HttpRule) -> fc::HttpRule {
-    let headers =
-        rule.headers
-            .iter()
-            .map(|h| match h.split_once(' ') {
-                None => HeaderCondition { name: h.to_ascii_lowercase(), value: None },
-                Some((name, value)) => HeaderCondition {
-                    name: name.trim_end_matches(':').to_ascii_lowercase(),
-                    value: Some(value.to_string()),
-                },
-            })
-            .chain(rule.header_matches.iter().map(|h| HeaderCondition {
-                name: h.name.to_ascii_lowercase(),
-                value: h.value.clone(),
-            }))
-            .collect();
+    let headers = rule
+        .headers
+        .iter()
+        .map(|h| match h.split_once(' ') {
+            None => HeaderCondition { name: h.to_ascii_lowercase(), value: None, mismatch: None },
+            Some((name, value)) => HeaderCondition {
+                name: name.trim_end_matches(':').to_ascii_lowercase(),
+                value: Some(value.to_string()),
+                mismatch: None,
+            },
+        })
+        .chain(rule.header_matches.iter().map(|h| HeaderCondition {
+            name: h.name.to_ascii_lowercase(),
+            value: h.value.clone(),
+            mismatch: h.mismatch,
+        }))
+        .collect();
     fc::HttpRule {
         method: rule.method.clone(),
         path: rule.path.clone(),

@@ -110,6 +110,10 @@ pub struct Side {
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// Header actions the sidecar would apply before forwarding (spec §5.5), e.g.
+    /// `ADD x-request-source: frontend [default/p spec.ingress[0].toPorts[0].rules.http[1]]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<String>,
 }
 
 /// A side of the connection: an endpoint, a bare address, or a DNS name.
@@ -233,6 +237,21 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             policy: v.origin.map(|o| o.policy.clone()),
             kind: v.origin.map(|o| o.kind.clone()),
             rule: v.origin.map(|o| o.rule.clone()),
+            rewrites: v
+                .rewrites
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} {}: {} [{} {}.rules.http[{}]]",
+                        r.action.name(),
+                        r.name,
+                        String::from_utf8_lossy(r.value),
+                        r.origin.policy,
+                        r.origin.rule,
+                        r.http_rule
+                    )
+                })
+                .collect(),
         })
     };
     let egress = from.endpoint.map(|e| decide(e, Direction::Egress, to.ip)).transpose()?;

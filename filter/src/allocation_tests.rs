@@ -51,7 +51,11 @@ fn config() -> Config {
         method: Some(if i.is_multiple_of(2) { "GET".into() } else { "POST|PUT".into() }),
         path: Some(format!("/api/svc-{i}/items/[0-9]+")),
         headers: if i == 7 {
-            vec![HeaderCondition { name: "x-tenant".into(), value: Some("blue".into()) }]
+            vec![HeaderCondition {
+                name: "x-tenant".into(),
+                value: Some("blue".into()),
+                mismatch: None,
+            }]
         } else {
             vec![]
         },

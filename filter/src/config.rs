@@ -206,12 +206,13 @@ pub struct HttpRule {
     /// Regex, full match against `:authority` as sent (port included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Header conditions (from `headers` and `headerMatches` without `mismatch`).
+    /// Header conditions (from `headers` and `headerMatches`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderCondition>,
 }
 
-/// A request header that must be present, with an exact value if one is given.
+/// A request header that must be present, with an exact value if one is given; with `mismatch`
+/// it never fails the element, and the action applies when the header is missing or different.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderCondition {
@@ -219,6 +220,36 @@ pub struct HeaderCondition {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// `headerMatches[].mismatch` (spec §5.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatch: Option<Mismatch>,
+}
+
+/// What a header condition with `mismatch` does when the header is missing or different
+/// (spec §5.5): the element still matches, and the request goes on
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Mismatch {
+    /// unchanged, the mismatch recorded in the flow record;
+    Log,
+    /// with the header added with the policy's value (existing values kept);
+    Add,
+    /// without the mismatching header (a missing one stays missing);
+    Delete,
+    /// with the header set to the policy's value (added if missing).
+    Replace,
+}
+
+impl Mismatch {
+    /// The action as Cilium spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mismatch::Log => "LOG",
+            Mismatch::Add => "ADD",
+            Mismatch::Delete => "DELETE",
+            Mismatch::Replace => "REPLACE",
+        }
+    }
 }
 
 impl Config {

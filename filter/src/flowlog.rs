@@ -120,6 +120,23 @@ impl FlowLog {
                 push_str(out, v);
             }
         }
+        // spec §5.5: the header actions applied (LOG: recorded only), with the rule of each.
+        for (i, r) in d.verdict.rewrites.iter().enumerate() {
+            out.push_str(if i == 0 { ",\"headers\":[{\"name\":" } else { ",{\"name\":" });
+            push_str(out, r.name.as_bytes());
+            out.push_str(",\"action\":\"");
+            out.push_str(r.action.name());
+            out.push_str("\",\"value\":");
+            push_str(out, r.value);
+            out.push_str(",\"policy\":");
+            push_str(out, r.origin.policy.as_bytes());
+            out.push_str(",\"rule\":");
+            push_str(out, format!("{}.rules.http[{}]", r.origin.rule, r.http_rule).as_bytes());
+            out.push('}');
+            if i + 1 == d.verdict.rewrites.len() {
+                out.push(']');
+            }
+        }
     }
 
     /// `,"src":{...}` (`open` is `,"src":{`): the peer's identity fields, or the endpoint's own

@@ -7,6 +7,9 @@
 //! * `l7gate.default_verdicts.direction=D.verdict=V.reason=C`: decisions no rule made
 //!   (`policy-not-enforced`, `default-deny`, `no-configuration`, `no-address`,
 //!   `denied-foreign-caller`, `denied-local-destination`);
+//! * `l7gate.header_actions.direction=D.action=A.policy=P.rule=R`: header actions applied
+//!   (spec §5.5; A is `LOG`, `ADD`, `DELETE` or `REPLACE`; R is the element's field path,
+//!   `….rules.http[N]`);
 //! * gauges `l7gate.config_hash`, `l7gate.config_generation`, `l7gate.rules.direction=D`
 //!   (and `l7gate.vm_memory_bytes`, set by the glue).
 //!
@@ -16,8 +19,8 @@
 
 use crate::fasthash::FastMap;
 
-use crate::config::{Action, Config, DirectionPolicy, Origin};
-use crate::engine::{Direction, Verdict};
+use crate::config::{Action, Config, DirectionPolicy, Mismatch, Origin};
+use crate::engine::{Direction, Rewrite, Verdict};
 
 /// The verdicts, in the order of [`Ids`].
 const VERDICTS: [&str; 3] = ["allowed", "denied", "audit"];
@@ -38,12 +41,17 @@ const DEFAULTS: [(&str, &str); 7] = [
 /// the host refused the metric.
 type Ids = [Option<u32>; 3];
 
+/// Counter ids of one rule's header actions, by (HTTP element index, action).
+type ActionIds = FastMap<(usize, Mismatch), u32>;
+
 #[derive(Debug, Default)]
 struct DirectionMetrics {
     /// policy → rule → ids.
     rules: FastMap<String, FastMap<String, Ids>>,
     /// reason code → ids.
     defaults: FastMap<&'static str, Ids>,
+    /// policy → rule → HTTP element index → action → id (spec §5.5).
+    actions: FastMap<String, FastMap<String, ActionIds>>,
 }
 
 /// The counters of one configuration.
@@ -97,6 +105,13 @@ impl Metrics {
         ids.get(index).copied().flatten()
     }
 
+    /// The counter of a header action, if it has one.
+    pub fn action_counter(&self, direction: Direction, r: &Rewrite<'_>) -> Option<u32> {
+        let (policy, rule) = labels(r.origin);
+        let dm = self.direction(direction);
+        dm.actions.get(policy)?.get(rule)?.get(&(r.http_rule, r.action)).copied()
+    }
+
     /// The counter of a request denied before the engine could decide ([`NO_ADDRESS`]).
     pub fn no_address(&self, direction: Direction) -> Option<u32> {
         self.direction(direction)
@@ -136,6 +151,26 @@ fn define_direction(
             {
                 let name = format!("l7gate.rule_verdicts.direction={direction}.verdict={verdict}.policy={p}.rule={r}");
                 set(ids, verdict, host.counter(&name));
+            }
+        }
+        if audit {
+            continue; // the audit view's rewrites are never applied
+        }
+        for (index, http) in rule.http.iter().flatten().enumerate() {
+            for action in http.headers.iter().filter_map(|h| h.mismatch) {
+                let of_rule = dm.actions.entry(p.to_string()).or_default();
+                let slots = of_rule.entry(r.to_string()).or_default();
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    slots.entry((index, action))
+                {
+                    let name = format!(
+                        "l7gate.header_actions.direction={direction}.action={}.policy={p}.rule={r}.rules.http[{index}]",
+                        action.name()
+                    );
+                    if let Some(id) = host.counter(&name) {
+                        slot.insert(id);
+                    }
+                }
             }
         }
     }

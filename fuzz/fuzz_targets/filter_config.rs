@@ -15,8 +15,14 @@ fuzz_target!(|data: &[u8]| {
     for (direction, peer, port) in
         [(Direction::Ingress, 2, 80), (Direction::Egress, 256, 443), (Direction::Ingress, 1, 0)]
     {
-        let request =
-            Request { direction, peer, port, protocol: Protocol::Tcp, server_name: Some("a.b.") };
+        let request = Request {
+            direction,
+            peer,
+            port,
+            protocol: Protocol::Tcp,
+            server_name: Some("a.b."),
+            sni: Some("a.b."),
+        };
         let _ = engine.decide(&request, None);
     }
 });

@@ -46,7 +46,14 @@ fuzz_target!(|data: &[u8]| {
                 None,
             ),
         };
-        let request = Request { direction, peer, port, protocol: Protocol::Tcp, server_name };
+        let request = Request {
+            direction,
+            peer,
+            port,
+            protocol: Protocol::Tcp,
+            server_name,
+            sni: server_name,
+        };
         let verdict = engine.decide(&request, Some(&headers));
         if matches!(verdict.reason, Reason::AllowedL7 { .. }) {
             let path = headers.path.unwrap_or_default();

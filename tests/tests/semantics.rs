@@ -237,6 +237,143 @@ async fn header_rules() {
     assert_table(&cluster, HEADER_TABLE).await;
 }
 
+// spec §5.5 mismatch actions, fixture `header-actions`: the application behind the sidecar sees
+// the request as rewritten (ADD, DELETE, REPLACE; LOG changes nothing), the flow record names each
+// action with its rule, `l7gate trace` reports the same actions, and a mismatch never rescues a
+// request whose other fields fail.
+#[tokio::test]
+async fn mismatch_actions_rewrite_what_the_application_sees() {
+    let cluster = start("header-actions");
+    let sidecar = cluster.sidecar(API).expect("inventory-api sidecar");
+    let from = "127.0.0.2".parse().expect("address");
+    let to = sidecar.envoy.listener();
+    let values = |seen: &l7gate_e2e::harness::upstream::Seen, name: &str| -> Vec<String> {
+        seen.headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
+    };
+    for protocol in H1_H2 {
+        let request = Request {
+            from,
+            to,
+            authority: "inventory-api:8080",
+            method: "GET",
+            path: "/api/inventory/1",
+        };
+        let sent: &[Header<'_>] =
+            &[h("X-Debug", b"on"), h("X-Tenant", b"red"), h("X-Request-Source", b"cli")];
+        let r =
+            client::send_with(*protocol, &request, sent).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 200, "{protocol}: a mismatch lets the request through");
+        let seen = sidecar.upstream.seen().pop().expect("the application got the request");
+        assert_eq!(
+            values(&seen, "x-request-source"),
+            ["cli", "frontend"],
+            "{protocol}: ADD keeps the sent value"
+        );
+        assert_eq!(values(&seen, "x-debug"), Vec::<String>::new(), "{protocol}: DELETE removed it");
+        assert_eq!(values(&seen, "x-tenant"), ["blue"], "{protocol}: REPLACE set it");
+        assert_eq!(
+            values(&seen, "x-trace"),
+            Vec::<String>::new(),
+            "{protocol}: LOG changes nothing"
+        );
+
+        let satisfied: &[Header<'_>] = &[
+            h("X-Debug", b"off"),
+            h("X-Tenant", b"blue"),
+            h("X-Request-Source", b"frontend"),
+            h("X-Trace", b"1"),
+        ];
+        let r = client::send_with(*protocol, &request, satisfied)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 200);
+        let seen = sidecar.upstream.seen().pop().expect("the application got the request");
+        assert_eq!(values(&seen, "x-request-source"), ["frontend"], "{protocol}: nothing to add");
+        assert_eq!(values(&seen, "x-debug"), ["off"], "{protocol}: a matching header stays");
+
+        let before = sidecar.upstream.count();
+        let delete = Request { method: "DELETE", ..request };
+        let r = client::send_with(*protocol, &delete, &[]).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.status, sidecar.upstream.count()), (403, before), "{protocol}: no rescue");
+    }
+    // The flow records: the first request of each protocol lists its four actions and their rule.
+    let records = sidecar.envoy.wait_for_flow_records(6);
+    let actions = |r: &serde_json::Value| -> Vec<String> {
+        r["headers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                format!(
+                    "{} {} {}",
+                    a["action"].as_str().unwrap_or_default(),
+                    a["name"].as_str().unwrap_or_default(),
+                    a["rule"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let rule = "spec.ingress[0].toPorts[0].rules.http[0]";
+    let want: Vec<String> =
+        ["ADD x-request-source", "DELETE x-debug", "REPLACE x-tenant", "LOG x-trace"]
+            .iter()
+            .map(|a| format!("{a} {rule}"))
+            .collect();
+    assert_eq!(actions(&records[0]), want, "{:#?}", records[0]);
+    assert_eq!(records[0]["headers"][0]["policy"], "default/inventory-api-rewrites");
+    assert_eq!(actions(&records[1]), Vec::<String>::new(), "{:#?}", records[1]);
+    assert_eq!(actions(&records[3]), want, "{:#?}", records[3]);
+
+    // The metrics: one counter per action of the element, labelled with its rule.
+    let (_, prometheus) =
+        sidecar.envoy.admin_get("/stats/prometheus").unwrap_or_else(|e| panic!("{e}"));
+    let count = |action: &str| {
+        prometheus
+            .lines()
+            .find(|l| {
+                l.contains("l7gate_header_actions")
+                    && l.contains(&format!("action=\"{action}\""))
+                    && l.contains(&format!("rule=\"{rule}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    for action in ["ADD", "DELETE", "REPLACE", "LOG"] {
+        assert_eq!(count(action), Some(2), "{action} once per protocol:\n{prometheus}");
+    }
+
+    // trace reports the same actions.
+    let loaded = l7gate::load(
+        &fixture("header-actions").join("policies"),
+        &fixture("header-actions").join("endpoints.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let query = l7gate::trace::Query {
+        from: "frontend".into(),
+        to: API.into(),
+        port: 8080,
+        path: Some("/api/inventory/1".into()),
+        headers: vec![("x-debug".into(), "on".into())],
+        ..Default::default()
+    };
+    let t = l7gate::trace::trace(&loaded.cluster, &query).unwrap_or_else(|e| panic!("{e}"));
+    let traced: Vec<String> = t
+        .ingress
+        .expect("ingress")
+        .rewrites
+        .iter()
+        .map(|r| r.split(" [").next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        traced,
+        [
+            "ADD x-request-source: frontend",
+            "DELETE x-debug: off",
+            "REPLACE x-tenant: blue",
+            "LOG x-trace: "
+        ]
+    );
+}
+
 #[rustfmt::skip]
 const NON_UTF8_TABLE: &[Row] = &[
     get(FRONTEND, API, "/tenant").over(RAW).with(&[h("X-Tenant", b"\xff\xfe\x80 blue")])

@@ -3,6 +3,7 @@
 //! (spec §7), so later stages never re-check syntax. Fields l7gate cannot enforce are rejected by
 //! the parser and have no place here.
 
+use l7gate_filter::config::Mismatch;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -258,4 +259,6 @@ pub struct HeaderMatch {
     pub name: String,
     /// `None` = presence check.
     pub value: Option<String>,
+    /// `mismatch` (spec §5.5); `None` = the condition must hold.
+    pub mismatch: Option<Mismatch>,
 }

@@ -300,8 +300,8 @@ static L7_RULES: Shape =
 static HTTP_RULE: Shape =
     shape("an HTTP rule", &["method", "path", "host", "headers", "headerMatches"]);
 static HEADER_MATCH: Shape = Shape {
-    unenforced: &["secret", "mismatch"],
-    ..shape("a headerMatches entry", &["name", "value"])
+    unenforced: &["secret"],
+    ..shape("a headerMatches entry", &["name", "value", "mismatch"])
 };
 static SELECTOR: Shape = shape("a label selector", &["matchLabels", "matchExpressions"]);
 static REQUIREMENT: Shape = shape("a matchExpressions entry", &["key", "operator", "values"]);
@@ -962,7 +962,15 @@ impl Decoder<'_> {
         });
         let value =
             f.get("value").and_then(|n| self.string(n, &f.path("value"))).filter(|s| !s.is_empty());
-        Some(HeaderMatch { name: name?, value })
+        let mismatch = match f.get("mismatch") {
+            Some(n) => {
+                let p = f.path("mismatch");
+                let text = self.string(n, &p)?;
+                Some(self.check(n, &p, validate::mismatch(&text))?)
+            }
+            None => None,
+        };
+        Some(HeaderMatch { name: name?, value, mismatch })
     }
 
     /// A label selector (spec §2.2); `matchLabels` become `In` requirements, in written order.

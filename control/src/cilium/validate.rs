@@ -4,6 +4,7 @@
 //! and field path.
 
 use l7gate_filter::cidr::Cidr;
+use l7gate_filter::config::Mismatch;
 use l7gate_filter::engine::full_match_regex;
 use regex_lite::Regex;
 
@@ -82,10 +83,6 @@ pub fn unenforced(field: &str) -> String {
         "kafka" => "Kafka L7 (deprecated in Cilium 1.19) is out of scope; remove it to allow the port at L4",
         "l7proto" | "l7" => "proxylib parsers are out of scope; remove it to allow the port at L4",
         "secret" => "Kubernetes secrets are not read; write the expected header in value instead",
-        "mismatch" => {
-            "header rewriting is not implemented; remove mismatch so a missing or different \
-             header fails the rule"
-        }
         "cidrGroupRef" | "cidrGroupSelector" => {
             "CiliumCIDRGroups cannot be resolved; write the prefixes in cidr instead"
         }
@@ -286,6 +283,17 @@ pub fn match_pattern(pattern: &str) -> Result<String, String> {
     let trimmed = pattern.trim();
     fqdn_syntax(trimmed, "*").map_err(|why| format!("invalid matchPattern {pattern:?}: {why}"))?;
     Ok(trimmed.to_string())
+}
+
+/// `headerMatches[].mismatch` (spec §5.5), case-sensitive as Cilium's CRD enum.
+pub fn mismatch(action: &str) -> Result<Mismatch, String> {
+    match action {
+        "LOG" => Ok(Mismatch::Log),
+        "ADD" => Ok(Mismatch::Add),
+        "DELETE" => Ok(Mismatch::Delete),
+        "REPLACE" => Ok(Mismatch::Replace),
+        _ => Err(format!("Invalid header action: {action}: write LOG, ADD, DELETE or REPLACE")),
+    }
 }
 
 /// A `serverNames` entry (spec §3.8; Cilium 1.19's CRD pattern): a DNS name, optionally after

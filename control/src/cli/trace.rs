@@ -97,6 +97,9 @@ pub fn run(args: Args) -> Result<(), String> {
     for (direction, side) in [("egress", &t.egress), ("ingress", &t.ingress)] {
         if let Some(side) = side {
             println!("  {direction:<7} {}", describe(side));
+            for r in &side.rewrites {
+                println!("          then {r}");
+            }
         }
     }
     println!("verdict: {}", t.verdict.to_uppercase());

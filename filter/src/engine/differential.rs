@@ -134,8 +134,10 @@ fn pattern(pool: &'static [&'static str]) -> impl Strategy<Value = Option<String
 }
 
 fn http_rule() -> impl Strategy<Value = HttpRule> {
-    let header = (select(HEADER_NAMES), proptest::option::of(select(HEADER_VALUES)))
-        .prop_map(|(n, v)| HeaderCondition { name: n.into(), value: v.map(Into::into) });
+    let header =
+        (select(HEADER_NAMES), proptest::option::of(select(HEADER_VALUES))).prop_map(|(n, v)| {
+            HeaderCondition { name: n.into(), value: v.map(Into::into), mismatch: None }
+        });
     (
         pattern(METHODS),
         proptest::option::weighted(

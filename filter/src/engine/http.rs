@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::cell::{OnceCell, RefCell};
 
 use super::pattern::{Pattern, Value};
+use super::rewrite::HeaderAction;
 use crate::config::HttpRule;
 
 /// How many distinct header names a request remembers (more are read uncached: the header
@@ -89,6 +90,8 @@ pub struct HttpMatcher {
     host: Option<Pattern>,
     /// Lower-case name, and the exact value wanted (`None`: present with any value).
     headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Conditions with a `mismatch` action: they never fail the element (spec §5.5).
+    pub actions: Vec<HeaderAction>,
 }
 
 impl HttpMatcher {
@@ -106,8 +109,20 @@ impl HttpMatcher {
             headers: rule
                 .headers
                 .iter()
+                .filter(|h| h.mismatch.is_none())
                 .map(|h| {
                     (h.name.to_ascii_lowercase(), h.value.as_ref().map(|v| v.as_bytes().to_vec()))
+                })
+                .collect(),
+            actions: rule
+                .headers
+                .iter()
+                .filter_map(|h| {
+                    Some(HeaderAction {
+                        name: h.name.to_ascii_lowercase(),
+                        value: h.value.as_ref().map(|v| v.as_bytes().to_vec()),
+                        mismatch: h.mismatch?,
+                    })
                 })
                 .collect(),
         })
@@ -222,8 +237,8 @@ mod tests {
     fn header_conditions() {
         let mut r = rule(None, None, None);
         r.headers = vec![
-            HeaderCondition { name: "X-Token".into(), value: None },
-            HeaderCondition { name: "x-tenant".into(), value: Some("blue".into()) },
+            HeaderCondition { name: "X-Token".into(), value: None, mismatch: None },
+            HeaderCondition { name: "x-tenant".into(), value: Some("blue".into()), mismatch: None },
         ];
         assert!(matches(
             &r,

@@ -21,6 +21,8 @@ pub struct Side {
     pub allow_l4: Option<u32>,
     /// L3/L4 allow rules with `serverNames` (ascending): they count only for a matching SNI.
     pub sni: Vec<u32>,
+    /// Ordinals (ascending) of the HTTP elements with header actions (spec §5.5).
+    pub rewriting: Vec<u32>,
     pub l7: Option<L7Set>,
 }
 
@@ -108,6 +110,10 @@ fn side(list: &[u32], rules: &[Rule], elements: &Elements<'_>) -> Side {
             (Action::Allow, None) => side.allow_l4 = side.allow_l4.or(Some(i)),
             (Action::Allow, Some(range)) => {
                 first_l7 = first_l7.or(Some(i));
+                let acting = |o: &u32| {
+                    elements.all.get(*o as usize).is_some_and(|e| !e.matcher.actions.is_empty())
+                };
+                side.rewriting.extend(range.clone().filter(acting));
                 l7.extend(range);
             }
         }

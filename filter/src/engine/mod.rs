@@ -13,6 +13,7 @@ mod l7set;
 mod names;
 mod pathform;
 mod pattern;
+mod rewrite;
 mod verdict;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use crate::fqdn::NameMatcher;
 
 pub use http::Headers;
 pub use pattern::full_match_regex;
+pub use rewrite::Rewrite;
 pub use verdict::{Direction, Reason, Verdict};
 
 use http::{HttpMatcher, RequestLine};
@@ -67,6 +69,8 @@ struct CompiledDirection {
     /// Every rule's HTTP elements, in configuration order.
     elements: Vec<Element>,
     index: DirectionIndex,
+    /// Whether an element has header actions (spec §5.5): only then are they looked for.
+    rewrites: bool,
     /// The audit view (spec §8), consulted for requests this view allows.
     audit: Option<Box<CompiledDirection>>,
 }
@@ -74,6 +78,39 @@ struct CompiledDirection {
 impl CompiledDirection {
     fn origin(&self, rule: u32) -> Option<&Origin> {
         self.rules.get(rule as usize).map(|r| &r.origin)
+    }
+
+    /// The header actions of every element of these candidates whose other fields match the
+    /// request (spec §5.5), in configuration order; nothing is read unless one has actions.
+    fn rewrites_for<'e>(
+        &'e self,
+        sides: &[Option<&'e Side>],
+        named: &[u32],
+        headers: &dyn Headers,
+    ) -> Vec<Rewrite<'e>> {
+        let acting =
+            |o: &u32| self.elements.get(*o as usize).is_some_and(|e| !e.matcher.actions.is_empty());
+        let mut ordinals: Vec<u32> =
+            sides.iter().flatten().flat_map(|s| s.rewriting.iter().copied()).collect();
+        for rule in named.iter().filter_map(|i| self.rules.get(*i as usize)) {
+            ordinals.extend(rule.http.clone().into_iter().flatten().filter(acting));
+        }
+        if ordinals.is_empty() {
+            return Vec::new();
+        }
+        ordinals.sort_unstable();
+        ordinals.dedup();
+        let line = RequestLine::new(headers);
+        let mut out = Vec::new();
+        for e in ordinals.iter().filter_map(|o| self.elements.get(*o as usize)) {
+            let Some(origin) = self.origin(e.rule) else { continue };
+            if e.matcher.matches(&line) {
+                out.extend(
+                    e.matcher.actions.iter().filter_map(|a| a.apply(&line, origin, e.index)),
+                );
+            }
+        }
+        out
     }
 
     /// Whether rule `rule` counts for a connection with this SNI (spec §4.4 step 4).
@@ -218,7 +255,7 @@ impl Engine {
                 if would.allowed {
                     verdict
                 } else {
-                    Verdict::audited(would)
+                    Verdict::audited(would, verdict.rewrites)
                 }
             }
             _ => verdict,
@@ -235,8 +272,8 @@ impl CompiledDirection {
         let Some(segment) = self.index.lookup(req.protocol, req.port) else {
             return Verdict::deny(Reason::NoAllowRule, None);
         };
-        let sides = [Some(&segment.any), segment.by_identity.get(&req.peer)];
-        let sides = sides.iter().flatten();
+        let candidates = [Some(&segment.any), segment.by_identity.get(&req.peer)];
+        let sides = candidates.iter().flatten();
         let lowest = |a: Option<u32>, b: Option<u32>| a.into_iter().chain(b).min();
 
         // spec §4.2: deny wins over any allow (toFQDNs rules are never deny rules).
@@ -246,6 +283,13 @@ impl CompiledDirection {
         // spec §4.3 items 2-4: any allowing rule without HTTP rules allows every request.
         // Name-selected (toFQDNs) rules that select the request's server name, from the index.
         let named = req.server_name.map(|n| segment.by_name.matching(n)).unwrap_or_default();
+        // An allowed HTTP request carries the header actions of every matching element.
+        let rewritten = |mut v: Verdict<'e>| {
+            if let (true, Some(h)) = (self.rewrites, headers) {
+                v.rewrites = self.rewrites_for(&candidates, &named, h);
+            }
+            v
+        };
         let named = || named.iter().filter_map(|i| self.rules.get(*i as usize).map(|r| (*i, r)));
         // spec §4.4 step 4: a rule with serverNames counts only for a matching SNI.
         let sni_rules = || sides.clone().flat_map(|s| s.sni.iter().copied());
@@ -259,7 +303,7 @@ impl CompiledDirection {
             named_l4().find(|i| self.sni_allows(*i, req.sni)),
         );
         if let Some(allow) = allow_l4 {
-            return Verdict::allow(Reason::AllowedL3L4, self.origin(allow));
+            return rewritten(Verdict::allow(Reason::AllowedL3L4, self.origin(allow)));
         }
         let refused_sni = lowest(sni_rules().min(), named_l4().next());
         let l7_sets = sides.filter_map(|s: &&Side| s.l7.as_ref());
@@ -286,9 +330,10 @@ impl CompiledDirection {
             first_match(rule.http.clone().into_iter().flatten(), &line, &self.elements, &mut best);
         }
         match best.and_then(|b| self.elements.get(b as usize)) {
-            Some(e) => {
-                Verdict::allow(Reason::AllowedL7 { http_rule: e.index }, self.origin(e.rule))
-            }
+            Some(e) => rewritten(Verdict::allow(
+                Reason::AllowedL7 { http_rule: e.index },
+                self.origin(e.rule),
+            )),
             None => Verdict::deny(Reason::L7NotMatched, self.origin(first_l7)),
         }
     }
@@ -379,7 +424,8 @@ fn compile_view(
         rules,
         &Elements { all: &elements, of_rule: &of_rule, names: &names_of_rule },
     );
-    Ok(CompiledDirection { enforced, rules: compiled, elements, index, audit })
+    let rewrites = elements.iter().any(|e| !e.matcher.actions.is_empty());
+    Ok(CompiledDirection { enforced, rules: compiled, elements, index, rewrites, audit })
 }
 
 // The reference evaluator serves the differential test, which runs natively only.

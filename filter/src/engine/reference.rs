@@ -118,7 +118,7 @@ fn http_matches(rule: &HttpRule, headers: &dyn Headers) -> bool {
     regex(&rule.method, ":method")
         && regex(&rule.path, ":path")
         && regex(&rule.host, ":authority")
-        && rule.headers.iter().all(|h| {
+        && rule.headers.iter().filter(|h| h.mismatch.is_none()).all(|h| {
             match (headers.get(&h.name.to_ascii_lowercase()), &h.value) {
                 (None, _) => false,
                 (Some(_), None) => true,

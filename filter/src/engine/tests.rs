@@ -330,6 +330,70 @@ fn server_names_gate_a_rule_on_the_sni() {
     assert_eq!((v.allowed, v.origin.map(|o| o.rule.as_str())), (true, Some("spec.ingress[1]")));
 }
 
+/// spec §5.5: a condition with `mismatch` never fails its element; when the header is missing
+/// or different the allowed request carries the action (LOG records, ADD adds, DELETE removes
+/// a present mismatching header, REPLACE sets), for every element whose other fields match; an
+/// element whose other fields fail acts on nothing.
+#[test]
+fn mismatch_actions_ride_on_allowed_requests() {
+    let cond = |name: &str, value: Option<&str>, m: Mismatch| HeaderCondition {
+        name: name.into(),
+        value: value.map(Into::into),
+        mismatch: Some(m),
+    };
+    let get = HttpRule {
+        method: Some("GET".into()),
+        headers: vec![
+            cond("X-Source", Some("frontend"), Mismatch::Add),
+            cond("x-debug", Some("off"), Mismatch::Delete),
+            cond("x-tenant", Some("blue"), Mismatch::Replace),
+            cond("x-trace", None, Mismatch::Log),
+        ],
+        ..Default::default()
+    };
+    let post = HttpRule {
+        method: Some("POST".into()),
+        headers: vec![cond("x-post", Some("1"), Mismatch::Add)],
+        ..Default::default()
+    };
+    let e = engine(vec![allow(
+        "spec.ingress[0].toPorts[0]",
+        Peers::Identities(vec![FRONTEND]),
+        Some(vec![tcp(8080, 8080)]),
+        Some(vec![get, post]),
+    )]);
+    let actions = |method: &'static str, extra: &[(&'static str, &'static str)]| {
+        let mut req = http(method, "/");
+        req.0.extend(extra.iter().copied());
+        let v = e.decide(&ingress(FRONTEND, 8080), Some(&req));
+        let list: Vec<String> = v
+            .rewrites
+            .iter()
+            .map(|r| format!("{} {} {}", r.action.name(), r.name, String::from_utf8_lossy(r.value)))
+            .collect();
+        (v.allowed, list)
+    };
+    assert_eq!(
+        actions("GET", &[("x-debug", "on"), ("x-tenant", "red")]),
+        (
+            true,
+            vec![
+                "ADD x-source frontend".into(),
+                "DELETE x-debug off".into(),
+                "REPLACE x-tenant blue".into(),
+                "LOG x-trace ".into()
+            ]
+        )
+    );
+    assert_eq!(
+        actions("GET", &[("x-source", "frontend"), ("x-tenant", "blue"), ("x-trace", "1")]),
+        (true, vec![]),
+        "satisfied conditions do nothing, and a missing header is not deleted"
+    );
+    assert_eq!(actions("DELETE", &[]), (false, vec![]), "a mismatch never rescues a request");
+    assert_eq!(actions("POST", &[]), (true, vec!["ADD x-post 1".into()]));
+}
+
 /// Fail closed: without a configuration every request is denied, with the reason.
 #[test]
 fn unconfigured_denies() {
@@ -445,6 +509,7 @@ fn header_rules_are_indexed_and_keep_configuration_order() {
     let header = |name: &str, value: Option<&str>| HeaderCondition {
         name: name.into(),
         value: value.map(Into::into),
+        mismatch: None,
     };
     let element = |path: &str, headers: Vec<HeaderCondition>| HttpRule {
         path: Some(path.into()),

@@ -4,6 +4,8 @@ use std::fmt;
 
 use crate::config::Origin;
 
+use super::rewrite::Rewrite;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Ingress,
@@ -112,18 +114,21 @@ pub struct Verdict<'e> {
     /// The deciding rule: the deny rule, the allowing rule, or for an L7 denial the first rule
     /// whose HTTP rules were tried. `None` for default deny and unenforced directions.
     pub origin: Option<&'e Origin>,
+    /// Header actions to apply before forwarding an allowed request (spec §5.5), in
+    /// configuration order.
+    pub rewrites: Vec<Rewrite<'e>>,
 }
 
 impl<'e> Verdict<'e> {
     pub fn allow(reason: Reason, origin: Option<&'e Origin>) -> Self {
-        Verdict { allowed: true, audit: false, reason, origin }
+        Verdict { allowed: true, audit: false, reason, origin, rewrites: Vec::new() }
     }
     pub fn deny(reason: Reason, origin: Option<&'e Origin>) -> Self {
-        Verdict { allowed: false, audit: false, reason, origin }
+        Verdict { allowed: false, audit: false, reason, origin, rewrites: Vec::new() }
     }
-    /// The audit view's denial `denied`, let through.
-    pub fn audited(denied: Verdict<'e>) -> Self {
-        Verdict { allowed: true, audit: true, ..denied }
+    /// The audit view's denial `denied`, let through with the enforced view's `rewrites`.
+    pub fn audited(denied: Verdict<'e>, rewrites: Vec<Rewrite<'e>>) -> Self {
+        Verdict { allowed: true, audit: true, rewrites, ..denied }
     }
 
     /// `allowed`, `denied` or `audit`: the verdict as flow records, metrics and traces name it.

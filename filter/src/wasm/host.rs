@@ -27,6 +27,21 @@ extern "C" {
         value: *mut *mut u8,
         value_size: *mut usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
     fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
     fn proxy_get_property(
         path: *const u8,
@@ -104,6 +119,27 @@ pub fn request_headers() -> Option<Vec<u8>> {
     let status =
         unsafe { proxy_get_header_map_pairs(MAP_HTTP_REQUEST_HEADERS, &mut data, &mut size) };
     owned(status, data, size)
+}
+
+/// Adds a request header value (`replace == false`: existing values of the name stay) or sets
+/// the header to this one value (`replace == true`: adding it if missing); `false` if the host
+/// refused.
+pub fn put_request_header(name: &str, value: &[u8], replace: bool) -> bool {
+    let call = if replace { proxy_replace_header_map_value } else { proxy_add_header_map_value };
+    // SAFETY: plain ABI call with valid pointers to live buffers.
+    let status = unsafe {
+        call(MAP_HTTP_REQUEST_HEADERS, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    };
+    status == STATUS_OK
+}
+
+/// Removes every value of a request header; `false` if the host refused.
+pub fn remove_request_header(name: &str) -> bool {
+    // SAFETY: plain ABI call with a valid pointer to a live buffer.
+    let status = unsafe {
+        proxy_remove_header_map_value(MAP_HTTP_REQUEST_HEADERS, name.as_ptr(), name.len())
+    };
+    status == STATUS_OK
 }
 
 /// A property by its path in the ABI's encoding, segments joined by NUL (`"source\0address"`):

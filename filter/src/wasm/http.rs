@@ -12,8 +12,8 @@ use std::rc::Rc;
 
 use super::host;
 use super::root::Plugin;
-use crate::config::Protocol;
-use crate::engine::{Direction, Reason, Request, Verdict};
+use crate::config::{Mismatch, Protocol};
+use crate::engine::{Direction, Reason, Request, Rewrite, Verdict};
 use crate::flowlog::Decision;
 use crate::fqdn::Destination;
 use crate::headermap::{connection_addresses, HeaderMap};
@@ -128,7 +128,7 @@ impl Http {
         let verdict = engine.decide_to(&request, dst_ip, Some(&headers));
         publish(&verdict, Some(request.peer), dst_ip, port);
         if verdict.allowed {
-            return true;
+            return rewrite(&verdict.rewrites);
         }
         if log::log_enabled!(log::Level::Debug) {
             let by = verdict
@@ -144,4 +144,23 @@ impl Http {
         deny(&format!("l7gate_{}", verdict.reason.code().replace('-', "_")));
         false
     }
+}
+
+/// Applies an allowed request's header actions (spec §5.5) before it goes on. A change the host
+/// refuses denies the request (fail closed): the rewrite is part of what the policy allows.
+fn rewrite(rewrites: &[Rewrite<'_>]) -> bool {
+    for r in rewrites.iter().filter(|r| r.changes_request()) {
+        let done = match r.action {
+            Mismatch::Add => host::put_request_header(r.name, r.value, false),
+            Mismatch::Replace => host::put_request_header(r.name, r.value, true),
+            Mismatch::Delete => host::remove_request_header(r.name),
+            Mismatch::Log => true,
+        };
+        if !done {
+            log::warn!("l7gate: denied: the host refused to {} header {}", r.action.name(), r.name);
+            deny("l7gate_denied_header_rewrite_failed");
+            return false;
+        }
+    }
+    true
 }

@@ -89,6 +89,9 @@ impl Observer {
     /// Publishes one decision.
     pub fn publish(&self, d: &Decision<'_>) {
         self.count(self.metrics.counter(d.direction, d.verdict));
+        for r in &d.verdict.rewrites {
+            self.count(self.metrics.action_counter(d.direction, r));
+        }
         let since = self.since_memory.get() + 1;
         self.since_memory.set(if since >= MEMORY_EVERY { 0 } else { since });
         if since >= MEMORY_EVERY {

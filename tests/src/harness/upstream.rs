@@ -27,6 +27,8 @@ pub struct Seen {
     pub version: String,
     /// The request's header names (lower-case), in order.
     pub header_names: Vec<String>,
+    /// Every header value as received (name lower-case; values not UTF-8 lossily), in order.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A running upstream; stops when dropped.
@@ -130,6 +132,11 @@ fn record(name: &str, seen: &Mutex<Vec<Seen>>, req: &Request<Incoming>) -> Respo
         path,
         version: format!("{:?}", req.version()),
         header_names: req.headers().keys().map(|k| k.as_str().to_string()).collect(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+            .collect(),
     });
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response

@@ -102,8 +102,12 @@ fn good_multi_document_file() {
             host: Some("inventory(:8080)?".into()),
             headers: vec!["X-Token".into(), "X-Tenant: blue".into()],
             header_matches: vec![
-                HeaderMatch { name: "X-Request-Source".into(), value: Some("frontend".into()) },
-                HeaderMatch { name: "X-Trace".into(), value: None },
+                HeaderMatch {
+                    name: "X-Request-Source".into(),
+                    value: Some("frontend".into()),
+                    mismatch: None
+                },
+                HeaderMatch { name: "X-Trace".into(), value: None, mismatch: None },
             ],
         }]
     );
@@ -257,7 +261,7 @@ fn rejections() {
         (ingress_port("rules: {l7: [{a: b}]}"), format!("{p0}.rules.l7"), "l7 is not enforced"),
         // spec §5.5: headerMatches.
         (http("{headerMatches: [{name: X, secret: {name: s}}]}"), format!("{p0}.rules.http[0].headerMatches[0].secret"), "secrets are not read"),
-        (http("{headerMatches: [{name: X, value: a, mismatch: LOG}]}"), format!("{p0}.rules.http[0].headerMatches[0].mismatch"), "mismatch is not enforced"),
+        (http("{headerMatches: [{name: X, value: a, mismatch: log}]}"), format!("{p0}.rules.http[0].headerMatches[0].mismatch"), "Invalid header action: log: write LOG, ADD, DELETE or REPLACE"),
         (http("{headerMatches: [{value: x}]}"), format!("{p0}.rules.http[0].headerMatches[0].name"), "Header name missing"),
         (http("{headers: [1]}"), format!("{p0}.rules.http[0].headers[0]"), "expected a string, found the number 1: quote it, \"1\""),
         // spec §5.2: method, path and host regexes compile.
