@@ -6,12 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use l7gate_filter::config::{Config, DirectionPolicy, Peers, Protocol, Rule};
-use l7gate_filter::engine::{Direction, Engine, Headers, Request};
+use l7gate_filter::config::{DirectionPolicy, Peers, Protocol, Rule};
+use l7gate_filter::engine::{Direction, Headers, Request};
 use l7gate_filter::fqdn;
 use serde::Serialize;
 
 use crate::compile::Cluster;
+use crate::engines::Engines;
 use crate::envoy_path::{self, Version};
 use crate::flow::Flow;
 use crate::identity::qualified;
@@ -203,79 +204,63 @@ fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
-/// One policy set's engines, compiled on first use per endpoint.
-struct Engines<'c> {
-    cluster: &'c Cluster,
-    compiled: HashMap<String, Engine>,
-}
-
-impl<'c> Engines<'c> {
-    fn new(cluster: &'c Cluster) -> Self {
-        Engines { cluster, compiled: HashMap::new() }
-    }
-
-    fn decide(&mut self, flow: &Flow) -> Result<Outcome, String> {
-        let name = flow
-            .endpoint
-            .as_deref()
-            .ok_or("the flow names no endpoint (an unconfigured filter's record)")?;
-        if !self.compiled.contains_key(name) {
-            let endpoint = self.cluster.endpoint(name)?;
-            let config: Config = self.cluster.compile(endpoint)?;
-            self.compiled.insert(name.to_string(), Engine::compile(&config)?);
-        }
-        let engine = self.compiled.get(name).ok_or("internal error: engine vanished")?;
-        let (direction, peer_ip) = match flow.direction.as_str() {
-            "ingress" => (Direction::Ingress, &flow.src.ip),
-            "egress" => (Direction::Egress, &flow.dst.ip),
-            other => return Err(format!("unknown direction {other:?}")),
-        };
-        let peer_ip = peer_ip.as_deref().ok_or("the flow has no peer address")?;
-        let peer_ip: std::net::IpAddr =
-            peer_ip.parse().map_err(|e| format!("peer address {peer_ip:?}: {e}"))?;
-        let peer = engine.identity_of(peer_ip);
-        let protocol = match flow.protocol.as_str() {
-            "TCP" => Protocol::Tcp,
-            "UDP" => Protocol::Udp,
-            "SCTP" => Protocol::Sctp,
-            other => return Err(format!("unknown protocol {other:?}")),
-        };
-        // The name toFQDNs rules see, as the filter derives it: SNI, else the HTTP authority.
-        let server_name = flow
-            .sni
-            .as_deref()
-            .map(fqdn::normalise)
-            .or_else(|| flow.host.as_deref().and_then(fqdn::name_of_authority));
-        let sni = flow.sni.as_deref().map(fqdn::normalise);
-        let request = Request {
-            direction,
-            peer,
-            port: flow.port,
-            protocol,
-            server_name: server_name.as_deref(),
-            sni: sni.as_deref(),
-        };
-        // Only what the log records can be replayed: rules on other headers see them absent.
-        // The path as Envoy hands it to the filter (a recorded one already is; a hand-written
-        // one may not be; one Envoy would refuse is replayed as written).
-        let path = flow.path.as_ref().map(|p| {
-            envoy_path::handle(p, Version::Http2).path().map_or_else(|| p.clone(), str::to_string)
-        });
-        let fields = [(":method", &flow.method), (":path", &path), (":authority", &flow.host)];
-        let headers: Vec<(String, String)> = fields
-            .iter()
-            .filter_map(|(name, value)| value.as_ref().map(|v| (name.to_string(), v.clone())))
-            .collect();
-        let http = QueryHeaders(&headers);
-        let is_http = flow.method.is_some();
-        let v = engine.decide_to(&request, Some(peer_ip), is_http.then_some(&http as &dyn Headers));
-        Ok(Outcome {
-            verdict: v.label(),
-            reason: v.reason.code(),
-            policy: v.origin.map(|o| o.policy.clone()),
-            rule: v.origin.map(|o| o.rule.clone()),
-        })
-    }
+/// A recorded flow's verdict under one policy set.
+fn decide(engines: &mut Engines, flow: &Flow) -> Result<Outcome, String> {
+    let name = flow
+        .endpoint
+        .as_deref()
+        .ok_or("the flow names no endpoint (an unconfigured filter's record)")?;
+    let engine = engines.named(name)?;
+    let (direction, peer_ip) = match flow.direction.as_str() {
+        "ingress" => (Direction::Ingress, &flow.src.ip),
+        "egress" => (Direction::Egress, &flow.dst.ip),
+        other => return Err(format!("unknown direction {other:?}")),
+    };
+    let peer_ip = peer_ip.as_deref().ok_or("the flow has no peer address")?;
+    let peer_ip: std::net::IpAddr =
+        peer_ip.parse().map_err(|e| format!("peer address {peer_ip:?}: {e}"))?;
+    let peer = engine.identity_of(peer_ip);
+    let protocol = match flow.protocol.as_str() {
+        "TCP" => Protocol::Tcp,
+        "UDP" => Protocol::Udp,
+        "SCTP" => Protocol::Sctp,
+        other => return Err(format!("unknown protocol {other:?}")),
+    };
+    // The name toFQDNs rules see, as the filter derives it: SNI, else the HTTP authority.
+    let server_name = flow
+        .sni
+        .as_deref()
+        .map(fqdn::normalise)
+        .or_else(|| flow.host.as_deref().and_then(fqdn::name_of_authority));
+    let sni = flow.sni.as_deref().map(fqdn::normalise);
+    let request = Request {
+        direction,
+        peer,
+        port: flow.port,
+        protocol,
+        server_name: server_name.as_deref(),
+        sni: sni.as_deref(),
+    };
+    // Only what the log records can be replayed: rules on other headers see them absent.
+    // The path as Envoy hands it to the filter (a recorded one already is; a hand-written
+    // one may not be; one Envoy would refuse is replayed as written).
+    let path = flow.path.as_ref().map(|p| {
+        envoy_path::handle(p, Version::Http2).path().map_or_else(|| p.clone(), str::to_string)
+    });
+    let fields = [(":method", &flow.method), (":path", &path), (":authority", &flow.host)];
+    let headers: Vec<(String, String)> = fields
+        .iter()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name.to_string(), v.clone())))
+        .collect();
+    let http = QueryHeaders(&headers);
+    let is_http = flow.method.is_some();
+    let v = engine.decide_to(&request, Some(peer_ip), is_http.then_some(&http as &dyn Headers));
+    Ok(Outcome {
+        verdict: v.label(),
+        reason: v.reason.code(),
+        policy: v.origin.map(|o| o.policy.clone()),
+        rule: v.origin.map(|o| o.rule.clone()),
+    })
 }
 
 /// Replays flow-log `text` through both policy sets. Lines that are not flow records are
@@ -287,7 +272,8 @@ pub fn replay(old: &Cluster, new: &Cluster, text: &str) -> Result<Vec<FlowChange
     for (i, line) in text.lines().enumerate() {
         let Some(flow) = Flow::parse(line) else { continue };
         let at = |e: String| format!("flow line {}: {e}", i + 1);
-        let (before, after) = (a.decide(&flow).map_err(at)?, b.decide(&flow).map_err(at)?);
+        let (before, after) =
+            (decide(&mut a, &flow).map_err(at)?, decide(&mut b, &flow).map_err(at)?);
         if before.verdict != after.verdict {
             out.push(FlowChange {
                 line: i + 1,

@@ -1,7 +1,8 @@
 //! l7gate's control plane: Cilium policies + endpoint inventory in, per-endpoint filter
 //! configurations out. Stages, one module each: `cilium` (parse, validate) → `inventory` →
 //! `identity` → `resolve` → `compile` → `ecds` (delivery to Envoy); `trace` explains verdicts
-//! with the filter's own engine; `flow` reads the flow log; `diff` compares two policy sets and
+//! with the filter's own engine (`engines` keeps one per endpoint); `policy_test` reads and runs
+//! policy tests through it; `flow` reads the flow log; `diff` compares two policy sets and
 //! replays recorded flows through both; `xds` serves the configs to Envoys over ADS, following
 //! file changes (`watch`) or the Kubernetes API (`kubernetes`); `cli` is the `l7gate` command.
 //! `ecds`, `xds`, `watch`, `kubernetes` and `cli` are the feature `cli` (default): without it the
@@ -15,12 +16,14 @@ pub mod diag;
 pub mod diff;
 #[cfg(feature = "cli")]
 pub mod ecds;
+pub mod engines;
 pub mod envoy_path;
 pub mod flow;
 pub mod identity;
 pub mod inventory;
 #[cfg(feature = "cli")]
 pub mod kubernetes;
+pub mod policy_test;
 pub mod resolve;
 pub mod trace;
 #[cfg(feature = "cli")]

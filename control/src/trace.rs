@@ -8,11 +8,12 @@
 use std::net::IpAddr;
 
 use l7gate_filter::config::{Identity, Protocol, WORLD};
-use l7gate_filter::engine::{Direction, Engine, Headers, Request};
+use l7gate_filter::engine::{Direction, Headers, Reason, Request};
 use l7gate_filter::fqdn;
 use serde::Serialize;
 
 use crate::compile::Cluster;
+use crate::engines::Engines;
 use crate::envoy_path::{self, Handling};
 use crate::identity::qualified;
 use crate::inventory::Endpoint;
@@ -110,6 +111,9 @@ pub struct Side {
     pub kind: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
+    /// The index of the HTTP rule of `rule` that allowed the request (`rules.http[N]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_rule: Option<usize>,
     /// Header actions the sidecar would apply before forwarding (spec §5.5), e.g.
     /// `ADD x-request-source: frontend [default/p spec.ingress[0].toPorts[0].rules.http[1]]`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -165,6 +169,12 @@ impl Headers for QueryHeaders<'_> {
 
 /// Traces a request through the source's egress and the destination's ingress policy.
 pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
+    trace_with(&mut Engines::new(cluster), q)
+}
+
+/// [`trace`] with engines kept across requests (many requests on one policy set).
+pub fn trace_with(engines: &mut Engines, q: &Query) -> Result<Trace, String> {
+    let cluster = engines.cluster;
     let from = party(cluster, &q.from, "from")?;
     let to = party(cluster, &q.to, "to")?;
     if from.endpoint.is_none() && to.endpoint.is_none() {
@@ -207,12 +217,11 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
 
     // serverNames see the SNI itself, when the connection is TLS.
     let sni = q.sni.as_deref().map(fqdn::normalise);
-    let decide = |subject: &Endpoint,
-                  direction: Direction,
-                  peer_ip: Option<IpAddr>|
+    let mut decide = |subject: &Endpoint,
+                      direction: Direction,
+                      peer_ip: Option<IpAddr>|
      -> Result<Side, String> {
-        let config = cluster.compile(subject)?;
-        let engine = Engine::compile(&config)?;
+        let engine = engines.of(subject)?;
         let peer = peer_ip.map_or(WORLD, |ip| engine.identity_of(ip));
         let request = Request {
             direction,
@@ -237,6 +246,10 @@ pub fn trace(cluster: &Cluster, q: &Query) -> Result<Trace, String> {
             policy: v.origin.map(|o| o.policy.clone()),
             kind: v.origin.map(|o| o.kind.clone()),
             rule: v.origin.map(|o| o.rule.clone()),
+            http_rule: match v.reason {
+                Reason::AllowedL7 { http_rule } => Some(http_rule),
+                _ => None,
+            },
             rewrites: v
                 .rewrites
                 .iter()

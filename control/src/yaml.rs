@@ -2,7 +2,7 @@
 //! nodes, typed accessors that record an error with file, line, column and field path and carry
 //! on, and field checks against a declared shape, so one run reports every error of a file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use saphyr::{MarkedYamlOwned, ScalarOwned, ScanError, YamlDataOwned, YamlLoader};
 use saphyr_parser::{Event, Parser, SpannedEventReceiver};
@@ -44,6 +44,39 @@ pub(crate) fn read_input(path: &Path) -> Result<String, String> {
         ));
     }
     Ok(text)
+}
+
+/// Every `*.yaml` / `*.yml` file directly in the directory `path` (sorted by name), or the
+/// single file `path`; `holding` names what the directory should hold, for the error.
+pub(crate) fn yaml_files(path: &Path, holding: &str) -> Result<Vec<PathBuf>, Diagnostic> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let unreadable =
+        |e: std::io::Error| file_error(path, format!("cannot read the directory: {e}"));
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(unreadable)? {
+        let file = entry.map_err(unreadable)?.path();
+        let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        if is_yaml && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(file_error(
+            path,
+            format!(
+                "no *.yaml or *.yml file in this directory: point to the directory holding {holding}"
+            ),
+        ));
+    }
+    Ok(files)
+}
+
+/// An error about a whole file (located at its start).
+pub(crate) fn file_error(file: &Path, message: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(file, Span { line: 1, col: 1 }, "", message)
 }
 
 /// Why a text did not load.

@@ -676,3 +676,77 @@ fn trace_judges_the_path_envoy_hands_on() {
     );
     assert!(stdout.contains("GET /api/inventory/1 "), "{stdout}");
 }
+
+/// `l7gate test` with these arguments after the seed inputs (`--policies` may be overridden).
+fn run_tests(policies: &str, extra: &[&str]) -> Output {
+    let args = ["test", "--policies", policies, "--endpoints", "manifests/endpoints.yaml"];
+    l7gate(&[&args[..], extra].concat())
+}
+
+/// The seed's policy tests pass as written; a policy loosened on purpose fails exactly the case
+/// that guards it, with a table row, the details and a JUnit report; a bad test file is a located
+/// error, and so is a set of files without a single case.
+#[test]
+fn policy_tests_pass_on_the_seed_and_catch_a_broken_policy() {
+    let cases = std::fs::read_to_string(repo().join("manifests/tests/retail.yaml"))
+        .expect("read the seed tests")
+        .matches("\n  - name: ")
+        .count();
+    let out = run_tests("manifests/policies", &["manifests/tests"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "seed tests failed:\n{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("pass ")).count(), cases, "{stdout}");
+    assert!(stdout.contains(&format!("{cases} cases: {cases} passed, 0 failed")), "{stdout}");
+    assert!(
+        stdout.contains("default/inventory-api-l7 spec.ingress[0].toPorts[0].rules.http[0]"),
+        "the deciding HTTP rule is shown: {stdout}"
+    );
+
+    // Loosen the inventory policy to let DELETE through, keeping the tests beside the policies.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(repo().join("manifests/policies")).expect("policies") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let text = text.replace("method: GET", "method: \"GET|DELETE\"");
+        std::fs::write(dir.path().join(path.file_name().expect("name")), text).expect("write");
+    }
+    std::fs::copy(repo().join("manifests/tests/retail.yaml"), dir.path().join("tests.yaml"))
+        .expect("copy the tests");
+    let junit = dir.path().join("junit.xml");
+    let policies = dir.path().to_str().expect("utf-8 path");
+    let out = run_tests(policies, &[policies, "--junit", junit.to_str().expect("utf-8 path")]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "a failed case exits 1:\n{stdout}\n{stderr}");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL ")).collect();
+    assert_eq!(failed.len(), 2, "one row and one detail block: {stdout}");
+    assert!(failed[0].contains("the frontend cannot delete inventory"), "{stdout}");
+    assert!(stdout.contains("expected deny, got allow"), "{stdout}");
+    assert!(stdout.contains("DELETE /api/inventory/items/42"), "the request is shown: {stdout}");
+    assert!(stderr.contains(&format!("1 of {cases} policy test cases failed")), "{stderr}");
+    assert!(stderr.contains("policy tests, run by `l7gate test`"), "the loader notes the tests");
+    let report = std::fs::read_to_string(&junit).expect("the JUnit report is written");
+    assert!(report.contains(&format!("tests=\"{cases}\" failures=\"1\"")), "{report}");
+    assert_eq!(report.matches("<failure ").count(), 1, "{report}");
+    assert!(report.contains("-&gt; inventory-api"), "XML is escaped: {report}");
+
+    // A bad file: every error located, nothing run.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: l7gate.io/v1alpha1\nkind: PolicyTest\nspec:\n  cases:\n  - name: x\n    \
+         from: frontend\n    to: inventory-api\n    port: 0\n    expect: allowed\n",
+    )
+    .expect("write");
+    let out = run_tests("manifests/policies", &[bad.to_str().expect("utf-8 path")]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.is_empty(), "nothing runs: {stdout}");
+    assert!(
+        stderr.contains("bad.yaml:8:11: spec.cases[0].port: expected a port number"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.yaml:9:13: spec.cases[0].expect: unknown verdict \"allowed\""));
+    let out = run_tests("manifests/policies", &["manifests/policies"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("no test case here"), "{}", text(&out).1);
+}

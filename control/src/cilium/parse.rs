@@ -6,13 +6,13 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use saphyr::{ScalarOwned, YamlDataOwned};
 
 use crate::yaml::{
-    data, describe, is_empty_seq, peek_str, seq_len, span_of, Decoder, Fields, Node, Shape,
+    data, describe, file_error, is_empty_seq, peek_str, seq_len, span_of, yaml_files, Decoder,
+    Fields, Node, Shape,
 };
 
 use super::model::{
@@ -22,6 +22,7 @@ use super::model::{
 };
 use super::validate::{self, L7Kind};
 use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::policy_test;
 
 /// The policies of a successful load, and what the user should know about them.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +56,7 @@ pub fn parse_sources(sources: &[(PathBuf, String)]) -> Result<Loaded, Diagnostic
 /// objects and empty documents are skipped (the former noted).
 pub fn load_path(path: &Path) -> Result<Loaded, Diagnostics> {
     let mut load = Load::default();
-    match policy_files(path) {
+    match yaml_files(path, "the policies") {
         Ok(files) => {
             for file in files {
                 match crate::yaml::read_input(&file) {
@@ -81,34 +82,6 @@ pub fn load_path(path: &Path) -> Result<Loaded, Diagnostics> {
         return Err(Diagnostics(vec![file_error(path, message)]));
     }
     Ok(loaded)
-}
-
-fn policy_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let unreadable =
-        |e: std::io::Error| file_error(path, format!("cannot read the directory: {e}"));
-    let mut files = Vec::new();
-    for entry in fs::read_dir(path).map_err(unreadable)? {
-        let file = entry.map_err(unreadable)?.path();
-        let is_yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-        if is_yaml && file.is_file() {
-            files.push(file);
-        }
-    }
-    files.sort();
-    if files.is_empty() {
-        return Err(file_error(
-            path,
-            "no *.yaml or *.yml file in this directory: point to the directory holding the policies",
-        ));
-    }
-    Ok(files)
-}
-
-fn file_error(file: &Path, message: impl Into<String>) -> Diagnostic {
-    Diagnostic::new(file, Span { line: 1, col: 1 }, "", message)
 }
 
 /// Policies, warnings and errors gathered over one or more files.
@@ -517,11 +490,13 @@ impl Decoder<'_> {
             (None, Some(name)) => format!(" {name}"),
             _ => String::new(),
         };
-        self.note(
-            top.node,
-            &top.path,
-            format!("skipped {kind}{name} ({api}): not a Cilium network policy"),
-        );
+        let what = if (api.as_str(), kind.as_str()) == (policy_test::API_VERSION, policy_test::KIND)
+        {
+            "policy tests, run by `l7gate test`"
+        } else {
+            "not a Cilium network policy"
+        };
+        self.note(top.node, &top.path, format!("skipped {kind}{name} ({api}): {what}"));
         Some(Object::Other)
     }
 

@@ -30,9 +30,7 @@ enum Format {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    inputs: super::Inputs,
-    #[command(flatten)]
-    audit: super::AuditMode,
+    inputs: super::Judged,
     /// The endpoint (`name` or `namespace/name`) whose sidecar gets the configuration.
     #[arg(long)]
     endpoint: String,
@@ -50,7 +48,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let cluster = super::load(&args.inputs)?.with_audit_mode(args.audit.audit_mode);
+    let cluster = args.inputs.load()?;
     let config = cluster.compile(cluster.endpoint(&args.endpoint)?)?;
     let text = match args.format {
         Format::Config => serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?,

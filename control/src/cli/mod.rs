@@ -1,5 +1,6 @@
 //! The `l7gate` command line: flag definitions (clap) and dispatch to one module per command.
-//! Exit codes: 0 success (including a `deny` verdict), 1 bad input, 2 usage error.
+//! Exit codes: 0 success (including a `deny` verdict), 1 bad input or a failed policy test, 2
+//! usage error.
 
 mod certs;
 mod compile;
@@ -7,6 +8,7 @@ mod diff;
 mod observe;
 mod serve;
 mod status;
+mod test;
 mod trace;
 mod validate;
 
@@ -43,6 +45,23 @@ pub struct AuditMode {
     pub audit_mode: bool,
 }
 
+/// The inputs of the commands that judge requests as the sidecars would: policies, inventory
+/// and the audit switch.
+#[derive(Debug, clap::Args)]
+pub struct Judged {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[command(flatten)]
+    pub audit: AuditMode,
+}
+
+impl Judged {
+    /// The cluster, loaded as [`load`] does, in audit mode if asked.
+    fn load(&self) -> Result<crate::compile::Cluster, String> {
+        Ok(load(&self.inputs)?.with_audit_mode(self.audit.audit_mode))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check policies (and, with --endpoints, compile every endpoint); exit 1 on any error.
@@ -51,6 +70,9 @@ pub enum Command {
     Compile(compile::Args),
     /// Say whether a request would be allowed, and which policy rule decided.
     Trace(trace::Args),
+    /// Run policy tests (PolicyTest YAML): each request must get its expected verdict; exit 1 if
+    /// any does not.
+    Test(test::Args),
     /// Serve every endpoint's filter config to Envoys over ADS, following file changes.
     Serve(serve::Args),
     /// Show what a running `l7gate serve` has pushed, and what each Envoy acked or rejected.
@@ -69,6 +91,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Validate(args) => validate::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Trace(args) => trace::run(args),
+        Command::Test(args) => test::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Status(args) => status::run(args),
         Command::Observe(args) => observe::run(args),

@@ -19,9 +19,7 @@ enum Proto {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    inputs: super::Inputs,
-    #[command(flatten)]
-    audit: super::AuditMode,
+    inputs: super::Judged,
     /// Source: endpoint name (`name` or `namespace/name`), node name or IP address.
     #[arg(long)]
     from: String,
@@ -56,7 +54,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let cluster = super::load(&args.inputs)?.with_audit_mode(args.audit.audit_mode);
+    let cluster = args.inputs.load()?;
     let headers = args
         .headers
         .iter()
@@ -106,7 +104,8 @@ pub fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-fn describe(s: &Side) -> String {
+/// One side's decision on one line (also `l7gate test`'s failure details).
+pub(super) fn describe(s: &Side) -> String {
     let by = match (&s.kind, &s.policy, &s.rule) {
         (Some(k), Some(p), Some(r)) => format!(" [{k} {p} {r}]"),
         _ => String::new(),

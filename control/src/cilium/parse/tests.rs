@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cilium::model::Port;
+use std::fs;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/policies")
