@@ -204,8 +204,9 @@ fn protocol_name(p: Protocol) -> &'static str {
     }
 }
 
-/// A recorded flow's verdict under one policy set.
-fn decide(engines: &mut Engines, flow: &Flow) -> Result<Outcome, String> {
+/// A recorded flow's verdict under one policy set (as its sidecar decided it: same endpoint,
+/// direction, peer address and request).
+pub(crate) fn decide(engines: &mut Engines, flow: &Flow) -> Result<Outcome, String> {
     let name = flow
         .endpoint
         .as_deref()

@@ -3,8 +3,9 @@
 //! `identity` → `resolve` → `compile` → `ecds` (delivery to Envoy); `trace` explains verdicts
 //! with the filter's own engine (`engines` keeps one per endpoint); `policy_test` reads and runs
 //! policy tests through it; `flow` reads the flow log; `diff` compares two policy sets and
-//! replays recorded flows through both; `xds` serves the configs to Envoys over ADS, following
-//! file changes (`watch`) or the Kubernetes API (`kubernetes`); `cli` is the `l7gate` command.
+//! replays recorded flows through both; `suggest` turns recorded flows into policies; `xds`
+//! serves the configs to Envoys over ADS, following file changes (`watch`) or the Kubernetes API
+//! (`kubernetes`); `cli` is the `l7gate` command.
 //! `ecds`, `xds`, `watch`, `kubernetes` and `cli` are the feature `cli` (default): without it the
 //! crate is the policy pipeline alone, with none of the server's dependencies.
 
@@ -25,6 +26,7 @@ pub mod inventory;
 pub mod kubernetes;
 pub mod policy_test;
 pub mod resolve;
+pub mod suggest;
 pub mod trace;
 #[cfg(feature = "cli")]
 pub mod watch;

@@ -30,7 +30,7 @@ const CASE: Shape = Shape::plain(
     "a test case",
     &[
         "name", "from", "to", "port", "protocol", "method", "path", "host", "headers", "sni",
-        "http2", "expect",
+        "http2", "at", "expect",
     ],
 );
 const EXPECT: Shape = Shape::plain("an expectation", &["verdict", "policy", "rule", "reason"]);
@@ -52,6 +52,9 @@ pub struct Case {
     pub file: PathBuf,
     pub span: Span,
     pub query: Query,
+    /// Judge only this sidecar (`ingress`: the destination's, `egress`: the source's), as a
+    /// recorded flow was; `None`: both, as a request meets them.
+    pub at: Option<&'static str>,
     pub expect: Expect,
 }
 
@@ -89,13 +92,32 @@ impl Outcome<'_> {
     }
 }
 
-/// The sides that gave a trace's overall verdict (the ones that decided it), by direction.
-pub fn deciding(t: &Trace) -> Vec<(&'static str, &Side)> {
-    [("egress", &t.egress), ("ingress", &t.ingress)]
+/// The verdict a case is judged by, and the sides that gave it.
+pub struct Judgement<'t> {
+    pub verdict: &'static str,
+    /// `(direction, side)`.
+    pub sides: Vec<(&'static str, &'t Side)>,
+}
+
+/// The trace's overall verdict from both sides, or with `at` that sidecar's alone (a reject
+/// stays a reject), and the sides that gave it.
+pub fn judged<'t>(t: &'t Trace, at: Option<&str>) -> Result<Judgement<'t>, String> {
+    let sides = [("egress", &t.egress), ("ingress", &t.ingress)]
         .into_iter()
-        .filter_map(|(d, s)| s.as_ref().map(|s| (d, s)))
-        .filter(|(_, s)| s.verdict == t.verdict)
-        .collect()
+        .filter(|(d, _)| at.is_none_or(|a| a == *d))
+        .filter_map(|(d, s)| s.as_ref().map(|s| (d, s)));
+    let sides: Vec<(&'static str, &Side)> = sides.collect();
+    let verdict = match (at, sides.as_slice()) {
+        (None, _) => t.verdict,
+        (Some(_), _) if t.verdict == "reject" => "reject",
+        (Some(_), [(_, side)]) => side.verdict,
+        (Some(at), _) => {
+            let whose = if at == "ingress" { "destination" } else { "source" };
+            return Err(format!("at: {at}, but the {whose} is not an endpoint with a sidecar"));
+        }
+    };
+    let sides = sides.into_iter().filter(|(_, s)| s.verdict == verdict).collect();
+    Ok(Judgement { verdict, sides })
 }
 
 /// Reads the `PolicyTest` objects of files and directories (their `*.yaml`/`*.yml` files);
@@ -215,6 +237,15 @@ impl Decoder<'_> {
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect();
+        let at = f.get("at").and_then(|n| {
+            let word = self.string(n, &f.path("at"))?;
+            let found = ["ingress", "egress"].into_iter().find(|d| *d == word);
+            if found.is_none() {
+                let message = format!("unknown side {word:?}: write ingress or egress");
+                self.error(n, &f.path("at"), message);
+            }
+            found
+        });
         let http2 = f.get("http2").and_then(|n| self.boolean(n, &f.path("http2"))).unwrap_or(false);
         if sni.is_some() {
             let http: Vec<&str> = ["method", "path", "host", "headers", "http2"]
@@ -264,6 +295,7 @@ impl Decoder<'_> {
                 sni,
                 version: if http2 { Version::Http2 } else { Version::Http1 },
             },
+            at,
             expect: expect?,
         })
     }
@@ -372,16 +404,21 @@ pub fn run<'s>(cluster: &Cluster, suite: &'s Suite) -> Vec<Outcome<'s>> {
         .iter()
         .map(|case| {
             let trace = trace_with(&mut engines, &case.query);
-            let failures = trace.as_ref().map(|t| judge(&case.expect, t)).unwrap_or_default();
+            let failures =
+                trace.as_ref().map(|t| judge(&case.expect, t, case.at)).unwrap_or_default();
             Outcome { case, trace, failures }
         })
         .collect()
 }
 
-/// How a trace misses an expectation; empty if it meets it.
-pub fn judge(expect: &Expect, t: &Trace) -> Vec<String> {
-    if t.verdict != expect.verdict {
-        return vec![format!("expected {}, got {}", expect.verdict, t.verdict)];
+/// How a trace misses an expectation (judged on both sides, or `at` one); empty if it meets it.
+pub fn judge(expect: &Expect, t: &Trace, at: Option<&str>) -> Vec<String> {
+    let Judgement { verdict, sides } = match judged(t, at) {
+        Ok(j) => j,
+        Err(e) => return vec![e],
+    };
+    if verdict != expect.verdict {
+        return vec![format!("expected {}, got {verdict}", expect.verdict)];
     }
     let meets = |(_, s): &(&str, &Side)| {
         expect.policy.as_ref().is_none_or(|p| s.policy.as_ref() == Some(p))
@@ -389,7 +426,7 @@ pub fn judge(expect: &Expect, t: &Trace) -> Vec<String> {
             && expect.reason.as_ref().is_none_or(|r| s.reason == r)
     };
     let decided = expect.policy.is_none() && expect.rule.is_none() && expect.reason.is_none();
-    if decided || deciding(t).iter().any(meets) {
+    if decided || sides.iter().any(meets) {
         return Vec::new();
     }
     let wanted: Vec<String> =

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use l7gate_e2e::harness::client::{self, Protocol, Request};
 use l7gate_e2e::harness::cluster::Cluster;
 use l7gate_e2e::harness::control::ControlPlane;
 use l7gate_e2e::harness::tools;
@@ -39,13 +38,7 @@ fn write(path: &Path, text: &str) {
 
 /// Status from frontend for `method path` on inventory-api, over a fresh HTTP/1.1 connection.
 async fn inventory_status(cluster: &Cluster, method: &str, path: &str) -> u16 {
-    let listener = cluster.sidecar("inventory-api").expect("sidecar").envoy.listener();
-    let authority = format!("inventory-api:{}", listener.port());
-    let req = Request { from: FRONTEND, to: listener, authority: &authority, method, path };
-    client::send(Protocol::Http1, &req)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-        .status
+    cluster.status_from(FRONTEND, "inventory-api", method, path).await
 }
 
 #[tokio::test]

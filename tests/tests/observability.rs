@@ -1,7 +1,8 @@
 //! Observability end to end (spec §8), with real Envoys running the real filter: the flow log
 //! line of every seed request, verdict counters moving by exactly the requests made, the
 //! Grafana dashboard querying only series these Envoys export, `l7gate diff` replaying a
-//! flow log recorded here through a tightened policy set, and audit mode.
+//! flow log recorded here through a tightened policy set, audit mode, and `l7gate suggest` on
+//! traffic recorded in audit mode.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -11,7 +12,7 @@ use std::process::Command;
 use l7gate_e2e::harness::cluster::Cluster;
 use l7gate_e2e::harness::control;
 use l7gate_e2e::harness::envoy::{Envoy, SidecarSpec};
-use l7gate_e2e::harness::tools::{repo_root, Tools};
+use l7gate_e2e::harness::tools::{eventually, repo_root, Tools};
 use l7gate_e2e::harness::upstream::Upstream;
 use l7gate_e2e::scenario::{self, Case, Expect, Peer, SEED};
 use serde_json::Value;
@@ -597,4 +598,164 @@ async fn diff_flags_exactly_the_recorded_flows_a_tightened_policy_denies() {
     .concat();
     assert_eq!(flagged, expected, "{stdout}");
     assert_eq!(recorded.lines().count(), decided.values().map(Vec::len).sum::<usize>());
+}
+
+/// The traffic the example apps make in the suggest test: (from, to, method, path), realistic
+/// ids in the paths.
+fn app_traffic() -> Vec<(IpAddr, &'static str, &'static str, String)> {
+    let (frontend, reporting) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
+    let mut out = Vec::new();
+    for n in 0..40u32 {
+        let item = (n * 7919 + 13) % 100_000;
+        out.push((frontend, "inventory-api", "GET", format!("/api/inventory/items/{item}")));
+    }
+    for n in 0..10u32 {
+        let n = u64::from(n);
+        let uuid = format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            (n * 2_654_435_761) & 0xffff_ffff,
+            n * 31,
+            n * 7,
+            n * 11,
+            n * 0x9e37_79b9
+        );
+        out.push((frontend, "inventory-api", "GET", format!("/api/inventory/items/{uuid}/stock")));
+    }
+    for q in ["bolts", "nuts", "washers"] {
+        out.push((frontend, "inventory-api", "GET", format!("/api/inventory/search?q={q}")));
+    }
+    for _ in 0..5 {
+        out.push((frontend, "payment-gateway", "POST", "/process-payment".to_string()));
+        out.push((reporting, "inventory-api", "GET", "/api/inventory/report".to_string()));
+    }
+    out
+}
+
+// Issue 14's rollout, end to end: real sidecars record the example apps' traffic in audit mode;
+// `l7gate suggest` turns the flow log into policies (and tests); `l7gate serve` pushes them; the
+// recorded requests still pass and requests the apps never made get 403; `l7gate test` passes on
+// the suggested tests.
+#[tokio::test]
+async fn suggested_policies_allow_the_recorded_traffic_and_nothing_else() {
+    let manifests = l7gate_e2e::harness::tools::seed_copy().unwrap_or_else(|e| panic!("{e}"));
+    let policies = manifests.path().join("policies");
+    for entry in std::fs::read_dir(&policies).unwrap_or_else(|e| panic!("{e}")) {
+        std::fs::remove_file(entry.unwrap_or_else(|e| panic!("{e}")).path())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let record = policies.join("record.yaml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/suggest/record.yaml"),
+        &record,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cluster = Cluster::start_ads(manifests.path()).unwrap_or_else(|e| panic!("{e}"));
+
+    let traffic = app_traffic();
+    for (from, to, method, path) in &traffic {
+        assert_eq!(
+            cluster.status_from(*from, to, method, path).await,
+            200,
+            "recording {method} {to}{path}"
+        );
+    }
+    let mut recorded = String::new();
+    for name in ["inventory-api", "payment-gateway"] {
+        let n = traffic.iter().filter(|t| t.1 == name).count();
+        let records = cluster
+            .sidecar(name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .envoy
+            .wait_for_flow_records(n);
+        assert_eq!(records.len(), n, "{name}");
+        assert!(
+            records.iter().all(|r| r["verdict"] == "audit"),
+            "recorded in audit mode: {records:?}"
+        );
+        for r in records {
+            recorded.push_str(&format!("{r}\n"));
+        }
+    }
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (flows, suggested, tests) = (
+        work.path().join("flows.jsonl"),
+        work.path().join("suggested.yaml"),
+        work.path().join("tests.yaml"),
+    );
+    std::fs::write(&flows, &recorded).unwrap_or_else(|e| panic!("{e}"));
+    let endpoints = manifests.path().join("endpoints.yaml");
+    let l7gate = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let binary = control::binary().unwrap_or_else(|e| panic!("{e}"));
+        Command::new(binary).args(args).output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = l7gate(&[
+        &"suggest",
+        &"--flows",
+        &flows,
+        &"--endpoints",
+        &endpoints,
+        &"--out",
+        &suggested,
+        &"--tests",
+        &tests,
+    ]);
+    assert!(out.status.success(), "suggest: {}", String::from_utf8_lossy(&out.stderr));
+    let yaml = std::fs::read_to_string(&suggested).unwrap_or_else(|e| panic!("{e}"));
+
+    // What a reviewer would accept: one policy per workload, no catch-all path, no address.
+    assert_eq!(yaml.matches("kind: CiliumNetworkPolicy").count(), 2, "{yaml}");
+    assert!(!yaml.contains(".*'") && !yaml.contains("\"/.*"), "no catch-all path: {yaml}");
+    assert!(!yaml.contains("127.0."), "no addresses: {yaml}");
+    for path in [
+        "'/api/inventory/items/[^/?]+'",
+        "'/api/inventory/items/[^/?]+/stock'",
+        "'/api/inventory/search(\\?.*)?'",
+        "'/api/inventory/report'",
+        "'/process-payment'",
+    ] {
+        assert!(yaml.contains(&format!("path: {path}")), "{path}: {yaml}");
+    }
+    assert!(yaml.contains("# segment 4: 40 distinct numbers"), "{yaml}");
+
+    // Enforce it: the suggested policies replace the recording one, and serve pushes them.
+    l7gate::ecds::write_atomically(&policies.join("suggested.yaml"), &yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&record).unwrap_or_else(|e| panic!("{e}"));
+    let frontend: IpAddr = [127, 0, 0, 2].into();
+    eventually("the suggested policies are enforced", async || {
+        (cluster.status_from(frontend, "inventory-api", "DELETE", "/api/inventory/items/1").await
+            == 403)
+            .then_some(())
+    })
+    .await;
+    for (from, to, method, path) in &traffic {
+        assert_eq!(
+            cluster.status_from(*from, to, method, path).await,
+            200,
+            "replaying {method} {to}{path}"
+        );
+    }
+    let reporting: IpAddr = [127, 0, 0, 3].into();
+    for (from, to, method, path) in [
+        (frontend, "inventory-api", "DELETE", "/api/inventory/items/1"),
+        (frontend, "inventory-api", "GET", "/api/inventory/admin"),
+        (frontend, "inventory-api", "GET", "/api/inventory/items/1/../../admin"),
+        (frontend, "inventory-api", "GET", "/api/inventory/items/1?x=1"),
+        (reporting, "inventory-api", "GET", "/api/inventory/items/1"),
+        (frontend, "payment-gateway", "GET", "/process-payment"),
+        (reporting, "payment-gateway", "POST", "/process-payment"),
+    ] {
+        assert_eq!(
+            cluster.status_from(from, to, method, path).await,
+            403,
+            "held back: {method} {to}{path}"
+        );
+    }
+
+    let out = l7gate(&[&"test", &"--policies", &policies, &"--endpoints", &endpoints, &tests]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let distinct: BTreeSet<(&str, &str, &String)> =
+        traffic.iter().map(|(_, to, m, p)| (*to, *m, p)).collect();
+    assert!(stdout.contains(&format!("{n} cases: {n} passed", n = distinct.len())), "{stdout}");
 }

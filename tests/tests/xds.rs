@@ -58,13 +58,7 @@ fn in_sync(report: &StatusReport, name: &str) -> bool {
 
 /// Status from `frontend` for `method path` on `to`'s sidecar, over a fresh HTTP/1.1 connection.
 async fn status_of(cluster: &Cluster, to: &str, method: &str, path: &str) -> u16 {
-    let listener = cluster.sidecar(to).unwrap().envoy.listener();
-    let authority = format!("{to}:{}", listener.port());
-    let req = Request { from: FRONTEND, to: listener, authority: &authority, method, path };
-    client::send(Protocol::Http1, &req)
-        .await
-        .unwrap_or_else(|e| panic!("{method} {to}{path}: {e}"))
-        .status
+    cluster.status_from(FRONTEND, to, method, path).await
 }
 
 /// Every row of the seed table holds on this cluster.

@@ -8,6 +8,7 @@ mod diff;
 mod observe;
 mod serve;
 mod status;
+mod suggest;
 mod test;
 mod trace;
 mod validate;
@@ -81,6 +82,8 @@ pub enum Command {
     Observe(observe::Args),
     /// Compare two policy sets: rule changes per endpoint, and recorded flows that would flip.
     Diff(diff::Args),
+    /// Policies from recorded flows: allow exactly the traffic seen, paths generalised.
+    Suggest(suggest::Args),
     /// Write a development CA and certificates for `l7gate serve`'s mTLS and its Envoys.
     Certs(certs::Args),
 }
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Status(args) => status::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Suggest(args) => suggest::run(args),
         Command::Certs(args) => certs::run(args),
     }
 }

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::policy_test::{self, deciding, Outcome};
-use crate::trace::Trace;
+use crate::policy_test::{self, judged, Outcome};
+use crate::trace::{Side, Trace};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,7 +52,10 @@ pub fn table(outcomes: &[Outcome]) -> String {
         .iter()
         .map(|o| {
             let (got, by) = match &o.trace {
-                Ok(t) => (t.verdict.to_string(), decided_by(t)),
+                Ok(t) => match judged(t, o.case.at) {
+                    Ok(j) => (j.verdict.to_string(), decided_by(t, &j.sides)),
+                    Err(_) => ("error".to_string(), String::new()),
+                },
                 Err(_) => ("error".to_string(), String::new()),
             };
             let result = if o.passed() { "pass" } else { "FAIL" };
@@ -83,9 +86,9 @@ pub fn table(outcomes: &[Outcome]) -> String {
 }
 
 /// What decided a trace's verdict: the deciding sides' policy and rule, else their reason.
-fn decided_by(t: &Trace) -> String {
-    let sides: Vec<String> = deciding(t)
-        .into_iter()
+fn decided_by(t: &Trace, sides: &[(&str, &Side)]) -> String {
+    let sides: Vec<String> = sides
+        .iter()
         .map(|(direction, s)| {
             let what = match (&s.policy, &s.rule) {
                 (Some(p), Some(r)) => {

@@ -6,9 +6,10 @@
 //! across threads and processes.
 
 use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use crate::harness::client::{self, Protocol, Request};
 use crate::harness::control::{ControlPlane, ServeSpec};
 use crate::harness::envoy::{AdsSidecarSpec, Envoy, SidecarSpec};
 use l7gate::inventory::{Endpoint, Inventory};
@@ -138,6 +139,19 @@ impl Cluster {
             control: Some(control),
             _lock: lock,
         })
+    }
+
+    /// The status `from` gets for `method path` on `to`'s sidecar, over a fresh HTTP/1.1
+    /// connection (`Host: to:port`); panics if no response comes back.
+    pub async fn status_from(&self, from: IpAddr, to: &str, method: &str, path: &str) -> u16 {
+        let listener =
+            self.sidecar(to).unwrap_or_else(|| panic!("no sidecar {to}")).envoy.listener();
+        let authority = format!("{to}:{}", listener.port());
+        let req = Request { from, to: listener, authority: &authority, method, path };
+        client::send(Protocol::Http1, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {to}{path}: {e}"))
+            .status
     }
 
     /// The sidecar of endpoint `name`.
