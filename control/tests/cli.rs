@@ -750,3 +750,56 @@ fn policy_tests_pass_on_the_seed_and_catch_a_broken_policy() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("no test case here"), "{}", text(&out).1);
 }
+
+/// docs/rollout.md's commands, every `sh` block in order, run by bash as written (with this
+/// build's `l7gate` first on PATH) in a copy of the repository's manifests and docs.
+#[test]
+fn the_rollout_walkthrough_runs_as_written() {
+    let doc =
+        std::fs::read_to_string(repo().join("docs/rollout.md")).expect("read the walkthrough");
+    let mut script = String::from("set -euo pipefail\n");
+    let mut in_block = false;
+    for line in doc.lines() {
+        match (in_block, line) {
+            (false, "```sh") => in_block = true,
+            (true, "```") => in_block = false,
+            (true, command) => script.push_str(&format!("{command}\n")),
+            _ => {}
+        }
+    }
+    assert!(script.matches("l7gate ").count() >= 7, "the walkthrough lost its commands:\n{script}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = Command::new("cp").arg("-r").arg(repo().join("manifests")).arg(dir.path()).status();
+    assert!(copy.expect("cp").success());
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_l7gate"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", path)
+        .current_dir(dir.path())
+        .output()
+        .expect("run bash");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "the walkthrough failed:\n{script}\n{stdout}\n{stderr}");
+    assert!(stdout.contains("POST payment-gateway:8080/process-payment"), "observe: {stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "test: {stdout}");
+    assert!(stdout.contains("verdict: DENY"), "trace of the held-back request: {stdout}");
+    assert!(stderr.contains("from 5 flows the existing policies deny"), "the addition: {stderr}");
+    let addition =
+        std::fs::read_to_string(dir.path().join("suggested-addition.yaml")).expect("addition");
+    assert!(
+        addition.contains("path: '/api/inventory/report'")
+            && addition.contains("app: reporting-job"),
+        "{addition}"
+    );
+    assert!(
+        stdout
+            .contains("+ default/inventory-api-suggested spec.ingress[1].toPorts[0]: allow peers"),
+        "diff shows the added rules: {stdout}"
+    );
+}

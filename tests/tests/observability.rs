@@ -644,11 +644,8 @@ async fn suggested_policies_allow_the_recorded_traffic_and_nothing_else() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let record = policies.join("record.yaml");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/suggest/record.yaml"),
-        &record,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(repo_root().join("manifests/rollout/record.yaml"), &record)
+        .unwrap_or_else(|e| panic!("{e}"));
     let cluster = Cluster::start_ads(manifests.path()).unwrap_or_else(|e| panic!("{e}"));
 
     let traffic = app_traffic();
