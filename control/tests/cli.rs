@@ -789,7 +789,7 @@ fn the_rollout_walkthrough_runs_as_written() {
     assert!(stdout.contains("POST payment-gateway:8080/process-payment"), "observe: {stdout}");
     assert!(stdout.contains(" passed, 0 failed"), "test: {stdout}");
     assert!(stdout.contains("verdict: DENY"), "trace of the held-back request: {stdout}");
-    assert!(stderr.contains("from 5 flows the existing policies deny"), "the addition: {stderr}");
+    assert!(stderr.contains("from 20 flows the existing policies deny"), "the addition: {stderr}");
     let addition =
         std::fs::read_to_string(dir.path().join("suggested-addition.yaml")).expect("addition");
     assert!(
@@ -802,4 +802,28 @@ fn the_rollout_walkthrough_runs_as_written() {
             .contains("+ default/inventory-api-suggested spec.ingress[1].toPorts[0]: allow peers"),
         "diff shows the added rules: {stdout}"
     );
+
+    // Broken on purpose (the search rule made POST-only), the suggested tests catch exactly
+    // the requests it served.
+    let policies = dir.path().join("suggested/policies.yaml");
+    let yaml = std::fs::read_to_string(&policies).expect("suggested policies");
+    let search = "- method: GET\n          path: '/api/inventory/search(\\?.*)?'";
+    assert!(yaml.contains(search), "{yaml}");
+    std::fs::write(&policies, yaml.replace(search, &search.replace("GET", "POST"))).expect("write");
+    let out = Command::new(&bin)
+        .args(["test", "--policies", "suggested", "--endpoints", "manifests/endpoints.yaml"])
+        .arg("suggested/tests.yaml")
+        .current_dir(dir.path())
+        .output()
+        .expect("run l7gate test");
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL    ")).collect();
+    let searches = std::fs::read_to_string(dir.path().join("suggested/tests.yaml"))
+        .expect("tests")
+        .matches("path: '/api/inventory/search?q=")
+        .count();
+    assert!(searches > 0);
+    assert_eq!(failed.len(), searches, "{stdout}");
+    assert!(failed.iter().all(|l| l.contains("/api/inventory/search?q=")), "{stdout}");
 }

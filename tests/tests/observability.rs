@@ -605,11 +605,11 @@ async fn diff_flags_exactly_the_recorded_flows_a_tightened_policy_denies() {
 fn app_traffic() -> Vec<(IpAddr, &'static str, &'static str, String)> {
     let (frontend, reporting) = ([127, 0, 0, 2].into(), [127, 0, 0, 3].into());
     let mut out = Vec::new();
-    for n in 0..40u32 {
+    for n in 0..150u32 {
         let item = (n * 7919 + 13) % 100_000;
         out.push((frontend, "inventory-api", "GET", format!("/api/inventory/items/{item}")));
     }
-    for n in 0..10u32 {
+    for n in 0..40u32 {
         let n = u64::from(n);
         let uuid = format!(
             "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
@@ -621,10 +621,14 @@ fn app_traffic() -> Vec<(IpAddr, &'static str, &'static str, String)> {
         );
         out.push((frontend, "inventory-api", "GET", format!("/api/inventory/items/{uuid}/stock")));
     }
-    for q in ["bolts", "nuts", "washers"] {
+    for q in ["bolts", "nuts", "washers", "hinges", "nails", "screws", "rivets", "pins"] {
         out.push((frontend, "inventory-api", "GET", format!("/api/inventory/search?q={q}")));
     }
-    for _ in 0..5 {
+    for n in 0..20u32 {
+        let sku = format!("SKU-{}{}", 4400 + n * 13, ["A", "B", "C"][n as usize % 3]);
+        out.push((frontend, "inventory-api", "GET", format!("/api/inventory/catalog/{sku}")));
+    }
+    for _ in 0..20 {
         out.push((frontend, "payment-gateway", "POST", "/process-payment".to_string()));
         out.push((reporting, "inventory-api", "GET", "/api/inventory/report".to_string()));
     }
@@ -708,11 +712,12 @@ async fn suggested_policies_allow_the_recorded_traffic_and_nothing_else() {
         "'/api/inventory/items/[^/?]+/stock'",
         "'/api/inventory/search(\\?.*)?'",
         "'/api/inventory/report'",
+        "'/api/inventory/catalog/[^/?]+'",
         "'/process-payment'",
     ] {
         assert!(yaml.contains(&format!("path: {path}")), "{path}: {yaml}");
     }
-    assert!(yaml.contains("# segment 4: 40 distinct numbers"), "{yaml}");
+    assert!(yaml.contains("# segment 4: 150 distinct numbers"), "{yaml}");
 
     // Enforce it: the suggested policies replace the recording one, and serve pushes them.
     l7gate::ecds::write_atomically(&policies.join("suggested.yaml"), &yaml)
