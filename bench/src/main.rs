@@ -180,7 +180,7 @@ fn measure(
     dir: &Path,
 ) -> Result<RuleCount, String> {
     let set = policy::generate(rules)?;
-    let config_json = set.config.to_json();
+    let config_json = set.config.to_json().map_err(|e| e.to_string())?;
     let ecds = dir.join(format!("l7gate-{rules}.ecds.json"));
     std::fs::write(&ecds, l7gate::ecds::render(&config_json, wasm)).map_err(|e| e.to_string())?;
     let filters = |v: Variant| -> Result<Vec<serde_json::Value>, String> {

@@ -54,8 +54,11 @@ pub fn run(args: impl Iterator<Item = String>) -> Result<(), String> {
     let dir = crate::scratch_dir("soak")?;
     let set = crate::policy::generate(o.rules)?;
     let ecds = dir.join("l7gate.ecds.json");
-    std::fs::write(&ecds, l7gate::ecds::render(&set.config.to_json(), &wasm))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &ecds,
+        l7gate::ecds::render(&set.config.to_json().map_err(|e| e.to_string())?, &wasm),
+    )
+    .map_err(|e| e.to_string())?;
     let bootstrap = envoy::bootstrap(Variant::L7gate, &[envoy::l7gate_filter(&ecds)]);
     // The upstream only for the sanity check's proxied requests; the load is direct-response.
     let _upstream =

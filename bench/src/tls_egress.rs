@@ -189,7 +189,11 @@ fn compile(patterns: usize) -> Result<String, String> {
     let inventory = l7gate::inventory::parse_str(Path::new("inventory.yaml"), inventory)
         .map_err(|e| e.to_string())?;
     let cluster = l7gate::compile::Cluster::new(loaded.policies, inventory);
-    Ok(cluster.endpoint("client").and_then(|e| cluster.compile(e))?.to_json())
+    cluster
+        .endpoint("client")
+        .and_then(|e| cluster.compile(e))?
+        .to_json()
+        .map_err(|e| e.to_string())
 }
 
 /// A CCNP selecting every endpoint with `patterns` (at least one) `toFQDNs` entries on port 443,

@@ -74,8 +74,6 @@ pub const HTTP_WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.h
 /// Type URL of the network Wasm filter config (the egress TLS and DNS listeners' `type_urls`).
 pub const NETWORK_WASM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm";
-/// The plugin configuration travels as a `StringValue`, which Envoy hands to `on_configure` raw.
-pub const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
 
 /// `PluginConfig.failure_policy`. Observed on Envoy 1.40 after a panic (Wasm trap) in the filter:
 /// * `FAIL_CLOSED`: that request and **every later one** on the worker get a local 503

@@ -266,9 +266,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Renders the config as compact JSON.
-    pub fn to_json(&self) -> String {
-        // Serialising plain structs with string keys cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    /// Renders the config as compact JSON (the error, were serde to give one, is passed on
+    /// rather than turned into an empty config).
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
 }

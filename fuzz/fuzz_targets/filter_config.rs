@@ -10,7 +10,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Ok(config) = Config::from_json(data) else { return };
     let Ok(engine) = Engine::compile(&config) else { return };
-    let again = Config::from_json(config.to_json().as_bytes()).expect("a config re-reads its JSON");
+    let json = config.to_json().expect("a parsed config serialises");
+    let again = Config::from_json(json.as_bytes()).expect("a config re-reads its JSON");
     assert_eq!(again, config, "the JSON form changed the config");
     for (direction, peer, port) in
         [(Direction::Ingress, 2, 80), (Direction::Egress, 256, 443), (Direction::Ingress, 1, 0)]

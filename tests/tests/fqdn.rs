@@ -47,7 +47,11 @@ fn seed() -> Cluster {
 
 fn config_json(cluster: &Cluster, endpoint: &str) -> String {
     let endpoint = cluster.endpoint(endpoint).unwrap_or_else(|e| panic!("{e}"));
-    cluster.compile(endpoint).unwrap_or_else(|e| panic!("{e}")).to_json()
+    cluster
+        .compile(endpoint)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_json()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A DNS server resolving every one of `names` to `ip`.

@@ -262,7 +262,7 @@ async fn an_audit_mode_policy_lets_would_be_denials_through_and_reports_them() {
         // On 8080: the port the policies name.
         listen: "127.0.0.25:8080".parse().unwrap_or_else(|e| panic!("{e}")),
         upstream: app.addr(),
-        filter_config_json: config.to_json(),
+        filter_config_json: config.to_json().unwrap_or_else(|e| panic!("{e}")),
     };
     let envoy = Envoy::start(&tools, &spec).unwrap_or_else(|e| panic!("{e}"));
     let before = prometheus(&envoy, "");
@@ -420,7 +420,7 @@ async fn the_dashboard_queries_only_what_the_envoys_export() {
         name: "dash".into(),
         listen: "127.0.0.24:0".parse().unwrap_or_else(|e| panic!("{e}")),
         upstream: app.addr(),
-        filter_config_json: config.to_json(),
+        filter_config_json: config.to_json().unwrap_or_else(|e| panic!("{e}")),
     };
     let envoy = Envoy::start(&tools, &spec).unwrap_or_else(|e| panic!("{e}"));
     // One decision, so the flow log has a record whose fields the Loki panels can be checked on.

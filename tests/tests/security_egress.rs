@@ -33,7 +33,11 @@ fn config_json(endpoint: &str) -> String {
         .unwrap_or_else(|e| panic!("{e}"))
         .cluster;
     let endpoint = cluster.endpoint(endpoint).unwrap_or_else(|e| panic!("{e}"));
-    cluster.compile(endpoint).unwrap_or_else(|e| panic!("{e}")).to_json()
+    cluster
+        .compile(endpoint)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_json()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What an attacker who controls records under `example.com` makes them say.

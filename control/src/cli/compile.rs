@@ -63,7 +63,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 Filter::EgressTls => Role::EgressTls,
                 Filter::EgressDns => Role::EgressDns,
             };
-            crate::ecds::render_for(role, &config.to_json(), wasm)
+            crate::ecds::render_for(role, &config.to_json().map_err(|e| e.to_string())?, wasm)
         }
     };
     match &args.output {

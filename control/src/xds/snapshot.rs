@@ -38,7 +38,9 @@ pub fn build(
         let config = cluster
             .compile(endpoint)
             .map_err(|e| format!("endpoint {}: {e}", qualified(endpoint)))?;
-        Ok(Arc::new(snapshot_of(&config.to_json(), wasm, roles)))
+        let json =
+            config.to_json().map_err(|e| format!("endpoint {}: {e}", qualified(endpoint)))?;
+        Ok(Arc::new(snapshot_of(&json, wasm, roles)))
     };
     let snapshots: Vec<Result<Arc<Snapshot>, String>> = std::thread::scope(|scope| {
         let workers: Vec<_> = endpoints
@@ -105,8 +107,10 @@ mod tests {
         assert_eq!(r.body.type_url, ecds::TYPED_EXTENSION_CONFIG_TYPE);
         let decoded = TypedExtensionConfig::decode(r.body.value.as_slice()).expect("decodes");
         let endpoint = cluster.endpoint("inventory-api").expect("known");
-        let expected =
-            ecds::resource(&cluster.compile(endpoint).expect("compiles").to_json(), wasm);
+        let expected = ecds::resource(
+            &cluster.compile(endpoint).expect("compiles").to_json().expect("json"),
+            wasm,
+        );
         assert_eq!(decoded, expected);
         assert_eq!(r.version, ecds::version(&r.body.value));
         assert_ne!(
@@ -131,7 +135,8 @@ mod tests {
         let config = cluster
             .compile(cluster.endpoint("frontend").expect("known"))
             .expect("compiles")
-            .to_json();
+            .to_json()
+            .expect("json");
         let of_type = &snapshots["frontend"].resources[ecds::TYPED_EXTENSION_CONFIG_TYPE];
         assert_eq!(
             of_type.keys().map(String::as_str).collect::<Vec<_>>(),

@@ -19,7 +19,6 @@ const METRIC_GAUGE: u32 = 1;
 const STREAM_DOWNSTREAM: u32 = 2;
 const STREAM_UPSTREAM: u32 = 3;
 
-#[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(

@@ -68,7 +68,7 @@ impl Cluster {
                 name: endpoint.name.clone(),
                 listen: SocketAddr::new(*ip, *port),
                 upstream: upstream.addr(),
-                filter_config_json: config.to_json(),
+                filter_config_json: config.to_json().map_err(|e| e.to_string())?,
             };
             let envoy = Envoy::spawn(&tools, &spec).map_err(|e| e.to_string())?;
             starting.push(Sidecar { endpoint: endpoint.clone(), envoy, upstream });
@@ -180,7 +180,7 @@ impl Cluster {
             name: format!("{name}-extra"),
             listen,
             upstream,
-            filter_config_json: config.to_json(),
+            filter_config_json: config.to_json().map_err(|e| e.to_string())?,
         };
         Envoy::start(&tools, &spec).map_err(|e| e.to_string())
     }

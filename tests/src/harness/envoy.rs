@@ -497,4 +497,5 @@ pub fn config_without_rules(name: &str, ingress_enforced: bool) -> String {
         egress: DirectionPolicy { enforced: false, rules: Vec::new(), audit: None },
     }
     .to_json()
+    .expect("a config of plain fields serialises")
 }
