@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::watch::{Settings, DEBOUNCE};
 use crate::xds::cache::Cache;
-use crate::xds::status::Reloads;
+use crate::xds::report::Reloads;
 
 /// The message of a `Valid: True` condition (Cilium's).
 const VALID: &str = "Policy validation succeeded";

@@ -5,9 +5,9 @@
 //! policy tests through it; `flow` reads the flow log; `diff` compares two policy sets and
 //! replays recorded flows through both; `suggest` turns recorded flows into policies; `xds`
 //! serves the configs to Envoys over ADS, following file changes (`watch`) or the Kubernetes API
-//! (`kubernetes`); `cli` is the `l7gate` command.
-//! `ecds`, `xds`, `watch`, `kubernetes` and `cli` are the feature `cli` (default): without it the
-//! crate is the policy pipeline alone, with none of the server's dependencies.
+//! (`kubernetes`), wired together by `runtime`; `cli` is the `l7gate` command.
+//! `ecds`, `xds`, `watch`, `kubernetes`, `runtime` and `cli` are the feature `cli` (default):
+//! without it the crate is the policy pipeline alone, with none of the server's dependencies.
 
 pub mod cilium;
 #[cfg(feature = "cli")]
@@ -26,6 +26,8 @@ pub mod inventory;
 pub mod kubernetes;
 pub mod policy_test;
 pub mod resolve;
+#[cfg(feature = "cli")]
+pub mod runtime;
 pub mod suggest;
 pub mod trace;
 #[cfg(feature = "cli")]

@@ -26,8 +26,8 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::xds::cache::Cache;
+use crate::xds::report::Reloads;
 use crate::xds::snapshot;
-use crate::xds::status::Reloads;
 
 /// Quiet time after the last relevant change before reloading: one editor save or `cp -r` of
 /// several files is one reload.

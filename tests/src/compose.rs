@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use l7gate::xds::status::StatusReport;
+use l7gate::xds::report::StatusReport;
 
 use crate::harness::client::{Protocol, Response};
 use crate::harness::tools::repo_root;

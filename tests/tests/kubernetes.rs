@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use l7gate::xds::status::StatusReport;
+use l7gate::xds::report::StatusReport;
 use l7gate_e2e::harness::client::{self, Protocol, Request};
 use l7gate_e2e::harness::control::{ControlPlane, ServeSpec};
 use l7gate_e2e::harness::envoy::{http_request, AdsSidecarSpec, Envoy};

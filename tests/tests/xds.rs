@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use l7gate::xds::status::{NodeStatus, ResourceStatus, StatusReport};
+use l7gate::xds::report::{NodeStatus, ResourceStatus, StatusReport};
 use l7gate_e2e::harness::client::{self, Protocol, Request};
 use l7gate_e2e::harness::cluster::{Cluster, ECDS_UPDATE_SUCCESS};
 use l7gate_e2e::harness::control::{ControlPlane, ServeSpec};

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::ecds::Role;
+use crate::runtime::{Source, Transport};
 use crate::xds::tls::TlsFiles;
-use crate::xds::{Source, Transport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -108,7 +108,7 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(crate::xds::serve(
+    runtime.block_on(crate::runtime::serve(
         source,
         settings,
         (args.listen, transport),

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use crate::xds::status::{fetch, StatusReport};
+use crate::xds::report::{fetch, StatusReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use envoy_types::pb::google::protobuf::Any;
 use tokio::sync::watch;
 
-use super::status::{NackInfo, NodeStatus, ResourceStatus};
+use super::report::{NackInfo, NodeStatus, ResourceStatus};
 
 /// One resource as it goes on the wire, with its content version.
 #[derive(Debug, Clone, PartialEq)]

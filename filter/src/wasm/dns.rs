@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use super::host;
-use super::root::Plugin;
+use super::plugin::Plugin;
 use crate::dns::{rewrite_stream, MAX_MESSAGE};
 
 /// More upstream bytes than this held at once (a few whole messages) is not a resolver.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use super::host;
-use super::root::Plugin;
+use super::plugin::Plugin;
 use crate::config::{Mismatch, Protocol};
 use crate::engine::{Direction, Reason, Request, Rewrite, Verdict};
 use crate::flowlog::Decision;

@@ -8,5 +8,6 @@ mod host;
 mod http;
 mod logger;
 mod observe;
+mod plugin;
 mod root;
 mod tls;

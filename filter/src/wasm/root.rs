@@ -8,22 +8,12 @@
 use std::rc::Rc;
 
 use super::observe::{Observer, Registry};
+use super::plugin::Plugin;
 use super::{dns::Dns, host, http::Http, tls::Tls};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::headermap::CONNECTION_HEADER_KEY;
 use crate::role::Role;
-
-/// What a stream needs of the configuration in force when it was created.
-pub struct Plugin {
-    pub engine: Engine,
-    /// Flow records and counters of this configuration.
-    pub observer: Observer,
-    pub role: Role,
-    /// The lower-case name of the header carrying the connection's addresses, if the
-    /// bootstrap sets one; else the filter reads them as properties.
-    pub connection_header: Option<String>,
-}
 
 /// A stream context: one HTTP request, or one connection of a network filter.
 pub enum Stream {

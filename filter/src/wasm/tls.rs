@@ -9,7 +9,7 @@
 use std::rc::Rc;
 
 use super::host;
-use super::root::Plugin;
+use super::plugin::Plugin;
 use crate::config::Protocol;
 use crate::engine::{Direction, Reason, Request, Verdict};
 use crate::flowlog::Decision;

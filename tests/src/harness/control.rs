@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use l7gate::xds::status::StatusReport;
+use l7gate::xds::report::StatusReport;
 
 /// Upper bound for the server to answer; a guard against hanging, never an assertion.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -165,7 +165,7 @@ impl ControlPlane {
 
     /// The current status document.
     pub fn status(&self) -> Result<StatusReport, String> {
-        l7gate::xds::status::fetch(self.status)
+        l7gate::xds::report::fetch(self.status)
     }
 
     /// Polls the status until `pred` holds; returns the last report either way (the caller
