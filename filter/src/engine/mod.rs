@@ -126,28 +126,32 @@ impl CompiledDirection {
 /// A compiled configuration for one endpoint.
 #[derive(Debug)]
 pub struct Engine {
-    /// Why nothing is allowed, when there is no usable configuration (fail closed).
-    unconfigured: Option<String>,
+    /// The compiled rules of both directions, or why nothing is allowed when there is no
+    /// usable configuration (fail closed).
+    directions: Result<Directions, String>,
     endpoint: Option<EndpointRef>,
     ipcache: IpCache,
     /// The endpoint's own host addresses, and the ranges declared outside ([`Config::local`]).
     local: IpCache,
     names: HashMap<Identity, String>,
-    ingress: Option<CompiledDirection>,
-    egress: Option<CompiledDirection>,
+}
+
+/// The rules of a configured engine.
+#[derive(Debug, Clone)]
+struct Directions {
+    ingress: CompiledDirection,
+    egress: CompiledDirection,
 }
 
 impl Engine {
     /// An engine that denies everything, saying why (no or unusable configuration).
     pub fn unconfigured(reason: impl Into<String>) -> Engine {
         Engine {
-            unconfigured: Some(reason.into()),
+            directions: Err(reason.into()),
             endpoint: None,
             ipcache: IpCache::default(),
             local: IpCache::default(),
             names: HashMap::new(),
-            ingress: None,
-            egress: None,
         }
     }
 
@@ -155,13 +159,14 @@ impl Engine {
     /// here, so a config that compiles cannot fail per request.
     pub fn compile(config: &Config) -> Result<Engine, String> {
         Ok(Engine {
-            unconfigured: None,
+            directions: Ok(Directions {
+                ingress: compile_direction("ingress", &config.ingress)?,
+                egress: compile_direction("egress", &config.egress)?,
+            }),
             endpoint: Some(config.endpoint.clone()),
             ipcache: IpCache::build(&config.ipcache)?,
             local: IpCache::build(&config.local).map_err(|e| format!("local {e}"))?,
             names: config.identities.iter().map(|i| (i.id, i.name.clone())).collect(),
-            ingress: Some(compile_direction("ingress", &config.ingress)?),
-            egress: Some(compile_direction("egress", &config.egress)?),
         })
     }
 
@@ -194,7 +199,7 @@ impl Engine {
     /// own host's (spec §6.1: `toFQDNs` never selects them; Cilium's datapath would judge the
     /// address by its own identity, which the egress proxy cannot: the answer carries no port).
     pub fn is_outside_address(&self, addr: IpAddr) -> bool {
-        self.unconfigured.is_none() && !self.is_local(addr) && is_outside(self.identity_of(addr))
+        self.directions.is_ok() && !self.is_local(addr) && is_outside(self.identity_of(addr))
     }
 
     /// Whether `source` may use the endpoint's egress listeners: only the endpoint itself, by
@@ -214,8 +219,7 @@ impl Engine {
 
     /// Number of rules per direction (ingress, egress).
     pub fn rule_counts(&self) -> (usize, usize) {
-        let count = |d: &Option<CompiledDirection>| d.as_ref().map_or(0, |d| d.rules.len());
-        (count(&self.ingress), count(&self.egress))
+        self.directions.as_ref().map_or((0, 0), |d| (d.ingress.rules.len(), d.egress.rules.len()))
     }
 
     /// Decides a request as [`Engine::decide`], given the destination's address when it is known
@@ -238,15 +242,13 @@ impl Engine {
     /// (spec §8), a request the enforced rules allow but the audit view denies is let through
     /// as [`Verdict::audited`]; the audit view is consulted only for requests already allowed.
     pub fn decide<'e>(&'e self, req: &Request<'_>, headers: Option<&dyn Headers>) -> Verdict<'e> {
-        if let Some(reason) = &self.unconfigured {
-            return Verdict::deny(Reason::Unconfigured(reason.clone()), None);
-        }
-        let direction = match req.direction {
-            Direction::Ingress => &self.ingress,
-            Direction::Egress => &self.egress,
+        let directions = match &self.directions {
+            Ok(d) => d,
+            Err(reason) => return Verdict::deny(Reason::Unconfigured(reason.clone()), None),
         };
-        let Some(direction) = direction else {
-            return Verdict::deny(Reason::Unconfigured("no rules compiled".into()), None);
+        let direction = match req.direction {
+            Direction::Ingress => &directions.ingress,
+            Direction::Egress => &directions.egress,
         };
         let verdict = direction.decide(req, headers);
         match &direction.audit {
