@@ -111,7 +111,7 @@ pub fn suggest(
 ) -> Result<Suggestion, String> {
     let mut existing = Engines::new(cluster);
     let mut observed = Observed::new();
-    let mut used = Vec::new();
+    let (mut used, mut selected) = (Vec::new(), Vec::new());
     for r in flows {
         let at = |e: String| format!("{}: {e}", r.at);
         let Some(name) = r.flow.endpoint.as_deref() else { continue };
@@ -119,6 +119,7 @@ pub fn suggest(
         if only.is_some_and(|o| !selects(o, subject)) {
             continue;
         }
+        selected.push(r);
         if !cluster.policies.is_empty() {
             let now: Outcome = decide(&mut existing, &r.flow).map_err(at)?;
             if now.verdict == "allowed" {
@@ -142,6 +143,15 @@ pub fn suggest(
             "no flow records in the given files: record traffic first (the sidecars' access log, \
              e.g. with every policy in audit mode)"
                 .to_string()
+        } else if selected.is_empty() {
+            format!(
+                "no recorded flow was decided by an endpoint {}: check --for against the flows' \
+                 endpoints",
+                only.map_or_else(
+                    || "of the inventory".to_string(),
+                    |o| format!("that {o:?} selects")
+                )
+            )
         } else {
             "no flow needs a new rule: the existing policies already allow every recorded flow \
              of the selected endpoints"
@@ -150,14 +160,6 @@ pub fn suggest(
     }
     let written = write::policies(&observed, used.len(), existing_names(cluster));
     let tests = write::tests(cluster, &used.iter().map(|r| &r.flow).collect::<Vec<_>>());
-    let selected: Vec<&Recorded> = flows
-        .iter()
-        .filter(|r| r.flow.endpoint.is_some())
-        .filter(|r| {
-            let subject = r.flow.endpoint.as_deref().and_then(|n| cluster.endpoint(n).ok());
-            only.is_none_or(|o| subject.is_some_and(|e| selects(o, e)))
-        })
-        .collect();
     check(cluster, &written.yaml, &tests, &selected)?;
     Ok(Suggestion {
         yaml: written.yaml,

@@ -177,6 +177,11 @@ fn for_picks_the_subjects_and_bad_records_are_located() {
     let unknown = [ingress("shop/gone", "127.0.0.10", "127.0.0.2", "GET", "/a")];
     let e = suggest(&cluster(""), &flows(&unknown), None).unwrap_err();
     assert!(e.starts_with("flows.log:1: no endpoint named \"shop/gone\""), "{e}");
+    let e = suggest(&cluster(""), &flows(&lines), Some("app=nothing")).unwrap_err();
+    assert!(
+        e.starts_with("no recorded flow was decided by an endpoint that \"app=nothing\" selects"),
+        "{e}"
+    );
     let e = suggest(&cluster(""), &[], None).unwrap_err();
     assert!(e.starts_with("no flow records"), "{e}");
 }
